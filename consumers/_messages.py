@@ -1,0 +1,121 @@
+"""Wire shapes of the delivery engine: subscriptions, delivery attempts, dead letters.
+
+These Structs travel through NATS (the subscription KV mirror, the internal
+attempts stream, the dead-letter stream) and are what the SQL store returns.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Final, Literal
+
+import msgspec
+
+__all__ = (
+    "DELIVERY_NAMESPACE",
+    "AttemptOutcome",
+    "AttemptRecord",
+    "AttemptTrigger",
+    "DeadLetter",
+    "DeliveryStatus",
+    "Subscription",
+    "SubscriptionStatus",
+    "delivery_id_for",
+)
+
+SubscriptionStatus = Literal["active", "paused", "disabled"]
+DeliveryStatus = Literal["pending", "success", "failed"]
+AttemptOutcome = Literal["success", "retrying", "failed"]
+"""Of one attempt: delivered; failed but will be retried; failed for good."""
+AttemptTrigger = Literal["live", "manual", "replay", "test"]
+"""Why the attempt was made: the live consumer, a manual retry, a replay, a test send."""
+
+DELIVERY_NAMESPACE: Final = uuid.UUID("5d1b6a3e-7c4f-4f0e-9a57-0c1d2b3e4f50")
+
+
+def delivery_id_for(subscription_id: uuid.UUID, event_id: uuid.UUID) -> uuid.UUID:
+    """The delivery of one event to one subscription has one id, whatever the attempt.
+
+    It is the ``webhook-id`` header too, so receivers deduplicate retries by it.
+    """
+    return uuid.uuid5(DELIVERY_NAMESPACE, f"{subscription_id}:{event_id}")
+
+
+class Subscription(msgspec.Struct, kw_only=True):
+    """A webhook subscription, as stored in SQL and mirrored to the workers."""
+
+    id: uuid.UUID
+    name: str
+    url: str
+    event_types: list[str]
+    """Patterns as the user wrote them: ``issue.created``, ``issue.*``, ``*.created``, ``*``."""
+    integration: str = "webhook"
+    integration_config: dict[str, Any] = msgspec.field(default_factory=dict)
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """Custom headers sent with every delivery."""
+    status: SubscriptionStatus = "active"
+    disabled_reason: str | None = None
+    secret: str = ""
+    """``whsec_<base64>``: signs deliveries. Never shown but on create and rotate."""
+    previous_secret: str | None = None
+    """The secret before the last rotation, still signing until ``previous_secret_expires_at``."""
+    previous_secret_expires_at: datetime | None = None
+    filters: dict[str, Any] | None = None
+    """Conditional filters (reserved for the payload filter language of the roadmap)."""
+    retry_schedule: list[float] | None = None
+    """Delays in seconds before each retry; ``None`` uses the global schedule."""
+    max_in_flight: int | None = None
+    """Concurrent deliveries for this subscription; ``None`` uses ``WEBHOOK_MAX_IN_FLIGHT``."""
+    consecutive_failures: int = 0
+    first_failure_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+class AttemptRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The outcome of one delivery attempt, published by a worker for the recorder."""
+
+    attempt_id: uuid.UUID
+    delivery_id: uuid.UUID
+    subscription_id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    attempt: int
+    """1 for the first attempt of this trigger; JetStream's delivery count for live ones."""
+    outcome: AttemptOutcome
+    trigger: AttemptTrigger = "live"
+    stream_seq: int | None = None
+    request_url: str = ""
+    request_headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """Sent headers, signatures included (they are not secrets: they cannot be replayed elsewhere)."""
+    payload: bytes = b""
+    """The request body sent (the event envelope, or the integration's shape of it)."""
+    response_code: int | None = None
+    response_headers: dict[str, str] = msgspec.field(default_factory=dict)
+    response_body: str | None = None
+    """Capped at ``WEBHOOK_RESPONSE_BODY_CAP`` bytes."""
+    error: str | None = None
+    latency_ms: float | None = None
+    started_at: datetime
+    finished_at: datetime
+    next_attempt_at: datetime | None = None
+    """When the next attempt is due, for ``retrying`` outcomes."""
+    disable_subscription: str | None = None
+    """Set when the answer itself disables the subscription (410 Gone): the reason."""
+
+
+class DeadLetter(msgspec.Struct, kw_only=True):
+    """An event whose delivery attempts ran out, with its last attempt attached."""
+
+    subscription_id: uuid.UUID
+    delivery_id: uuid.UUID
+    event: msgspec.Raw
+    """The event envelope as it was in the events stream."""
+    stream_seq: int
+    last_attempt: AttemptRecord
+    dead_at: datetime

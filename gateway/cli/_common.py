@@ -1,0 +1,71 @@
+"""What every CLI command shares: settings, running coroutines, printing, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import msgspec
+import typer
+from nats.aio.client import Client as NATS
+from rich.console import Console
+
+from streams import ConfigError, Settings, TurbohooksError, connect_nats
+
+__all__ = ("console", "err_console", "fail", "load_settings", "nats_connection", "print_json", "run")
+
+T = TypeVar("T")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``message`` in red on stderr and exit with ``code``."""
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a bad variable stops the program naming it."""
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
+def run(main: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine on uvloop when available; turn turbohooks errors into exit 1."""
+    try:
+        import uvloop
+
+        runner: Callable[[Awaitable[T]], T] = uvloop.run  # type: ignore[assignment]
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run  # type: ignore[assignment]
+    try:
+        return runner(main())
+    except TurbohooksError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@contextlib.asynccontextmanager
+async def nats_connection(settings: Settings, name: str = "turbohooks-cli") -> AsyncIterator[NATS]:
+    """A NATS connection for one command, drained on exit."""
+    nc = await connect_nats(settings, name=name)
+    try:
+        yield nc
+    finally:
+        with contextlib.suppress(Exception):  # closing a connection the server already dropped
+            await nc.close()
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on stdout (msgspec Structs, UUIDs and datetimes included)."""
+    sys.stdout.write(json.dumps(json.loads(msgspec.json.encode(value)), indent=2) + "\n")
+    sys.stdout.flush()

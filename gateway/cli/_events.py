@@ -1,0 +1,306 @@
+"""`turbohooks publish | events | tail | streams`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import typer
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import api as js_api
+from nats.js.errors import NotFoundError as JsNotFoundError
+from rich.table import Table
+
+from publishers import EventPublisher
+from streams import (
+    ATTEMPTS_STREAM,
+    DEAD_LETTER_STREAM,
+    EVENT_CATALOG,
+    SUBJECT_ROOT,
+    EventValidationError,
+    decode_event,
+    parse_duration,
+)
+
+from ._common import console, fail, load_settings, nats_connection, print_json, run
+
+__all__ = ("register",)
+
+
+def _json_arg(value: str | None, option: str) -> Any:
+    if value is None:
+        return None
+    text = value
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            fail(f"{option}: cannot read {path}: {exc.strerror}", 2)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"{option}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", 2)
+
+
+def _context_arg(pairs: list[str]) -> dict[str, str]:
+    context: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"--context: {pair!r} is not key=value (e.g. --context project_id=p-1)", 2)
+        context[key.strip()] = value
+    return context
+
+
+def publish(
+    event_type: Annotated[str, typer.Argument(help="An event type of the catalog, e.g. issue.created.")],
+    entity_id: Annotated[str, typer.Option("--entity-id", help="Id of the entity the event is about.")],
+    data: Annotated[
+        str | None, typer.Option("--data", help="The entity's current state: JSON object, or @file.json.")
+    ] = None,
+    previous: Annotated[
+        str | None, typer.Option("--previous", help="Its previous state (updates): JSON object or @file.")
+    ] = None,
+    changes: Annotated[str | None, typer.Option("--changes", help="Changed fields, comma-separated.")] = None,
+    context: Annotated[
+        list[str] | None, typer.Option("--context", help="key=value, repeatable: project_id, issue_id, …")
+    ] = None,
+    actor_type: Annotated[str, typer.Option("--actor-type", help="user, ai or system.")] = "system",
+    actor_name: Annotated[str, typer.Option("--actor-name", help="Who did it.")] = "turbohooks-cli",
+    event_id: Annotated[str | None, typer.Option("--event-id", help="A UUID; re-using one publishes once.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the acknowledgement as JSON.")] = False,
+) -> None:
+    """Publish one event and print its id and stream sequence."""
+    settings = load_settings()
+    current = _json_arg(data, "--data")
+    event_data: dict[str, Any] = {"current": current if current is not None else {}}
+    if previous is not None:
+        event_data["previous"] = _json_arg(previous, "--previous")
+    if changes:
+        event_data["changes"] = [c.strip() for c in changes.split(",") if c.strip()]
+    if current is not None and not isinstance(current, dict):
+        fail(f"--data: must be a JSON object, got {type(current).__name__}", 2)
+
+    async def main() -> None:
+        async with nats_connection(settings) as nc, EventPublisher(settings, nc=nc, name="cli") as publisher:
+            try:
+                ack = await publisher.emit(
+                    event_type=event_type,
+                    entity_id=entity_id,
+                    data=event_data,
+                    context=_context_arg(context or []),
+                    actor={"type": actor_type, "name": actor_name},
+                    event_id=event_id,
+                )
+            except EventValidationError as exc:
+                fail(str(exc), 2)
+        if as_json:
+            print_json(ack)
+        else:
+            note = " (duplicate: already stored)" if ack.duplicate else ""
+            console.print(f"published {event_type} [bold]{ack.event_id}[/bold] as seq {ack.seq}{note}")
+
+    run(main)
+
+
+def events(as_json: Annotated[bool, typer.Option("--json", help="Print the catalog as JSON.")] = False) -> None:
+    """List every event type of the catalog."""
+    if as_json:
+        print_json(list(EVENT_CATALOG.values()))
+        return
+    table = Table(title=f"{len(EVENT_CATALOG)} event types", show_lines=False)
+    table.add_column("event type", style="bold")
+    table.add_column("subject")
+    table.add_column("trigger")
+    for info in EVENT_CATALOG.values():
+        table.add_row(info.event_type, f"{SUBJECT_ROOT}.{info.event_type}", info.trigger)
+    console.print(table)
+
+
+def _subject_pattern(pattern: str) -> str:
+    if pattern in (">", "*"):
+        return f"{SUBJECT_ROOT}.>"
+    if pattern.startswith(SUBJECT_ROOT + ".") or pattern == SUBJECT_ROOT:
+        return pattern
+    return f"{SUBJECT_ROOT}.{pattern}"
+
+
+def tail(
+    pattern: Annotated[str, typer.Argument(help="Subject pattern: 'turbo.issue.>', 'issue.*', '>'.")] = "turbo.>",
+    since: Annotated[str | None, typer.Option("--since", help="Replay history from this long ago: 10m, 2h.")] = None,
+    from_seq: Annotated[int | None, typer.Option("--from-seq", help="Replay from this stream sequence.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One event envelope per line, as JSON.")] = False,
+    count: Annotated[int | None, typer.Option("--count", help="Stop after this many events.")] = None,
+    no_follow: Annotated[bool, typer.Option("--no-follow", help="Stop once history is shown.")] = False,
+) -> None:
+    """Live view of events; replays history first with --since or --from-seq."""
+    settings = load_settings()
+    if since is not None and from_seq is not None:
+        fail("--since and --from-seq cannot be used together", 2)
+    config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.NEW)
+    if since is not None:
+        try:
+            start = datetime.now(UTC) - timedelta(seconds=parse_duration(since))
+        except ValueError as exc:
+            fail(f"--since: {exc}", 2)
+        config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_TIME, opt_start_time=start)
+    elif from_seq is not None:
+        if from_seq < 1:
+            fail("--from-seq: sequences start at 1", 2)
+        config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=from_seq)
+    subject = _subject_pattern(pattern)
+
+    async def main() -> None:
+        async with nats_connection(settings) as nc:
+            js = nc.jetstream()
+            sub = await js.subscribe(subject, stream=settings.stream_name, ordered_consumer=True, config=config)
+            shown = 0
+            try:
+                while count is None or shown < count:
+                    try:
+                        # History may already sit in the client's buffer, where
+                        # the server's num_pending no longer counts it: with
+                        # --no-follow, a quiet second also means "caught up".
+                        msg = await sub.next_msg(timeout=1.0 if no_follow else None)
+                    except NatsTimeoutError:
+                        return
+                    _show(msg.data, msg.metadata.sequence.stream, as_json)
+                    shown += 1
+                    if no_follow and msg.metadata.num_pending == 0:
+                        return
+            finally:
+                await sub.unsubscribe()
+
+    run(main)
+
+
+def _show(payload: bytes, seq: int, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(payload.decode() + "\n")
+        sys.stdout.flush()
+        return
+    try:
+        event = decode_event(payload)
+    except EventValidationError as exc:
+        console.print(f"[dim]{seq:>8}[/dim] [red]undecodable event: {exc}[/red]")
+        return
+    current = event.data.current
+    title = current.get("title") or current.get("name") or ""
+    actor = f"{event.actor.type}:{event.actor.name}"
+    console.print(
+        f"[dim]{seq:>8}[/dim] {event.timestamp:%Y-%m-%d %H:%M:%S} [bold]{event.event_type:<30}[/bold] "
+        f"{event.entity_id:<12} [cyan]{actor}[/cyan] {title}",
+        highlight=False,
+    )
+
+
+class _StreamRow(msgspec.Struct):
+    name: str
+    subjects: list[str]
+    messages: int
+    bytes: int
+    first_seq: int
+    last_seq: int
+    consumers: int
+
+
+class _ConsumerRow(msgspec.Struct):
+    stream: str
+    name: str
+    filter_subjects: list[str]
+    num_pending: int
+    num_ack_pending: int
+    num_redelivered: int
+    delivered_stream_seq: int
+    ack_floor_stream_seq: int
+
+
+def streams(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """Show stream and consumer state."""
+    settings = load_settings()
+
+    async def main() -> None:
+        async with nats_connection(settings) as nc:
+            js = nc.jetstream()
+            rows: list[_StreamRow] = []
+            consumers: list[_ConsumerRow] = []
+            for name in (settings.stream_name, ATTEMPTS_STREAM, DEAD_LETTER_STREAM):
+                try:
+                    info = await js.stream_info(name)
+                except JsNotFoundError:  # not provisioned yet: shown as absent
+                    continue
+                rows.append(
+                    _StreamRow(
+                        name=name,
+                        subjects=list(info.config.subjects or []),
+                        messages=info.state.messages,
+                        bytes=info.state.bytes,
+                        first_seq=info.state.first_seq,
+                        last_seq=info.state.last_seq,
+                        consumers=info.state.consumer_count,
+                    )
+                )
+                for ci in await js.consumers_info(name):
+                    cfg = ci.config
+                    consumers.append(
+                        _ConsumerRow(
+                            stream=name,
+                            name=ci.name,
+                            filter_subjects=list(
+                                cfg.filter_subjects or ([cfg.filter_subject] if cfg.filter_subject else [])
+                            ),
+                            num_pending=ci.num_pending or 0,
+                            num_ack_pending=ci.num_ack_pending or 0,
+                            num_redelivered=ci.num_redelivered or 0,
+                            delivered_stream_seq=ci.delivered.stream_seq if ci.delivered else 0,
+                            ack_floor_stream_seq=ci.ack_floor.stream_seq if ci.ack_floor else 0,
+                        )
+                    )
+        if not rows:
+            fail(f"no turbohooks stream on {settings.resolved_nats_url()}; run `turbohooks up` first")
+        if as_json:
+            print_json({"streams": rows, "consumers": consumers})
+            return
+        table = Table(title="streams")
+        for col in ("stream", "subjects", "messages", "bytes", "first seq", "last seq", "consumers"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(
+                r.name,
+                ", ".join(r.subjects),
+                str(r.messages),
+                str(r.bytes),
+                str(r.first_seq),
+                str(r.last_seq),
+                str(r.consumers),
+            )
+        console.print(table)
+        ctable = Table(title="consumers")
+        for col in ("stream", "consumer", "filter", "pending", "ack pending", "redelivered", "ack floor"):
+            ctable.add_column(col)
+        for c in consumers:
+            ctable.add_row(
+                c.stream,
+                c.name,
+                ", ".join(c.filter_subjects),
+                str(c.num_pending),
+                str(c.num_ack_pending),
+                str(c.num_redelivered),
+                str(c.ack_floor_stream_seq),
+            )
+        console.print(ctable)
+
+    run(main)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the event commands to ``app``."""
+    app.command()(publish)
+    app.command()(events)
+    app.command()(tail)
+    app.command()(streams)

@@ -1,0 +1,31 @@
+"""The `turbohooks` command."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import typer
+
+from . import _events, _up
+
+__all__ = ("app", "main")
+
+app = typer.Typer(
+    name="turbohooks",
+    help="Webhooks and event streaming for Turbo, on NATS JetStream.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+_events.register(app)
+_up.register(app)
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    logging.basicConfig(
+        level=os.environ.get("TURBOHOOKS_LOG_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    app()

@@ -1,0 +1,6 @@
+"""Publishing Turbo events to JetStream: :class:`EventPublisher`."""
+
+from ._outbox import Outbox
+from ._publisher import EventPublisher, PublishAck
+
+__all__ = ("EventPublisher", "Outbox", "PublishAck")

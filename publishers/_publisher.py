@@ -1,0 +1,316 @@
+"""EventPublisher: the ``emit()`` of the design document, on JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Self
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+
+from streams import (
+    Actor,
+    Event,
+    EventContext,
+    EventData,
+    PublishError,
+    Settings,
+    build_event,
+    connect_nats,
+    encode_event,
+)
+
+from ._outbox import Outbox
+
+__all__ = ("EventPublisher", "PublishAck")
+
+_log = logging.getLogger("turbohooks.publisher")
+
+MSG_ID_HEADER: Final = "Nats-Msg-Id"
+_BATCH_WINDOW: Final = 1024
+_FLUSH_BATCH: Final = 256
+
+
+class PublishAck(msgspec.Struct, frozen=True, kw_only=True):
+    """JetStream's acknowledgement of one event."""
+
+    event_id: uuid.UUID
+    seq: int
+    """The event's sequence number in the stream."""
+    stream: str
+    duplicate: bool = False
+    """True when the stream already held this ``event_id`` (it was stored once)."""
+
+
+class EventPublisher:
+    """Publish Turbo events to JetStream.
+
+    Use it as an async context manager, once per application (in a lifespan)::
+
+        async with EventPublisher() as publisher:
+            ack = await publisher.emit(event_type="issue.created", entity_id=issue.id,
+                                       data={"current": issue_dict})
+
+    Three paths:
+
+    * :meth:`emit` returns once JetStream has stored the event (retrying through
+      short outages up to ``TURBOHOOKS_PUBLISH_RETRY_HORIZON``);
+    * :meth:`emit_many` pipelines many publishes for throughput;
+    * :meth:`emit_background` never waits on the network: the event goes to a
+      local durable outbox (SQLite) that a background task flushes in order,
+      also after NATS was unreachable for a while.
+
+    Every publish carries ``Nats-Msg-Id: <event_id>``, so a retried publish is
+    stored once within the stream's duplicate window.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        nc: NATS | None = None,
+        name: str = "publisher",
+        outbox_path: Path | None = None,
+        drain_timeout: float = 5.0,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.name = name
+        self._nc = nc
+        self._owns_nc = nc is None
+        self._js: JetStreamContext | None = None
+        self._outbox_path = outbox_path or self.settings.data_dir / f"outbox-{name}.sqlite3"
+        self._outbox: Outbox | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._emptied = asyncio.Event()
+        self._closing = False
+        self._drain_timeout = drain_timeout
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._nc is None:
+            self._nc = await connect_nats(self.settings, name=f"turbohooks-{self.name}")
+        self._js = self._nc.jetstream(timeout=self.settings.publish_timeout)
+        self._outbox = Outbox(self._outbox_path)
+        self._flusher = asyncio.create_task(self._flush_loop(), name=f"turbohooks-{self.name}-outbox")
+        if len(self._outbox):
+            self._wake.set()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Flush the outbox for up to ``drain_timeout``, then stop; what is left stays on disk."""
+        if self._outbox is not None and len(self._outbox):
+            await self.flush(self._drain_timeout)
+        self._closing = True
+        self._wake.set()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        if self._outbox is not None:
+            self._outbox.close()
+            self._outbox = None
+        if self._owns_nc and self._nc is not None and not self._nc.is_closed:
+            await self._nc.close()
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise PublishError("turbohooks: EventPublisher is not open; use `async with EventPublisher() as p:`")
+        return self._js
+
+    # -- awaited path ------------------------------------------------------
+
+    async def emit(
+        self,
+        *,
+        event_type: str,
+        entity_id: object,
+        entity_type: str | None = None,
+        data: EventData | Mapping[str, Any] | None = None,
+        context: EventContext | Mapping[str, Any] | None = None,
+        actor: Actor | Mapping[str, Any] | None = None,
+        event_id: uuid.UUID | str | None = None,
+        timestamp: datetime | None = None,
+        causation_id: uuid.UUID | str | None = None,
+    ) -> PublishAck:
+        """Validate, publish, and return once JetStream acknowledged the event.
+
+        Raises :class:`~streams.EventValidationError` (nothing published) for bad
+        input, :class:`~streams.PublishError` when JetStream did not acknowledge
+        within the retry horizon.
+        """
+        event = build_event(
+            event_type=event_type,
+            entity_id=entity_id,
+            entity_type=entity_type,
+            data=data,
+            context=context,
+            actor=actor,
+            event_id=event_id,
+            timestamp=timestamp,
+            causation_id=causation_id,
+        )
+        return await self.publish(event)
+
+    async def publish(self, event: Event) -> PublishAck:
+        """Publish an already built event (see :func:`streams.build_event`)."""
+        return await self._publish_raw(str(event.event_id), event.subject, encode_event(event))
+
+    async def _publish_raw(self, event_id: str, subject: str, payload: bytes) -> PublishAck:
+        deadline = time.monotonic() + self.settings.publish_retry_horizon
+        delay = 0.05
+        while True:
+            try:
+                ack = await self.js.publish(subject, payload, headers={MSG_ID_HEADER: event_id})
+            except (NatsError, TimeoutError, OSError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise PublishError(
+                        f"turbohooks: JetStream did not acknowledge event {event_id} on {subject} within "
+                        f"{self.settings.publish_retry_horizon:g}s ({type(exc).__name__}: {exc})"
+                    ) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            return PublishAck(
+                event_id=uuid.UUID(event_id), seq=ack.seq, stream=ack.stream, duplicate=bool(ack.duplicate)
+            )
+
+    # -- pipelined path ----------------------------------------------------
+
+    async def emit_many(self, events: Iterable[Event]) -> list[PublishAck]:
+        """Publish many events with up to 1,024 in flight; acks in the order given.
+
+        Build each with :func:`streams.build_event`. A publish that fails in the
+        pipeline is retried on the awaited path, so every returned ack is real.
+        """
+        pending: list[tuple[Event, asyncio.Future[Any]]] = []
+        acks: list[PublishAck] = []
+        for event in events:
+            future = await self.js.publish_async(
+                event.subject, encode_event(event), headers={MSG_ID_HEADER: str(event.event_id)}
+            )
+            pending.append((event, future))
+            if len(pending) >= _BATCH_WINDOW:
+                acks.extend(await self._settle(pending))
+                pending = []
+        acks.extend(await self._settle(pending))
+        return acks
+
+    async def _settle(self, pending: list[tuple[Event, asyncio.Future[Any]]]) -> list[PublishAck]:
+        if not pending:
+            return []
+        timeout = self.settings.publish_timeout
+        results = await asyncio.gather(
+            *(asyncio.wait_for(future, timeout) for _, future in pending), return_exceptions=True
+        )
+        acks: list[PublishAck] = []
+        for (event, _), result in zip(pending, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, NatsError | TimeoutError | OSError):
+                    raise result
+                acks.append(await self.publish(event))
+            else:
+                acks.append(
+                    PublishAck(
+                        event_id=event.event_id, seq=result.seq, stream=result.stream, duplicate=result.duplicate
+                    )
+                )
+        return acks
+
+    # -- fire-and-forget path ---------------------------------------------
+
+    def emit_background(
+        self,
+        *,
+        event_type: str,
+        entity_id: object,
+        entity_type: str | None = None,
+        data: EventData | Mapping[str, Any] | None = None,
+        context: EventContext | Mapping[str, Any] | None = None,
+        actor: Actor | Mapping[str, Any] | None = None,
+        event_id: uuid.UUID | str | None = None,
+        timestamp: datetime | None = None,
+        causation_id: uuid.UUID | str | None = None,
+    ) -> uuid.UUID:
+        """Validate, write to the local outbox, and return the event id at once.
+
+        For request handlers: the only wait is a local SQLite insert. The event
+        reaches JetStream in order, as soon as NATS can be reached.
+        """
+        event = build_event(
+            event_type=event_type,
+            entity_id=entity_id,
+            entity_type=entity_type,
+            data=data,
+            context=context,
+            actor=actor,
+            event_id=event_id,
+            timestamp=timestamp,
+            causation_id=causation_id,
+        )
+        if self._outbox is None:
+            raise PublishError("turbohooks: EventPublisher is not open; use `async with EventPublisher() as p:`")
+        self._outbox.put(str(event.event_id), event.subject, encode_event(event))
+        self._emptied.clear()
+        self._wake.set()
+        return event.event_id
+
+    @property
+    def outbox_pending(self) -> int:
+        """Events accepted by :meth:`emit_background` and not yet acknowledged."""
+        return len(self._outbox) if self._outbox is not None else 0
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the outbox is empty; False if ``timeout`` passed first."""
+        if self.outbox_pending == 0:
+            return True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._emptied.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _flush_loop(self) -> None:
+        backoff = 0.05
+        while not self._closing:
+            assert self._outbox is not None
+            rows = self._outbox.head(_FLUSH_BATCH)
+            if not rows:
+                self._emptied.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            last_acked: int | None = None
+            try:
+                # One by one, awaited: the order of the outbox is the order in
+                # the stream, even when a publish fails half-way.
+                for row in rows:
+                    await self.js.publish(row.subject, row.payload, headers={MSG_ID_HEADER: row.event_id})
+                    last_acked = row.rowid
+                backoff = 0.05
+            except (NatsError, TimeoutError, OSError) as exc:
+                _log.info("outbox: JetStream unavailable (%s); %d events wait", type(exc).__name__, len(self._outbox))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                if last_acked is not None:
+                    self._outbox.remove_through(last_acked)

@@ -1,0 +1,98 @@
+"""The event contract and the JetStream topology of turbohooks.
+
+Everything the other parts agree on lives here: the envelope, the catalog of
+event types, subjects and subscription patterns, settings, errors, the streams,
+and the embedded nats-server.
+"""
+
+from ._catalog import ENTITY_TYPES, EVENT_CATALOG, EventTypeInfo, event_type_info
+from ._connection import connect_nats
+from ._envelope import (
+    SCHEMA_VERSION,
+    Actor,
+    ActorType,
+    Event,
+    EventContext,
+    EventData,
+    build_event,
+    decode_event,
+    encode_event,
+)
+from ._errors import (
+    ConfigError,
+    ConflictError,
+    EmbeddedServerError,
+    EventValidationError,
+    NatsUnavailableError,
+    NotFoundError,
+    PortInUseError,
+    PublishError,
+    TurbohooksError,
+)
+from ._server import DEFAULT_CONFIG, EmbeddedNats, find_nats_server
+from ._settings import SETTINGS_VARIABLES, Settings, parse_duration, parse_size
+from ._subjects import (
+    SUBJECT_ROOT,
+    event_subject,
+    event_type_of_subject,
+    filter_subjects,
+    match_event_types,
+    normalize_patterns,
+)
+from ._topology import (
+    ATTEMPTS_STREAM,
+    ATTEMPTS_SUBJECT_ROOT,
+    DEAD_LETTER_STREAM,
+    DEAD_LETTER_SUBJECT_ROOT,
+    ensure_stream,
+    events_stream_config,
+    internal_stream_configs,
+    provision,
+)
+
+__all__ = (
+    "ATTEMPTS_STREAM",
+    "ATTEMPTS_SUBJECT_ROOT",
+    "DEAD_LETTER_STREAM",
+    "DEAD_LETTER_SUBJECT_ROOT",
+    "DEFAULT_CONFIG",
+    "ENTITY_TYPES",
+    "EVENT_CATALOG",
+    "SCHEMA_VERSION",
+    "SETTINGS_VARIABLES",
+    "SUBJECT_ROOT",
+    "Actor",
+    "ActorType",
+    "ConfigError",
+    "ConflictError",
+    "EmbeddedNats",
+    "EmbeddedServerError",
+    "Event",
+    "EventContext",
+    "EventData",
+    "EventTypeInfo",
+    "EventValidationError",
+    "NatsUnavailableError",
+    "NotFoundError",
+    "PortInUseError",
+    "PublishError",
+    "Settings",
+    "TurbohooksError",
+    "build_event",
+    "connect_nats",
+    "decode_event",
+    "encode_event",
+    "ensure_stream",
+    "event_subject",
+    "event_type_info",
+    "event_type_of_subject",
+    "events_stream_config",
+    "filter_subjects",
+    "find_nats_server",
+    "internal_stream_configs",
+    "match_event_types",
+    "normalize_patterns",
+    "parse_duration",
+    "parse_size",
+    "provision",
+)

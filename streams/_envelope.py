@@ -1,0 +1,204 @@
+"""The event envelope of the design document, as msgspec Structs.
+
+Schema evolution follows msgspec's rules: new fields get defaults, existing
+field types never change, and ``schema_version`` is bumped when the meaning of
+a field changes. Decoders ignore fields they do not know, so old consumers keep
+reading newer events.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+import msgspec
+
+from ._catalog import EVENT_CATALOG
+from ._errors import EventValidationError
+from ._subjects import event_subject
+
+__all__ = (
+    "SCHEMA_VERSION",
+    "Actor",
+    "ActorType",
+    "Event",
+    "EventContext",
+    "EventData",
+    "build_event",
+    "decode_event",
+    "encode_event",
+)
+
+SCHEMA_VERSION: Final = 1
+
+ActorType = Literal["user", "ai", "system"]
+
+
+class Actor(msgspec.Struct, frozen=True, kw_only=True):
+    """Who caused the event."""
+
+    type: ActorType = "system"
+    """``user``, ``ai`` or ``system``. Handlers such as Claude skip ``ai`` to avoid loops."""
+    name: str = "turbo"
+    """A user's e-mail, an agent's name, or a system component."""
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class EventData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The entity's state: now, before (for updates), and which fields changed."""
+
+    current: dict[str, Any] = msgspec.field(default_factory=dict)
+    previous: dict[str, Any] | None = None
+    changes: list[str] = msgspec.field(default_factory=list)
+
+
+class EventContext(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """Ids of the entities around the one the event is about."""
+
+    project_id: str | None = None
+    milestone_id: str | None = None
+    initiative_id: str | None = None
+    issue_id: str | None = None
+    comment_id: str | None = None
+    document_id: str | None = None
+    tag_id: str | None = None
+    literature_id: str | None = None
+    terminal_session_id: str | None = None
+    calendar_event_id: str | None = None
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """One event, as stored in JetStream and delivered to webhooks."""
+
+    event_id: uuid.UUID
+    event_type: str
+    timestamp: datetime
+    entity_type: str
+    entity_id: str
+    action: str
+    actor: Actor = Actor()
+    data: EventData = EventData()
+    context: EventContext = EventContext()
+    causation_id: uuid.UUID | None = None
+    """The event that caused this one (a derived event, an AI's reply), if any."""
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def subject(self) -> str:
+        """The JetStream subject of the event: ``turbo.<event_type>``."""
+        return event_subject(self.event_type)
+
+
+_encoder: Final = msgspec.json.Encoder()
+_decoder: Final = msgspec.json.Decoder(Event)
+
+
+def encode_event(event: Event) -> bytes:
+    """The event as compact JSON bytes."""
+    return _encoder.encode(event)
+
+
+def decode_event(payload: bytes | str) -> Event:
+    """Parse and check an event; raise :class:`EventValidationError` naming the field."""
+    try:
+        return _decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise EventValidationError(_path_of(exc), str(exc)) from exc
+    except msgspec.DecodeError as exc:
+        raise EventValidationError("body", f"is not valid JSON: {exc}") from exc
+
+
+def _path_of(exc: msgspec.ValidationError) -> str:
+    message = str(exc)
+    marker = "at `$."
+    if marker in message:
+        return message.split(marker, 1)[1].split("`", 1)[0]
+    return "event"
+
+
+def _convert(value: object, kind: type[msgspec.Struct], field: str) -> Any:
+    if isinstance(value, kind):
+        return value
+    if not isinstance(value, Mapping):
+        raise EventValidationError(field, f"must be a JSON object, got {type(value).__name__}")
+    try:
+        return msgspec.convert(dict(value), kind)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        inner = _path_of(exc) if "at `$." in message else ""
+        raise EventValidationError(f"{field}.{inner}" if inner else field, message.split(" - at ")[0]) from exc
+
+
+def _json_object(value: object, field: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise EventValidationError(field, f"must be a JSON object, got {type(value).__name__}")
+    try:
+        # Round-trip once so that anything JSON cannot carry is refused here,
+        # before publishing, rather than by a consumer later.
+        return msgspec.json.decode(_encoder.encode(dict(value)))  # type: ignore[no-any-return]
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise EventValidationError(field, f"is not JSON-serialisable: {exc}") from exc
+
+
+def build_event(
+    *,
+    event_type: str,
+    entity_id: object,
+    entity_type: str | None = None,
+    data: EventData | Mapping[str, Any] | None = None,
+    context: EventContext | Mapping[str, Any] | None = None,
+    actor: Actor | Mapping[str, Any] | None = None,
+    event_id: uuid.UUID | str | None = None,
+    timestamp: datetime | None = None,
+    causation_id: uuid.UUID | str | None = None,
+) -> Event:
+    """Check every input against the contract and build the event.
+
+    ``data`` has the design's shape ``{"current": ..., "previous": ..., "changes": [...]}``.
+    Raises :class:`EventValidationError` naming the first bad field.
+    """
+    info = EVENT_CATALOG.get(event_type) if isinstance(event_type, str) else None
+    if info is None:
+        raise EventValidationError(
+            "event_type", f"unknown event type {event_type!r}; `turbohooks events` lists the catalog"
+        )
+    if entity_type is not None and entity_type != info.entity_type:
+        raise EventValidationError("entity_type", f"{event_type} is about a {info.entity_type!r}, not {entity_type!r}")
+    if entity_id is None or (isinstance(entity_id, str) and not entity_id.strip()):
+        raise EventValidationError("entity_id", "is required")
+    if not isinstance(entity_id, str | int | uuid.UUID) or isinstance(entity_id, bool):
+        raise EventValidationError("entity_id", f"must be a string, integer or UUID, got {type(entity_id).__name__}")
+
+    if data is None:
+        event_data = EventData()
+    else:
+        if not isinstance(data, EventData):
+            data = _json_object(data, "data")
+        event_data = _convert(data, EventData, "data")
+    if timestamp is None:
+        timestamp = datetime.now(UTC)
+    elif timestamp.tzinfo is None:
+        raise EventValidationError("timestamp", "must carry a time zone (UTC is expected)")
+    return Event(
+        event_id=_uuid(event_id, "event_id") if event_id is not None else uuid.uuid4(),
+        event_type=event_type,
+        timestamp=timestamp.astimezone(UTC),
+        entity_type=info.entity_type,
+        entity_id=str(entity_id),
+        action=info.action,
+        actor=_convert(actor, Actor, "actor") if actor is not None else Actor(),
+        data=event_data,
+        context=_convert(context, EventContext, "context") if context is not None else EventContext(),
+        causation_id=_uuid(causation_id, "causation_id") if causation_id is not None else None,
+    )
+
+
+def _uuid(value: uuid.UUID | str, field: str) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise EventValidationError(field, f"{value!r} is not a UUID") from None

@@ -1,0 +1,116 @@
+"""JetStream topology: the streams turbohooks needs, provisioned idempotently.
+
+``provision()`` creates what is missing and updates what the settings changed.
+It never deletes a stream or purges it, so running it on every start is safe.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import APIError
+from nats.js.errors import NotFoundError as JsNotFoundError
+
+from ._errors import TurbohooksError
+from ._settings import Settings
+from ._subjects import SUBJECT_ROOT
+
+__all__ = (
+    "ATTEMPTS_STREAM",
+    "ATTEMPTS_SUBJECT_ROOT",
+    "DEAD_LETTER_STREAM",
+    "DEAD_LETTER_SUBJECT_ROOT",
+    "ensure_stream",
+    "events_stream_config",
+    "internal_stream_configs",
+    "provision",
+)
+
+ATTEMPTS_STREAM: Final = "TURBOHOOKS_ATTEMPTS"
+"""Internal: one message per delivery attempt, written to SQL by the recorder."""
+ATTEMPTS_SUBJECT_ROOT: Final = "turbohooks.attempts"
+DEAD_LETTER_STREAM: Final = "TURBOHOOKS_DLQ"
+"""Internal: events whose attempts ran out, with their last response."""
+DEAD_LETTER_SUBJECT_ROOT: Final = "turbohooks.dlq"
+
+# Fields that provisioning keeps in line with the settings. Anything else an
+# operator changed by hand (placement, sources) is left as it is.
+_MANAGED: Final = ("subjects", "max_age", "max_bytes", "num_replicas", "duplicate_window", "storage", "retention")
+
+
+def events_stream_config(settings: Settings) -> js_api.StreamConfig:
+    """The events stream over ``turbo.>``, from the settings."""
+    return js_api.StreamConfig(
+        name=settings.stream_name,
+        description="Turbo events: every change, as published by EventPublisher",
+        subjects=[f"{SUBJECT_ROOT}.>"],
+        retention=js_api.RetentionPolicy.LIMITS,
+        storage=js_api.StorageType.FILE,
+        max_age=settings.stream_max_age,
+        max_bytes=settings.stream_max_bytes,
+        num_replicas=settings.stream_replicas,
+        duplicate_window=settings.duplicate_window,
+        discard=js_api.DiscardPolicy.OLD,
+        allow_direct=True,
+    )
+
+
+def internal_stream_configs(settings: Settings) -> list[js_api.StreamConfig]:
+    """The delivery engine's own streams, kept outside ``turbo.>``."""
+    return [
+        js_api.StreamConfig(
+            name=ATTEMPTS_STREAM,
+            description="turbohooks: delivery attempt outcomes, for the recorder",
+            subjects=[f"{ATTEMPTS_SUBJECT_ROOT}.>"],
+            retention=js_api.RetentionPolicy.LIMITS,
+            storage=js_api.StorageType.FILE,
+            max_age=settings.stream_max_age,
+            num_replicas=settings.stream_replicas,
+            duplicate_window=settings.duplicate_window,
+        ),
+        js_api.StreamConfig(
+            name=DEAD_LETTER_STREAM,
+            description="turbohooks: events whose delivery attempts ran out",
+            subjects=[f"{DEAD_LETTER_SUBJECT_ROOT}.>"],
+            retention=js_api.RetentionPolicy.LIMITS,
+            storage=js_api.StorageType.FILE,
+            max_age=max(settings.stream_max_age, 30 * 86400.0),
+            num_replicas=settings.stream_replicas,
+            duplicate_window=settings.duplicate_window,
+        ),
+    ]
+
+
+def _differs(have: js_api.StreamConfig, want: js_api.StreamConfig) -> bool:
+    def norm(value: object) -> object:
+        return sorted(value) if isinstance(value, list) else value
+
+    return any(norm(getattr(have, f)) != norm(getattr(want, f)) for f in _MANAGED)
+
+
+async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> js_api.StreamInfo:
+    """Create the stream when missing, update it when its managed fields differ."""
+    assert config.name is not None
+    try:
+        try:
+            info = await js.stream_info(config.name)
+        except JsNotFoundError:
+            return await js.add_stream(config)
+        if _differs(info.config, config):
+            return await js.update_stream(config)
+    except JsNotFoundError:
+        raise
+    except APIError as exc:
+        hint = ""
+        if exc.err_code == 10047:  # insufficient storage: max_bytes is reserved up front
+            hint = "; lower TURBOHOOKS_STREAM_MAX_BYTES or raise the server's max_file_store"
+        raise TurbohooksError(f"turbohooks: JetStream refused stream {config.name}: {exc.description}{hint}") from exc
+    return info
+
+
+async def provision(js: JetStreamContext, settings: Settings) -> list[js_api.StreamInfo]:
+    """Provision every stream turbohooks uses; safe to call on every start."""
+    configs = [events_stream_config(settings), *internal_stream_configs(settings)]
+    return [await ensure_stream(js, config) for config in configs]

@@ -1,0 +1,37 @@
+"""Stream provisioning against a real nats-server."""
+
+from __future__ import annotations
+
+import uuid
+
+from nats.js import JetStreamContext
+from nats.js.api import StorageType
+
+from streams import Settings, ensure_stream, events_stream_config, provision
+
+
+async def test_provision_is_idempotent_and_keeps_data(js: JetStreamContext, settings: Settings) -> None:
+    name = f"T_{uuid.uuid4().hex[:8]}"
+    config = events_stream_config(Settings(stream_name=name, stream_max_age=3600, stream_max_bytes=1 << 20))
+    config.subjects = [f"prov.{name}.>"]
+    await ensure_stream(js, config)
+    await js.publish(f"prov.{name}.x", b"kept")
+    again = await ensure_stream(js, config)
+    assert again.state.messages == 1
+
+    config.max_age = 7200
+    updated = await ensure_stream(js, config)
+    assert updated.config.max_age == 7200
+    assert updated.state.messages == 1, "an update never drops data"
+    await js.delete_stream(name)
+
+
+async def test_events_stream_settings(js: JetStreamContext, settings: Settings) -> None:
+    infos = await provision(js, settings)
+    events = infos[0]
+    assert events.config.subjects == ["turbo.>"]
+    assert events.config.storage == StorageType.FILE
+    assert events.config.duplicate_window == settings.duplicate_window
+    assert events.config.duplicate_window > settings.publish_retry_horizon
+    assert events.config.num_replicas == 1
+    assert all(not s.startswith("turbo.") for info in infos[1:] for s in info.config.subjects or [])
