@@ -1,0 +1,219 @@
+"""Webhook signing: Standard Webhooks, a GitHub-style header, CloudEvents binary mode.
+
+Every delivery carries the `Standard Webhooks <https://www.standardwebhooks.com/>`_
+headers ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature``: the
+signature is ``v1,`` + base64 HMAC-SHA256, keyed by the base64-decoded
+``whsec_`` secret, of ``"{id}.{timestamp}.{body}"``. During a secret rotation
+the header holds one signature per secret, space-separated, and a receiver
+accepts the request if any matches.
+
+For receivers written against GitHub's scheme, ``X-Turbo-Signature-256`` is
+``sha256=`` + hex HMAC-SHA256 of the body alone, keyed by the *whole secret
+string* (``whsec_...`` encoded as UTF-8), which is what such a receiver
+configured with the same secret string computes. It has no timestamp, so it
+does not protect against replays: prefer ``webhook-signature``.
+
+:func:`verify` is the receiver's side, for tests, the bundled receivers and docs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets as _secrets
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Final
+
+from streams._errors import EventValidationError, TurbohooksError
+
+__all__ = (
+    "CE_TYPE_PREFIX",
+    "RESERVED_HEADERS",
+    "SECRET_PREFIX",
+    "SignatureError",
+    "build_headers",
+    "generate_secret",
+    "github_signature",
+    "secret_bytes",
+    "sign",
+    "signature_header",
+    "verify",
+)
+
+SECRET_PREFIX: Final = "whsec_"  # noqa: S105 — a prefix, not a secret
+CE_TYPE_PREFIX: Final = "turbo."
+"""``ce-type`` is ``turbo.<event_type>``: the event's NATS subject, reverse-DNS-like as CloudEvents asks."""
+
+RESERVED_HEADERS: Final[frozenset[str]] = frozenset(
+    {
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "x-turbo-event",
+        "x-turbo-signature-256",
+        "user-agent",
+        "content-type",
+        "ce-specversion",
+        "ce-id",
+        "ce-type",
+        "ce-source",
+        "ce-time",
+        # framing headers set by the HTTP client: a custom value would corrupt the request
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+    }
+)
+"""Lower-cased header names a subscription's custom headers may not set."""
+
+
+class SignatureError(TurbohooksError):
+    """A webhook request failed verification: missing headers, stale timestamp, or no matching signature."""
+
+
+def generate_secret() -> str:
+    """A new signing secret: ``whsec_`` + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(_secrets.token_bytes(32)).decode("ascii")
+
+
+def secret_bytes(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_`` secret (the prefix is optional); :class:`EventValidationError` if malformed."""
+    text = secret.strip()
+    if text.startswith(SECRET_PREFIX):
+        text = text[len(SECRET_PREFIX) :]
+    if not text:
+        raise EventValidationError("secret", "is empty; expected whsec_ followed by base64")
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise EventValidationError("secret", "is not valid base64 after the whsec_ prefix") from None
+    if not key:
+        raise EventValidationError("secret", "decodes to no bytes")
+    return key
+
+
+def _signed_content(msg_id: str, timestamp: int, body: bytes) -> bytes:
+    return f"{msg_id}.{timestamp}.".encode() + body
+
+
+def _sign_with_key(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(key, _signed_content(msg_id, timestamp, body), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The Standard Webhooks ``v1,<base64>`` signature of one message."""
+    return _sign_with_key(secret_bytes(secret), msg_id, timestamp, body)
+
+
+def signature_header(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value: one signature per secret (current first), space-separated."""
+    if isinstance(secrets, str):
+        raise TypeError("signature_header() takes a sequence of secrets, not one string")
+    if not secrets:
+        raise ValueError("signature_header() needs at least one secret")
+    return " ".join(sign(secret, msg_id, timestamp, body) for secret in secrets)
+
+
+def github_signature(secret: str, body: bytes) -> str:
+    """``sha256=`` + hex HMAC-SHA256 of ``body``, keyed by the whole secret string (UTF-8), GitHub style."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _rfc3339(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def build_headers(
+    *,
+    msg_id: str | uuid.UUID,
+    timestamp: int,
+    body: bytes,
+    secrets: Sequence[str],
+    event_type: str,
+    event_id: str | uuid.UUID,
+    event_time: datetime,
+    source: str,
+    user_agent: str,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Every header of one delivery; a custom (``extra``) header never replaces a reserved one.
+
+    ``secrets`` is the current secret first, then a rotated-out one still in its
+    grace period. ``event_time`` without a time zone is taken as UTC.
+    """
+    if isinstance(secrets, str):
+        raise TypeError("build_headers(secrets=...) takes a sequence of secrets, not one string")
+    if not secrets:
+        raise ValueError("build_headers() needs at least one secret")
+    ident = str(msg_id)
+    headers = {name: value for name, value in (extra or {}).items() if name.lower() not in RESERVED_HEADERS}
+    headers.update(
+        {
+            "webhook-id": ident,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature_header(secrets, ident, timestamp, body),
+            "X-Turbo-Event": event_type,
+            "X-Turbo-Signature-256": github_signature(secrets[0], body),
+            "User-Agent": user_agent,
+            "Content-Type": "application/json",
+            "ce-specversion": "1.0",
+            "ce-id": str(event_id),
+            "ce-type": CE_TYPE_PREFIX + event_type,
+            "ce-source": source,
+            "ce-time": _rfc3339(event_time),
+        }
+    )
+    return headers
+
+
+def verify(
+    secret_or_secrets: str | Sequence[str],
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    tolerance: float = 300,
+    now: float | None = None,
+) -> None:
+    """Check a received webhook's Standard Webhooks signature; raise :class:`SignatureError` if it fails.
+
+    Header names are matched case-insensitively. The timestamp must be within
+    ``tolerance`` seconds of ``now`` (default: the clock) in either direction.
+    """
+    secrets = [secret_or_secrets] if isinstance(secret_or_secrets, str) else list(secret_or_secrets)
+    if not secrets:
+        raise ValueError("verify() needs at least one secret")
+    lowered = {name.lower(): value for name, value in headers.items()}
+    missing = [n for n in ("webhook-id", "webhook-timestamp", "webhook-signature") if not lowered.get(n)]
+    if missing:
+        raise SignatureError(f"missing header(s): {', '.join(missing)}")
+    msg_id = lowered["webhook-id"]
+    try:
+        timestamp = int(lowered["webhook-timestamp"].strip())
+    except ValueError:
+        raise SignatureError("webhook-timestamp is not a whole number of seconds") from None
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance:
+        raise SignatureError(f"webhook-timestamp is {current - timestamp:+.0f}s from now, outside ±{tolerance:g}s")
+    received = [
+        candidate.split(",", 1)[1].encode()
+        for candidate in lowered["webhook-signature"].split()
+        if candidate.startswith("v1,")
+    ]
+    if not received:
+        raise SignatureError("webhook-signature holds no v1 signature")
+    matched = False
+    for secret in secrets:
+        expected = _sign_with_key(secret_bytes(secret), msg_id, timestamp, body).split(",", 1)[1].encode()
+        for candidate in received:
+            matched |= hmac.compare_digest(expected, candidate)
+    if not matched:
+        raise SignatureError("no signature in webhook-signature matches")
