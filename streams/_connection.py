@@ -19,11 +19,13 @@ _log = logging.getLogger("turbohooks.nats")
 
 
 async def _on_error(exc: Exception) -> None:
-    _log.warning("nats: %s", exc)
+    # Every failed reconnect attempt lands here (4 a second while NATS is
+    # down); the disconnect itself is logged once, below.
+    _log.debug("nats: %s", exc)
 
 
 async def _on_disconnect() -> None:
-    _log.info("nats: disconnected; reconnecting")
+    _log.info("nats: disconnected")
 
 
 async def _on_reconnect() -> None:
@@ -41,7 +43,9 @@ async def connect_nats(
         return await asyncio.wait_for(_connect(server, name), timeout)
     except (OSError, TimeoutError, NatsError) as exc:
         hint = "is `turbohooks up` running?" if settings.nats_url is None else "check NATS_URL"
-        raise NatsUnavailableError(f"turbohooks: cannot reach NATS at {server} ({exc or 'timed out'}); {hint}") from exc
+        raise NatsUnavailableError(
+            f"turbohooks: cannot reach NATS at {server} ({exc or f'no answer within {timeout:g}s'}); {hint}"
+        ) from exc
 
 
 async def _connect(server: str, name: str) -> NATS:

@@ -22,6 +22,8 @@ __all__ = (
     "ATTEMPTS_SUBJECT_ROOT",
     "DEAD_LETTER_STREAM",
     "DEAD_LETTER_SUBJECT_ROOT",
+    "REDELIVER_STREAM",
+    "REDELIVER_SUBJECT_ROOT",
     "ensure_stream",
     "events_stream_config",
     "internal_stream_configs",
@@ -34,6 +36,9 @@ ATTEMPTS_SUBJECT_ROOT: Final = "turbohooks.attempts"
 DEAD_LETTER_STREAM: Final = "TURBOHOOKS_DLQ"
 """Internal: events whose attempts ran out, with their last response."""
 DEAD_LETTER_SUBJECT_ROOT: Final = "turbohooks.dlq"
+REDELIVER_STREAM: Final = "TURBOHOOKS_REDELIVER"
+"""Internal work queue: manual retries and replays, each delivered once by a worker of its integration."""
+REDELIVER_SUBJECT_ROOT: Final = "turbohooks.redeliver"
 
 # Fields that provisioning keeps in line with the settings. Anything else an
 # operator changed by hand (placement, sources) is left as it is.
@@ -77,6 +82,16 @@ def internal_stream_configs(settings: Settings) -> list[js_api.StreamConfig]:
             retention=js_api.RetentionPolicy.LIMITS,
             storage=js_api.StorageType.FILE,
             max_age=max(settings.stream_max_age, 30 * 86400.0),
+            num_replicas=settings.stream_replicas,
+            duplicate_window=settings.duplicate_window,
+        ),
+        js_api.StreamConfig(
+            name=REDELIVER_STREAM,
+            description="turbohooks: manual retries and replays, for the workers",
+            subjects=[f"{REDELIVER_SUBJECT_ROOT}.>"],
+            retention=js_api.RetentionPolicy.WORK_QUEUE,
+            storage=js_api.StorageType.FILE,
+            max_age=settings.stream_max_age,
             num_replicas=settings.stream_replicas,
             duplicate_window=settings.duplicate_window,
         ),

@@ -7,7 +7,8 @@ import os
 
 import typer
 
-from . import _events, _up
+from . import _events, _processes
+from ._subscriptions import deliveries_app, subscriptions_app
 
 __all__ = ("app", "main")
 
@@ -19,7 +20,9 @@ app = typer.Typer(
     add_completion=False,
 )
 _events.register(app)
-_up.register(app)
+_processes.register(app)
+app.add_typer(subscriptions_app, name="subscriptions")
+app.add_typer(deliveries_app, name="deliveries")
 
 
 def main() -> None:

@@ -1,0 +1,328 @@
+"""Subscription management: the one door through which the CLI and the gateway change subscriptions.
+
+Every change is validated, written to SQL, applied to the subscription's
+JetStream consumer, and mirrored to the workers through the KV registry.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import msgspec
+from nats.js import JetStreamContext
+
+from integrations import get_integration
+from publishers import EventPublisher
+from streams import EventValidationError, Settings, normalize_patterns
+
+from ._consumer import delete_consumer, ensure_consumer
+from ._messages import Subscription
+from ._registry import SubscriptionRegistry
+from ._signing import RESERVED_HEADERS, generate_secret
+from ._store import SubscriptionStore
+from ._urls import validate_destination
+
+__all__ = (
+    "RESERVED_HEADER_PREFIXES",
+    "SubscriptionCreate",
+    "SubscriptionPatch",
+    "SubscriptionService",
+    "SubscriptionView",
+    "subscription_view",
+)
+
+UNSET: Final = msgspec.UNSET
+
+RESERVED_HEADER_PREFIXES: Final = ("webhook-", "ce-", "x-turbo-")
+_RESERVED_HEADERS: Final = RESERVED_HEADERS | {"content-type", "content-length", "user-agent", "host", "connection"}
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_MAX_NAME: Final = 100
+
+
+class SubscriptionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What a user gives to create a subscription."""
+
+    name: str
+    url: str
+    event_types: list[str]
+    integration: str = "webhook"
+    integration_config: dict[str, Any] = msgspec.field(default_factory=dict)
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    active: bool = True
+    retry_schedule: list[float] | None = None
+    max_in_flight: int | None = None
+    filters: dict[str, Any] | None = None
+
+
+class SubscriptionPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A partial update: only the fields given change."""
+
+    name: str | msgspec.UnsetType = UNSET
+    url: str | msgspec.UnsetType = UNSET
+    event_types: list[str] | msgspec.UnsetType = UNSET
+    integration_config: dict[str, Any] | msgspec.UnsetType = UNSET
+    headers: dict[str, str] | msgspec.UnsetType = UNSET
+    active: bool | msgspec.UnsetType = UNSET
+    """``false`` pauses, ``true`` resumes (also a disabled subscription)."""
+    retry_schedule: list[float] | msgspec.UnsetType | None = UNSET
+    max_in_flight: int | msgspec.UnsetType | None = UNSET
+    filters: dict[str, Any] | msgspec.UnsetType | None = UNSET
+
+
+class SubscriptionView(msgspec.Struct, kw_only=True):
+    """A subscription as shown to users: the secret only right after create or rotate."""
+
+    id: uuid.UUID
+    name: str
+    url: str
+    event_types: list[str]
+    integration: str
+    integration_config: dict[str, Any]
+    headers: dict[str, str]
+    status: str
+    active: bool
+    disabled_reason: str | None
+    filters: dict[str, Any] | None
+    retry_schedule: list[float] | None
+    max_in_flight: int | None
+    consecutive_failures: int
+    first_failure_at: datetime | None
+    previous_secret_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    secret: str | msgspec.UnsetType = UNSET
+    """``whsec_…``: present in the answer to create and rotate-secret, and nowhere else."""
+
+
+def subscription_view(sub: Subscription, *, with_secret: bool = False) -> SubscriptionView:
+    """The user-facing view of ``sub``; ``with_secret`` only when it was just created or rotated."""
+    return SubscriptionView(
+        id=sub.id,
+        name=sub.name,
+        url=sub.url,
+        event_types=sub.event_types,
+        integration=sub.integration,
+        integration_config=sub.integration_config,
+        headers=sub.headers,
+        status=sub.status,
+        active=sub.status == "active",
+        disabled_reason=sub.disabled_reason,
+        filters=sub.filters,
+        retry_schedule=sub.retry_schedule,
+        max_in_flight=sub.max_in_flight,
+        consecutive_failures=sub.consecutive_failures,
+        first_failure_at=sub.first_failure_at,
+        previous_secret_expires_at=sub.previous_secret_expires_at,
+        created_at=sub.created_at,
+        updated_at=sub.updated_at,
+        secret=sub.secret if with_secret else UNSET,
+    )
+
+
+def _check_name(name: str) -> str:
+    cleaned = name.strip()
+    if not cleaned:
+        raise EventValidationError("name", "is required")
+    if len(cleaned) > _MAX_NAME:
+        raise EventValidationError("name", f"is longer than {_MAX_NAME} characters")
+    return cleaned
+
+
+def _check_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    for name, value in headers.items():
+        field = f"headers.{name}"
+        lowered = name.lower()
+        if not _TOKEN.match(name):
+            raise EventValidationError(field, "is not a valid HTTP header name")
+        if lowered in _RESERVED_HEADERS or lowered.startswith(RESERVED_HEADER_PREFIXES):
+            raise EventValidationError(field, "is set by turbohooks itself (identity, signature or framing header)")
+        if not isinstance(value, str) or "\r" in value or "\n" in value:
+            raise EventValidationError(field, "must be a single-line string")
+    return dict(headers)
+
+
+def _check_schedule(schedule: Sequence[float] | None) -> list[float] | None:
+    if schedule is None:
+        return None
+    if len(schedule) > 50:
+        raise EventValidationError("retry_schedule", "has more than 50 retries")
+    for index, delay in enumerate(schedule):
+        if not isinstance(delay, int | float) or delay < 0 or delay > 7 * 86400:
+            raise EventValidationError(f"retry_schedule[{index}]", "must be a delay in seconds between 0 and 7 days")
+    return [float(d) for d in schedule]
+
+
+def _check_in_flight(value: int | None) -> int | None:
+    if value is not None and not 1 <= value <= 1024:
+        raise EventValidationError("max_in_flight", "must be between 1 and 1024")
+    return value
+
+
+class SubscriptionService:
+    """Create, change, pause, resume, disable, rotate and delete subscriptions."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: SubscriptionStore,
+        registry: SubscriptionRegistry,
+        js: JetStreamContext,
+        publisher: EventPublisher | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.js = js
+        self.publisher = publisher
+
+    async def _check_url(self, url: str) -> str:
+        return await validate_destination(
+            url, allow_http=self.settings.webhook_allow_http, allowed_hosts=self.settings.webhook_allowed_hosts
+        )
+
+    async def create(self, new: SubscriptionCreate) -> Subscription:
+        """Validate and create; the returned subscription carries its secret (shown once)."""
+        name = _check_name(new.name)
+        integration = get_integration(new.integration)
+        url = await self._check_url(new.url)
+        config = integration.validate_config(new.integration_config, url)
+        now = datetime.now(UTC)
+        subscription = Subscription(
+            id=uuid.uuid4(),
+            name=name,
+            url=url,
+            event_types=normalize_patterns(new.event_types),
+            integration=integration.name,
+            integration_config=config,
+            headers=_check_headers(new.headers),
+            status="active" if new.active else "paused",
+            secret=generate_secret(),
+            filters=new.filters,
+            retry_schedule=_check_schedule(new.retry_schedule),
+            max_in_flight=_check_in_flight(new.max_in_flight),
+            created_at=now,
+            updated_at=now,
+        )
+        created = await self.store.create(subscription)
+        try:
+            await ensure_consumer(self.js, self.settings, created)
+        except BaseException:
+            await self.store.delete(created.id)
+            raise
+        await self.registry.put(created)
+        return created
+
+    async def get(self, subscription_id: uuid.UUID) -> Subscription:
+        """One subscription (``NotFoundError`` if missing)."""
+        return await self.store.get(subscription_id)
+
+    async def update(self, subscription_id: uuid.UUID, patch: SubscriptionPatch) -> Subscription:
+        """Apply a partial update; nothing changes if any field is refused."""
+        current = await self.store.get(subscription_id)
+        changes: dict[str, Any] = {}
+        if patch.name is not UNSET:
+            changes["name"] = _check_name(patch.name)
+        if patch.url is not UNSET:
+            changes["url"] = await self._check_url(patch.url)
+        if patch.event_types is not UNSET:
+            changes["event_types"] = normalize_patterns(patch.event_types)
+        if patch.integration_config is not UNSET:
+            integration = get_integration(current.integration)
+            changes["integration_config"] = integration.validate_config(
+                patch.integration_config, changes.get("url", current.url)
+            )
+        if patch.headers is not UNSET:
+            changes["headers"] = _check_headers(patch.headers)
+        if patch.retry_schedule is not UNSET:
+            changes["retry_schedule"] = _check_schedule(patch.retry_schedule)
+        if patch.max_in_flight is not UNSET:
+            changes["max_in_flight"] = _check_in_flight(patch.max_in_flight)
+        if patch.filters is not UNSET:
+            changes["filters"] = patch.filters
+        if patch.active is not UNSET:
+            if patch.active:
+                changes.update(status="active", disabled_reason=None, consecutive_failures=0, first_failure_at=None)
+            elif current.status == "active":
+                changes["status"] = "paused"
+        return await self._save(current, changes)
+
+    async def _save(self, current: Subscription, changes: Mapping[str, Any]) -> Subscription:
+        if not changes:
+            return current
+        updated = msgspec.structs.replace(current, **changes, updated_at=datetime.now(UTC))
+        saved = await self.store.update(updated)
+        if "event_types" in changes:
+            await ensure_consumer(self.js, self.settings, saved)
+        await self.registry.put(saved)
+        return saved
+
+    async def pause(self, subscription_id: uuid.UUID) -> Subscription:
+        """Stop delivering; events keep accumulating in the subscription's backlog."""
+        return await self.update(subscription_id, SubscriptionPatch(active=False))
+
+    async def resume(self, subscription_id: uuid.UUID) -> Subscription:
+        """Deliver again, starting with the backlog, in stream order."""
+        return await self.update(subscription_id, SubscriptionPatch(active=True))
+
+    async def disable(self, subscription_id: uuid.UUID, reason: str) -> Subscription | None:
+        """Disable for a failure (auto-disable, 410 Gone), announce it as ``system.health_check_failed``.
+
+        Returns ``None`` when it was already disabled or is gone.
+        """
+        try:
+            current = await self.store.get(subscription_id)
+        except KeyError:
+            return None
+        if current.status == "disabled":
+            return None
+        saved = await self._save(current, {"status": "disabled", "disabled_reason": reason})
+        if self.publisher is not None:
+            await self.publisher.emit(
+                event_type="system.health_check_failed",
+                entity_id=str(saved.id),
+                data={
+                    "current": {
+                        "check": "webhook_subscription",
+                        "subscription_id": str(saved.id),
+                        "subscription_name": saved.name,
+                        "url": saved.url,
+                        "status": "disabled",
+                        "reason": reason,
+                        "consecutive_failures": saved.consecutive_failures,
+                    }
+                },
+                actor={"type": "system", "name": "turbohooks-recorder"},
+                # One announcement per disable, even if the recorder retries.
+                event_id=uuid.uuid5(saved.id, f"disabled:{saved.updated_at.isoformat()}"),
+            )
+        return saved
+
+    async def rotate_secret(self, subscription_id: uuid.UUID) -> Subscription:
+        """A new secret; the old one keeps signing beside it for ``WEBHOOK_SECRET_GRACE``."""
+        current = await self.store.get(subscription_id)
+        return await self._save(
+            current,
+            {
+                "secret": generate_secret(),
+                "previous_secret": current.secret,
+                "previous_secret_expires_at": datetime.now(UTC) + timedelta(seconds=self.settings.webhook_secret_grace),
+            },
+        )
+
+    async def delete(self, subscription_id: uuid.UUID) -> None:
+        """Delete the subscription, its consumer (and backlog) and its delivery log."""
+        current = await self.store.get(subscription_id)
+        await self.store.delete(subscription_id)
+        await self.registry.delete(subscription_id)
+        await delete_consumer(self.js, self.settings, current)
+
+    async def mirror(self) -> None:
+        """Re-sync the KV registry and the consumers with SQL (on start)."""
+        subscriptions = await self.store.all_for_mirror()
+        for subscription in subscriptions:
+            await ensure_consumer(self.js, self.settings, subscription)
+        await self.registry.sync(subscriptions)
