@@ -13,10 +13,19 @@ from streams import Settings, filter_subjects
 
 from ._messages import Subscription
 
-__all__ = ("MAX_ACK_PENDING", "consumer_config", "consumer_name", "delete_consumer", "ensure_consumer")
+__all__ = ("MAX_ACK_PENDING", "ack_wait", "consumer_config", "consumer_name", "delete_consumer", "ensure_consumer")
 
 MAX_ACK_PENDING: Final = 10_000
 """Unacknowledged events (in flight or waiting for a retry) per subscription before it stops pulling more."""
+
+
+def ack_wait(settings: Settings) -> float:
+    """How long an unacknowledged event stays with one worker.
+
+    A crashed worker's in-flight events come back after this, so it is short;
+    it must still be longer than one attempt can take (``WEBHOOK_TIMEOUT``).
+    """
+    return settings.webhook_timeout + max(2.0, settings.webhook_timeout / 2)
 
 
 def consumer_name(subscription: Subscription) -> str:
@@ -37,9 +46,7 @@ def consumer_config(subscription: Subscription, settings: Settings) -> js_api.Co
         description=f"turbohooks subscription {subscription.name}",
         deliver_policy=js_api.DeliverPolicy.NEW,
         ack_policy=js_api.AckPolicy.EXPLICIT,
-        # A crashed worker's in-flight events come back after this; it must be
-        # longer than one attempt can take.
-        ack_wait=settings.webhook_timeout + 15.0,
+        ack_wait=ack_wait(settings),
         max_deliver=-1,
         max_ack_pending=MAX_ACK_PENDING,
         filter_subjects=subjects,

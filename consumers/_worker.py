@@ -37,7 +37,7 @@ from streams import (
     decode_event,
 )
 
-from ._consumer import consumer_name, ensure_consumer
+from ._consumer import ack_wait, consumer_name, ensure_consumer
 from ._http import DeliveryClient
 from ._messages import AttemptRecord, AttemptTrigger, DeadLetter, Subscription, delivery_id_for
 from ._registry import SubscriptionRegistry
@@ -439,7 +439,7 @@ class Worker:
                         durable_name=durable,
                         filter_subject=f"{REDELIVER_SUBJECT_ROOT}.{kind}.>",
                         ack_policy=js_api.AckPolicy.EXPLICIT,
-                        ack_wait=self.settings.webhook_timeout + 15.0,
+                        ack_wait=ack_wait(self.settings),
                     ),
                 )
                 psub = await self.js.pull_subscribe_bind(durable=durable, stream=REDELIVER_STREAM)
