@@ -16,12 +16,11 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Final, Literal
 
 import msgspec
 
+from integrations import ErrorKind, parse_retry_after
 from streams._errors import EventValidationError
 
 if TYPE_CHECKING:
@@ -36,7 +35,6 @@ __all__ = (
 )
 
 Classification = Literal["success", "retry", "throttled", "fail", "gone"]
-ErrorKind = Literal["timeout", "connect", "protocol"]
 
 _THROTTLED: Final = frozenset({429, 502, 503, 504})
 _RNG: Final = random.Random()
@@ -57,31 +55,6 @@ def classify(status: int | None, error_kind: ErrorKind | None) -> Classification
     if 300 <= status < 500:
         return "fail"
     return "retry"  # 1xx or a status outside HTTP's range: a misbehaving receiver, try again
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds a ``Retry-After`` header asks to wait (delay-seconds or HTTP-date); ``None`` if absent or garbage.
-
-    A date in the past, or a negative number, is 0. A naive ``now`` is taken as UTC.
-    """
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):

@@ -25,7 +25,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
-from integrations import INTEGRATIONS, Integration
+from integrations import INTEGRATIONS, Integration, OutgoingRequest, Transport, TransportContext
 from streams import (
     ATTEMPTS_SUBJECT_ROOT,
     DEAD_LETTER_SUBJECT_ROOT,
@@ -38,10 +38,10 @@ from streams import (
 )
 
 from ._consumer import ack_wait, consumer_name, ensure_consumer
-from ._http import DeliveryClient
+from ._http import DeliveryClient, HttpResult
 from ._messages import AttemptRecord, AttemptTrigger, DeadLetter, Subscription, delivery_id_for
 from ._registry import SubscriptionRegistry
-from ._retry import RetryPolicy, classify, parse_retry_after
+from ._retry import RetryPolicy, classify
 from ._signing import build_headers
 
 __all__ = ("USER_AGENT", "RedeliveryRequest", "Worker", "redeliver_subject")
@@ -91,6 +91,8 @@ class _Deliverer:
         self.client = client
         self.attempts = 0
         """HTTP attempts made by this process (for metrics, and to see copies share the work)."""
+        self.transports: dict[str, Transport] = {}
+        """Custom transports of integrations that have one, opened by the worker."""
 
     def _secrets(self, sub: Subscription, now: datetime) -> list[str]:
         secrets = [sub.secret]
@@ -131,7 +133,23 @@ class _Deliverer:
         else:
             headers = {**sub.headers, **request.headers, "User-Agent": USER_AGENT}
         self.attempts += 1
-        result = await self.client.post(request.url, request.body, headers)
+        transport = self.transports.get(integration.name)
+        if transport is not None:
+            sent = await transport.send(request, event, sub.url, sub.integration_config)
+            result = HttpResult(
+                status=sent.status,
+                headers=sent.headers,
+                body=sent.body,
+                latency_ms=sent.latency_ms,
+                error=sent.error,
+                error_kind=sent.error_kind,
+            )
+            request = OutgoingRequest(
+                url=sent.request_url or request.url, body=sent.request_body or request.body, headers=request.headers
+            )
+            headers = sent.request_headers or headers
+        else:
+            result = await self.client.post(request.url, request.body, headers)
         finished = datetime.now(UTC)
         classification = classify(result.status, result.error_kind)
         record = AttemptRecord(
@@ -146,7 +164,7 @@ class _Deliverer:
             stream_seq=stream_seq,
             request_url=request.url,
             request_headers=headers,
-            payload=raw,
+            payload=request.body,
             response_code=result.status,
             response_headers=result.headers,
             response_body=result.body,
@@ -163,7 +181,7 @@ class _Deliverer:
             return _Outcome(record=record, gone=True)
         delay = None
         if policy is not None:
-            retry_after = parse_retry_after(result.headers.get("retry-after"), finished)
+            retry_after = integration.retry_after(result.status, result.headers, result.body)
             delay = policy.next_delay(attempt, classification=classification, retry_after=retry_after)
         if delay is None:
             record.outcome = "failed"
@@ -371,7 +389,12 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down gracefully."""
-        async with self.client:
+        async with self.client, contextlib.AsyncExitStack() as stack:
+            context = TransportContext(settings=self.settings, js=self.js, timeout=self.settings.webhook_timeout)
+            for kind in sorted(self.kinds):
+                factory = INTEGRATIONS[kind].transport
+                if factory is not None:
+                    self.deliverer.transports[kind] = await stack.enter_async_context(factory(context))
             registry = await SubscriptionRegistry.open(self.js, self.settings)
             watch = asyncio.create_task(self._watch(registry))
             tasks = [watch] + [asyncio.create_task(self._redeliveries(kind)) for kind in sorted(self.kinds)]

@@ -7,16 +7,32 @@ from typing import Final
 
 from streams import EventValidationError
 
-from ._base import Integration, OutgoingRequest
+from ._base import (
+    ErrorKind,
+    Integration,
+    OutgoingRequest,
+    SendResult,
+    Transport,
+    TransportContext,
+    TransportFactory,
+)
+from ._retry_after import parse_retry_after, retry_after_header
 from ._webhook import WebhookIntegration
 
 __all__ = (
     "INTEGRATIONS",
     "INTEGRATION_NAMES",
+    "ErrorKind",
     "Integration",
     "OutgoingRequest",
+    "SendResult",
+    "Transport",
+    "TransportContext",
+    "TransportFactory",
     "WebhookIntegration",
     "get_integration",
+    "parse_retry_after",
+    "retry_after_header",
 )
 
 INTEGRATIONS: Final[MappingProxyType[str, Integration]] = MappingProxyType(

@@ -1,24 +1,87 @@
-"""What an integration is: a way to turn an event into the request its service expects."""
+"""What an integration is: a way to turn an event into what its service expects.
+
+Most integrations only *render*: they turn an event into an HTTP request
+(:class:`OutgoingRequest`) that the engine signs, sends with its pooled client,
+retries and records. Some need more than one POST (GitHub mirrors issues and
+keeps a mapping; e-mail speaks SMTP): they also provide a :class:`Transport`,
+opened once per worker process, that performs the send and reports a
+:class:`SendResult` the engine classifies like an HTTP answer.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
+from nats.js import JetStreamContext
 
-from streams import Event
+from streams import Event, Settings
 
-__all__ = ("Integration", "OutgoingRequest")
+__all__ = (
+    "ErrorKind",
+    "Integration",
+    "OutgoingRequest",
+    "SendResult",
+    "Transport",
+    "TransportContext",
+    "TransportFactory",
+)
+
+ErrorKind = Literal["timeout", "connect", "protocol"]
 
 
 class OutgoingRequest(msgspec.Struct, kw_only=True):
-    """The HTTP request an integration wants sent for one event."""
+    """The request an integration wants sent for one event."""
 
     url: str
     body: bytes
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     """Content headers of the integration; the engine adds identity and signature headers."""
+
+
+class SendResult(msgspec.Struct, kw_only=True):
+    """The outcome of a custom transport's send, shaped like an HTTP answer.
+
+    ``status`` is the HTTP status of the service's answer (for SMTP: 250 on
+    success, the SMTP reply code otherwise); the engine classifies it like any
+    delivery (2xx success, 429/5xx retried, other 4xx failed).
+    """
+
+    status: int | None
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    body: str = ""
+    latency_ms: float
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+    request_url: str = ""
+    request_headers: dict[str, str] = msgspec.field(default_factory=dict)
+    request_body: bytes = b""
+
+
+class TransportContext(msgspec.Struct, kw_only=True, frozen=True):
+    """What a transport may use: the settings, JetStream (KV state), the attempt timeout."""
+
+    settings: Settings
+    js: JetStreamContext
+    timeout: float
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Performs the send for integrations that need more than one signed POST."""
+
+    async def send(
+        self, request: OutgoingRequest, event: Event, url: str, config: Mapping[str, Any]
+    ) -> SendResult:  # pragma: no cover - protocol
+        ...
+
+
+class TransportFactory(Protocol):
+    """Opens a transport for the lifetime of a worker process."""
+
+    def __call__(self, context: TransportContext) -> AbstractAsyncContextManager[Transport]: ...
 
 
 @runtime_checkable
@@ -27,13 +90,15 @@ class Integration(Protocol):
 
     ``render`` returns ``None`` for an event the integration does not send
     (Claude skips comments written by the AI): the engine acknowledges it and
-    records nothing.
+    records nothing. ``transport`` is ``None`` for integrations whose request is
+    one POST that the engine sends itself.
     """
 
     name: str
     """The integration kind, as in ``--integration``: ``webhook``, ``slack``, …"""
     signs: bool
     """Whether deliveries carry the Standard Webhooks and ``X-Turbo-Signature-256`` headers."""
+    transport: TransportFactory | None
 
     def validate_config(self, config: Mapping[str, Any], url: str) -> dict[str, Any]:
         """Check a subscription's integration config; raise ``EventValidationError`` naming the field."""
@@ -41,4 +106,8 @@ class Integration(Protocol):
 
     def render(self, event: Event, raw: bytes, url: str, config: Mapping[str, Any]) -> OutgoingRequest | None:
         """The request for ``event``; ``raw`` is the envelope exactly as stored in the stream."""
+        ...
+
+    def retry_after(self, status: int | None, headers: Mapping[str, str], body: str) -> float | None:
+        """Seconds the service asked to wait (``Retry-After``, Discord's ``retry_after``), if any."""
         ...

@@ -7,7 +7,8 @@ from typing import Any
 
 from streams import Event, EventValidationError
 
-from ._base import OutgoingRequest
+from ._base import OutgoingRequest, TransportFactory
+from ._retry_after import retry_after_header
 
 __all__ = ("WebhookIntegration",)
 
@@ -15,8 +16,9 @@ __all__ = ("WebhookIntegration",)
 class WebhookIntegration:
     """POST the event envelope, byte for byte as stored, to the subscription's URL."""
 
-    name = "webhook"
-    signs = True
+    name: str = "webhook"
+    signs: bool = True
+    transport: TransportFactory | None = None
 
     def validate_config(self, config: Mapping[str, Any], url: str) -> dict[str, Any]:
         if config:
@@ -29,3 +31,6 @@ class WebhookIntegration:
         # The stored bytes are sent as they are: no re-encoding on the hot path,
         # and the signature covers exactly what JetStream holds.
         return OutgoingRequest(url=url, body=raw, headers={"Content-Type": "application/json"})
+
+    def retry_after(self, status: int | None, headers: Mapping[str, str], body: str) -> float | None:
+        return retry_after_header(headers)
