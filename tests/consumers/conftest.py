@@ -4,7 +4,7 @@ Every storage test runs on both backends. PostgreSQL is the machine's server at
 ``TURBOHOOKS_TEST_POSTGRES_URL`` (default ``postgres@127.0.0.1:5432``): a
 database with a random name is created per test module (or per test, for the
 migration tests) and dropped afterwards. Without a reachable server those
-tests are skipped, with the reason.
+tests are skipped, with the reason (and fail under ``CI``, where it must be there).
 """
 
 from __future__ import annotations
@@ -44,7 +44,11 @@ async def postgres_database() -> AsyncIterator[str]:
             await connection.execute(text(f'CREATE DATABASE "{name}"'))
     except (OSError, SQLAlchemyError) as exc:
         await admin.dispose()
-        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}: {exc}")
+        reason = f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}: {exc}"
+        if os.environ.get("CI"):
+            # CI's machine has PostgreSQL: a skip there would hide a broken backend.
+            pytest.fail(reason)
+        pytest.skip(reason)
     try:
         yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     finally:

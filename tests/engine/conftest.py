@@ -131,14 +131,15 @@ async def wait_for(
 
 
 @contextlib.asynccontextmanager
-async def running_engine(engine: Engine, copies: int = 1) -> AsyncIterator[Running]:
-    """Run ``copies`` workers (each with its own NATS connection) and one recorder."""
+async def running_engine(engine: Engine, copies: int = 1, settings: Settings | None = None) -> AsyncIterator[Running]:
+    """Run ``copies`` workers (each with its own NATS connection) and one recorder, with ``settings`` if given."""
     from streams import connect_nats
 
+    settings = settings or engine.settings
     stop = asyncio.Event()
-    connections = [await connect_nats(engine.settings, name=f"test-worker-{i}") for i in range(copies)]
-    workers = [Worker(engine.settings, nc) for nc in connections]
-    recorder = Recorder(engine.settings, engine.nc, engine.deliveries, engine.service)
+    connections = [await connect_nats(settings, name=f"test-worker-{i}") for i in range(copies)]
+    workers = [Worker(settings, nc) for nc in connections]
+    recorder = Recorder(settings, engine.nc, engine.deliveries, engine.service)
     tasks = [asyncio.create_task(w.run(stop)) for w in workers] + [asyncio.create_task(recorder.run(stop))]
     await wait_for(lambda: all(w.ready.is_set() for w in workers), what="workers to read the registry")
     try:

@@ -285,3 +285,62 @@ async def test_bad_subscriptions_are_refused_and_change_nothing(
         await engine.service.create(SubscriptionCreate(**{**base, **fields}))  # type: ignore[arg-type]
     assert info.value.field == field
     assert await engine.subscriptions.count() == 0
+
+
+async def test_consecutive_failures_over_a_period_disable(engine: object, receiver: Receiver, unique: str) -> None:
+    """After N failed deliveries over at least a period, the subscription is disabled and announced."""
+    import msgspec as _msgspec
+
+    from consumers import Engine
+
+    from .conftest import running_engine
+
+    assert isinstance(engine, Engine)
+    strict = _msgspec.structs.replace(
+        engine.settings, webhook_disable_after_failures=3, webhook_disable_after_period=0.3
+    )
+    async with running_engine(engine, settings=strict) as run:
+        path = f"/failing-{unique}"
+        sub = await run.subscribe(
+            name=f"failing-{unique}", url=receiver.endpoint(path, [400]), event_types=["tag.*"], max_in_flight=1
+        )
+        for _ in range(3):
+            ack = await engine.publisher.emit(event_type="tag.created", entity_id=unique)
+            await _delivery(run, sub.id, ack.event_id, "failed")
+        # Three failures in well under 0.3 s: not yet (a burst is not an outage).
+        assert (await engine.subscriptions.get(sub.id)).status == "active"
+        await asyncio.sleep(0.35)
+        ack = await engine.publisher.emit(event_type="tag.created", entity_id=unique)
+        await _delivery(run, sub.id, ack.event_id, "failed")
+
+        async def disabled() -> bool:
+            return (await engine.subscriptions.get(sub.id)).status == "disabled"
+
+        await wait_for(disabled, what="auto-disable")
+        current = await engine.subscriptions.get(sub.id)
+        assert current.consecutive_failures >= 3 and current.disabled_reason
+        health = await engine.js.get_last_msg(engine.settings.stream_name, "turbo.system.health_check_failed")
+        assert decode_event(health.data or b"").entity_id == str(sub.id)
+
+
+async def test_webhook_enabled_false_delivers_nothing_and_keeps_events(
+    engine: object, receiver: Receiver, unique: str
+) -> None:
+    import msgspec as _msgspec
+
+    from consumers import Engine
+
+    from .conftest import running_engine
+
+    assert isinstance(engine, Engine)
+    path = f"/off-{unique}"
+    sub = await engine.service.create(
+        SubscriptionCreate(name=f"off-{unique}", url=receiver.endpoint(path), event_types=["tag.*"])
+    )
+    disabled = _msgspec.structs.replace(engine.settings, webhook_enabled=False)
+    async with running_engine(engine, settings=disabled) as run:
+        ack = await engine.publisher.emit(event_type="tag.created", entity_id=unique)
+        await asyncio.sleep(0.3)
+        assert receiver.at(path) == [] and sub.id not in run.workers[0].running
+    async with running_engine(engine):
+        await wait_for(lambda: [r.event_id for r in receiver.at(path)] == [str(ack.event_id)], what="the kept event")
