@@ -1,9 +1,11 @@
 """The delivery engine: subscriptions as durable consumers, signed HTTP delivery, retries, the delivery log."""
 
+from ._batcher import AttemptBatcher
 from ._consumer import consumer_config, consumer_name, delete_consumer, ensure_consumer
 from ._database import Database
 from ._http import DeliveryClient, HttpResult
 from ._messages import (
+    AttemptBatch,
     AttemptOutcome,
     AttemptRecord,
     AttemptTrigger,
@@ -42,6 +44,8 @@ __all__ = (
     "RECORDER_CONSUMER",
     "REGISTRY_BUCKET",
     "USER_AGENT",
+    "AttemptBatch",
+    "AttemptBatcher",
     "AttemptDetail",
     "AttemptOutcome",
     "AttemptRecord",

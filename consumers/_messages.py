@@ -14,6 +14,7 @@ import msgspec
 
 __all__ = (
     "DELIVERY_NAMESPACE",
+    "AttemptBatch",
     "AttemptOutcome",
     "AttemptRecord",
     "AttemptTrigger",
@@ -107,6 +108,13 @@ class AttemptRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     """When the next attempt is due, for ``retrying`` outcomes."""
     disable_subscription: str | None = None
     """Set when the answer itself disables the subscription (410 Gone): the reason."""
+
+
+class AttemptBatch(msgspec.Struct, kw_only=True):
+    """Attempt records published together: one JetStream write for many deliveries."""
+
+    batch_id: uuid.UUID
+    records: list[AttemptRecord]
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):

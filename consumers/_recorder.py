@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from streams import ATTEMPTS_STREAM, ATTEMPTS_SUBJECT_ROOT, Settings
 
-from ._messages import AttemptRecord
+from ._messages import AttemptBatch, AttemptRecord
 from ._service import SubscriptionService
 from ._store import DeliveryStore
 
@@ -33,9 +33,10 @@ __all__ = ("RECORDER_CONSUMER", "Recorder")
 _log = logging.getLogger("turbohooks.recorder")
 
 RECORDER_CONSUMER: Final = "recorder"
-_BATCH: Final = 512
+_BATCH: Final = 64
+"""Messages per fetch; each carries a batch of up to 256 attempts."""
 _NATS_ERRORS: Final = (NatsError, TimeoutError, OSError)
-_decoder: Final = msgspec.json.Decoder(AttemptRecord)
+_decoder: Final = msgspec.json.Decoder(AttemptBatch)
 
 
 class Recorder:
@@ -97,9 +98,9 @@ class Recorder:
         attempts: list[AttemptRecord] = []
         for msg in msgs:
             try:
-                attempts.append(_decoder.decode(msg.data))
+                attempts.extend(_decoder.decode(msg.data).records)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                _log.error("recorder: skipping an undecodable attempt record: %s", exc)
+                _log.error("recorder: skipping an undecodable attempt batch: %s", exc)
         result = await self.deliveries.record(
             attempts,
             disable_after_failures=self.settings.webhook_disable_after_failures,

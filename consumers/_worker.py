@@ -27,7 +27,6 @@ from nats.js import api as js_api
 
 from integrations import INTEGRATIONS, Integration, OutgoingRequest, Transport, TransportContext
 from streams import (
-    ATTEMPTS_SUBJECT_ROOT,
     DEAD_LETTER_SUBJECT_ROOT,
     REDELIVER_STREAM,
     REDELIVER_SUBJECT_ROOT,
@@ -37,6 +36,7 @@ from streams import (
     decode_event,
 )
 
+from ._batcher import AttemptBatcher
 from ._consumer import ack_wait, consumer_name, ensure_consumer
 from ._http import DeliveryClient, HttpResult
 from ._messages import AttemptRecord, AttemptTrigger, DeadLetter, Subscription, delivery_id_for
@@ -91,6 +91,7 @@ class _Deliverer:
         self.client = client
         self.attempts = 0
         """HTTP attempts made by this process (for metrics, and to see copies share the work)."""
+        self.batcher = AttemptBatcher(js)
         self.transports: dict[str, Transport] = {}
         """Custom transports of integrations that have one, opened by the worker."""
 
@@ -192,11 +193,7 @@ class _Deliverer:
 
     async def record(self, record: AttemptRecord) -> None:
         """Publish the attempt for the recorder; awaited, so the log is written before the ack."""
-        await self.js.publish(
-            f"{ATTEMPTS_SUBJECT_ROOT}.{record.subscription_id.hex}",
-            _encoder.encode(record),
-            headers={"Nats-Msg-Id": str(record.attempt_id)},
-        )
+        await self.batcher.record(record)
 
     async def dead_letter(self, sub: Subscription, raw: bytes, stream_seq: int, record: AttemptRecord) -> None:
         """Copy an event whose attempts ran out to the dead-letter stream, its last attempt attached."""
@@ -408,6 +405,7 @@ class Worker:
                         await task
                 await asyncio.gather(*(loop.stop() for loop in self._loops.values()))
                 self._loops.clear()
+                await self.deliverer.batcher.close()
 
     async def _watch(self, registry: SubscriptionRegistry) -> None:
         while True:
