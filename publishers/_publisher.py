@@ -30,6 +30,7 @@ from streams import (
     encode_event,
 )
 
+from ._changes import emit_change as _emit_change
 from ._outbox import Outbox
 
 __all__ = ("EventPublisher", "PublishAck")
@@ -192,6 +193,34 @@ class EventPublisher:
             return PublishAck(
                 event_id=uuid.UUID(event_id), seq=ack.seq, stream=ack.stream, duplicate=bool(ack.duplicate)
             )
+
+    async def emit_change(
+        self,
+        entity_type: str,
+        entity_id: object,
+        *,
+        previous: Mapping[str, Any] | None,
+        current: Mapping[str, Any],
+        actor: Actor | Mapping[str, Any] | None = None,
+        context: EventContext | Mapping[str, Any] | None = None,
+        event_id: uuid.UUID | str | None = None,
+    ) -> list[PublishAck]:
+        """Publish a change as ``<entity>.updated`` plus every event it implies, together.
+
+        ``previous=None`` means the entity was just created. Derived events
+        (``issue.status_changed``, ``issue.assigned``, ``comment.mention``, …)
+        carry ``causation_id`` = the change's event id. Nothing changed: ``[]``.
+        """
+        return await _emit_change(
+            self,
+            entity_type,
+            entity_id,
+            previous=previous,
+            current=current,
+            actor=actor,
+            context=context,
+            event_id=event_id,
+        )
 
     # -- pipelined path ----------------------------------------------------
 

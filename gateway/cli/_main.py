@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from . import _events, _processes
+from . import _events, _generators, _processes
 from ._subscriptions import deliveries_app, subscriptions_app
 
 __all__ = ("app", "main")
@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 _events.register(app)
 _processes.register(app)
+_generators.register(app)
 app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(deliveries_app, name="deliveries")
 

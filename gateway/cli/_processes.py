@@ -12,7 +12,8 @@ import typer
 
 from consumers import Recorder, Worker, open_engine
 from integrations import INTEGRATION_NAMES
-from streams import DEFAULT_CONFIG, EmbeddedNats, Settings, connect_nats, provision
+from publishers import EventPublisher, MilestoneProcessor, Scheduler, SchedulerSettings
+from streams import DEFAULT_CONFIG, ConfigError, EmbeddedNats, Settings, connect_nats, provision
 
 from ._common import console, fail, load_settings, run
 
@@ -45,7 +46,7 @@ async def _until_first_done(stop: asyncio.Event, *tasks: asyncio.Task[None]) -> 
             raise result
 
 
-async def _up(settings: Settings) -> None:
+async def _up(settings: Settings, schedule: SchedulerSettings) -> None:
     async with contextlib.AsyncExitStack() as stack:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         if settings.nats_url is None:
@@ -69,13 +70,16 @@ async def _up(settings: Settings) -> None:
         stop = await stack.enter_async_context(_stop_on_signal())
         worker = Worker(settings, engine.nc)
         recorder = Recorder(settings, engine.nc, engine.deliveries, engine.service)
+        generators = await stack.enter_async_context(EventPublisher(settings, nc=engine.nc, name="generators"))
         tasks = [
             asyncio.create_task(worker.run(stop), name="worker"),
             asyncio.create_task(recorder.run(stop), name="recorder"),
+            asyncio.create_task(Scheduler(generators, settings=schedule).run(stop), name="scheduler"),
+            asyncio.create_task(MilestoneProcessor(generators).run(stop), name="milestones"),
         ]
         console.print(
-            f"[green]turbohooks is up[/green]: worker ({', '.join(sorted(worker.kinds))}) and recorder running; "
-            "Ctrl-C stops it"
+            f"[green]turbohooks is up[/green]: worker ({', '.join(sorted(worker.kinds))}), recorder, scheduler "
+            "and milestone processor running; Ctrl-C stops it"
         )
         await _until_first_done(stop, *tasks)
         console.print("stopped")
@@ -86,11 +90,15 @@ def up(
         int | None, typer.Option("--nats-port", help="Port of the embedded nats-server (TURBOHOOKS_NATS_PORT).")
     ] = None,
 ) -> None:
-    """Run everything: embedded NATS (unless NATS_URL is set), streams, database, workers, recorder."""
+    """Run everything: embedded NATS (unless NATS_URL is set), streams, database, worker, recorder, scheduler."""
     settings = load_settings()
     if nats_port is not None:
         settings = Settings.from_env(nats_port=nats_port)
-    run(lambda: _up(settings))
+    try:
+        schedule = SchedulerSettings.from_env()
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    run(lambda: _up(settings, schedule))
 
 
 def worker(

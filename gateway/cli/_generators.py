@@ -1,0 +1,98 @@
+"""`turbohooks scheduler | simulate`: the processes that produce events rather than deliver them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from publishers import EventPublisher, MilestoneProcessor, Scheduler, SchedulerSettings, SimulationStats, Simulator
+from publishers._scheduler import label
+from streams import ConfigError, provision
+
+from ._common import console, fail, load_settings, nats_connection, run
+from ._processes import _stop_on_signal
+
+__all__ = ("register",)
+
+
+def scheduler() -> None:
+    """Run the scheduler (due dates, overdue, starting soon, digests) and the milestone processor."""
+    settings = load_settings()
+    try:
+        schedule = SchedulerSettings.from_env()
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+    async def main() -> None:
+        async with (
+            nats_connection(settings, name="turbohooks-scheduler") as nc,
+            EventPublisher(settings, nc=nc, name="scheduler") as publisher,
+            _stop_on_signal() as stop,
+        ):
+            await provision(nc.jetstream(), settings)
+            the_scheduler = Scheduler(publisher, settings=schedule)
+            milestones = MilestoneProcessor(publisher)
+            thresholds = ",".join(label(t) for t in schedule.due_thresholds) or "none"
+            console.print(
+                f"scheduler running (due dates {thresholds}, starting soon {label(schedule.starting_soon)}, "
+                f"digest {schedule.digest_time:%H:%M} UTC) and milestone processor running; Ctrl-C stops them"
+            )
+            tasks = [
+                asyncio.create_task(the_scheduler.run(stop), name="scheduler"),
+                asyncio.create_task(milestones.run(stop), name="milestones"),
+            ]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            stop.set()  # one role ending (on error) ends the other
+            await asyncio.gather(*tasks)
+            console.print("stopped")
+
+    run(main)
+
+
+def simulate(
+    rate: Annotated[float, typer.Option("--rate", help="Events per second.", min=0.1)] = 20.0,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds to run.", min=0.1)] = 60.0,
+    seed: Annotated[int | None, typer.Option("--seed", help="Same seed, same events (ids start sim<seed>-).")] = None,
+) -> None:
+    """Play realistic Turbo activity (projects, issues, comments, milestones, …) through the publisher."""
+    settings = load_settings()
+
+    async def main() -> SimulationStats:
+        async with (
+            nats_connection(settings, name="turbohooks-simulate") as nc,
+            EventPublisher(settings, nc=nc, name="simulate") as publisher,
+        ):
+            await provision(nc.jetstream(), settings)
+            simulator = Simulator(publisher, seed=seed, rate=rate)
+            console.print(f"simulating with seed [bold]{simulator.seed}[/bold] (ids start {simulator.prefix}-)")
+            columns = (
+                SpinnerColumn(),
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed:.0f} events"),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns, console=console, transient=False) as progress:
+                task = progress.add_task("publishing", total=rate * duration)
+                stats = await simulator.run(duration=duration, on_progress=lambda n: progress.update(task, completed=n))
+                progress.update(task, total=stats.events, completed=stats.events)
+            return stats
+
+    stats = run(main)
+    table = Table(title=f"{stats.events} events in {stats.elapsed:.1f}s ({stats.steps} Turbo actions)")
+    table.add_column("event type")
+    table.add_column("count", justify="right")
+    for event_type, count in stats.counts.items():
+        table.add_row(event_type, str(count))
+    console.print(table)
+    console.print(f"published {stats.events} events")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the event generators to ``app``."""
+    app.command()(scheduler)
+    app.command()(simulate)
