@@ -67,7 +67,7 @@ from streams import (
 )
 
 from ._changes import CLOSED_STATUS
-from ._milestones import RecordStore, StreamFollower, decode_messages, kv_key, open_bucket
+from ._follow import RecordStore, StreamFollower, decode_messages, kv_key, open_bucket
 from ._publisher import EventPublisher
 
 __all__ = (
