@@ -40,6 +40,7 @@ from ._batcher import AttemptBatcher
 from ._consumer import ack_wait, consumer_name, ensure_consumer
 from ._http import DeliveryClient, HttpResult
 from ._messages import AttemptRecord, AttemptTrigger, DeadLetter, Subscription, delivery_id_for
+from ._pull import ContinuousPull
 from ._registry import SubscriptionRegistry
 from ._retry import RetryPolicy, classify
 from ._signing import build_headers
@@ -51,7 +52,6 @@ _log = logging.getLogger("turbohooks.worker")
 USER_AGENT: Final = "turbohooks/0.1.0"
 _EVENT_SOURCE: Final = "/turbo"
 _IDLE_FETCH: Final = 5.0
-_BUSY_FETCH: Final = 0.05
 _GONE_HOLD: Final = 30.0
 _NATS_ERRORS: Final = (NatsError, TimeoutError, OSError)
 
@@ -213,20 +213,18 @@ class _Deliverer:
 
 
 class _SubscriptionLoop:
-    """The pull loop of one subscription."""
+    """The deliveries of one subscription: a continuous pull with a window of ``max_in_flight``."""
 
     def __init__(self, worker: Worker, sub: Subscription) -> None:
         self.worker = worker
         self.sub = sub
         self.integration = INTEGRATIONS[sub.integration]
         self.policy = RetryPolicy.from_settings(worker.settings, sub.retry_schedule)
-        limit = sub.max_in_flight or worker.settings.webhook_max_in_flight
-        self._slots = asyncio.Semaphore(limit)
-        self._limit = limit
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._limit = sub.max_in_flight or worker.settings.webhook_max_in_flight
+        self._pull: ContinuousPull | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._gone = False
+        self._gone_until = 0.0
 
     def update(self, sub: Subscription) -> None:
         """Take a changed subscription (URL, secret, headers) for the next deliveries."""
@@ -234,78 +232,39 @@ class _SubscriptionLoop:
         self.policy = RetryPolicy.from_settings(self.worker.settings, sub.retry_schedule)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"turbohooks-sub-{self.sub.id.hex[:8]}")
+        self._task = asyncio.create_task(self._start(), name=f"turbohooks-sub-{self.sub.id.hex[:8]}")
 
     async def stop(self) -> None:
         """Stop pulling; let in-flight deliveries finish (and ack) within the attempt timeout."""
         self._stopping = True
-        if self._task is not None:
+        if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._inflight:
-            await asyncio.wait(self._inflight, timeout=self.worker.settings.webhook_timeout + 1)
+        if self._pull is not None:
+            await self._pull.stop(timeout=self.worker.settings.webhook_timeout + 1)
 
-    async def _run(self) -> None:
-        js = self.worker.js
+    async def _start(self) -> None:
         settings = self.worker.settings
         while not self._stopping:
             try:
-                await ensure_consumer(js, settings, self.sub)
-                psub = await js.pull_subscribe_bind(
-                    durable=consumer_name(self.sub), stream=settings.stream_name, pending_msgs_limit=self._limit * 4
+                await ensure_consumer(self.worker.js, settings, self.sub)
+                pull = ContinuousPull(
+                    self.worker.nc, settings.stream_name, consumer_name(self.sub), self._deliver, window=self._limit
                 )
-                break
+                await pull.start()
             except _NATS_ERRORS as exc:
-                _log.warning("subscription %s: cannot bind its consumer (%s); retrying", self.sub.id, exc)
+                _log.warning("subscription %s: cannot start its consumer (%s); retrying", self.sub.id, exc)
                 await asyncio.sleep(1.0)
-        else:
+                continue
+            self._pull = pull
             return
-        idle = True
-        try:
-            while not self._stopping:
-                await self._slots.acquire()
-                if self._gone:
-                    # 410 Gone: the recorder disables the subscription; until its
-                    # status arrives, do not hammer the receiver.
-                    self._slots.release()
-                    await asyncio.sleep(_GONE_HOLD)
-                    self._gone = False
-                    continue
-                free = 1 + self._free()
-                try:
-                    msgs = await psub.fetch(1 if idle else free, timeout=_IDLE_FETCH if idle else _BUSY_FETCH)
-                except _NATS_ERRORS:
-                    # Nothing yet, or reconnecting: both mean "ask again".
-                    self._slots.release()
-                    idle = True
-                    continue
-                idle = False
-                for index, msg in enumerate(msgs):
-                    if index > 0:
-                        await self._slots.acquire()
-                    task = asyncio.create_task(self._deliver(msg))
-                    self._inflight.add(task)
-                    task.add_done_callback(self._done)
-        finally:
-            with contextlib.suppress(*_NATS_ERRORS):
-                await psub.unsubscribe()
-
-    def _free(self) -> int:
-        # Semaphore has no public "available" count; _value is stable CPython API.
-        return max(0, self._slots._value)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        self._slots.release()
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            _log.error("subscription %s: delivery crashed: %r", self.sub.id, exc, exc_info=exc)
 
     async def _deliver(self, msg: Msg) -> None:
         sub = self.sub
         deliverer = self.worker.deliverer
         meta = msg.metadata
-        if self._gone:
+        if time.monotonic() < self._gone_until:
             with contextlib.suppress(*_NATS_ERRORS):
                 await msg.nak()
             return
@@ -331,9 +290,12 @@ class _SubscriptionLoop:
         try:
             await deliverer.record(outcome.record)
             if outcome.gone:
-                self._gone = True
-                # Keep the event, first in line: a disabled subscription keeps
-                # its backlog, and resuming starts with it.
+                # 410 Gone: the recorder disables the subscription; until its
+                # status arrives, do not hammer the receiver. The event stays,
+                # first in line: a disabled subscription keeps its backlog.
+                self._gone_until = time.monotonic() + _GONE_HOLD
+                if self._pull is not None:
+                    self._pull.hold(_GONE_HOLD)
                 await msg.nak()
             elif outcome.delay is not None:
                 await msg.nak(delay=outcome.delay)
