@@ -11,6 +11,8 @@ import uuid
 
 import msgspec
 
+from streams import ConflictError
+
 from ._messages import AttemptTrigger, Subscription
 from ._runtime import Engine
 from ._worker import RedeliveryRequest, redeliver_subject
@@ -21,7 +23,11 @@ __all__ = ("queue_redelivery", "retry_delivery")
 async def queue_redelivery(
     engine: Engine, sub: Subscription, payload: bytes, *, trigger: AttemptTrigger, stream_seq: int | None
 ) -> None:
-    """Queue ``payload`` (an event envelope) for one attempt to ``sub``."""
+    """Queue ``payload`` (an event envelope) for one attempt to ``sub``; ``ConflictError`` unless it is active."""
+    if sub.status != "active":
+        raise ConflictError(
+            f"subscription {sub.id} is {sub.status}: resume it first (its backlog is delivered on resume)"
+        )
     request = RedeliveryRequest(
         subscription_id=sub.id, trigger=trigger, event=msgspec.Raw(payload), stream_seq=stream_seq
     )

@@ -446,8 +446,10 @@ class Worker:
             await msg.term()
             return
         sub = self._known.get(request.subscription_id)
-        if sub is None or sub.integration not in self.kinds:
-            # Deleted meanwhile (or not ours after all): nothing to deliver to.
+        if sub is None or sub.integration not in self.kinds or sub.status != "active":
+            # Deleted, paused or disabled meanwhile (queueing refuses those):
+            # a manual retry or a replay is not kept for later.
+            _log.info("dropping a %s of subscription %s: it is not active", request.trigger, request.subscription_id)
             await msg.ack()
             return
         outcome = await self.deliverer.attempt(

@@ -78,9 +78,11 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     entity_type: str
     entity_id: str
     action: str
-    actor: Actor = Actor()
-    data: EventData = EventData()
-    context: EventContext = EventContext()
+    # default_factory (not a shared default instance): Litestar's OpenAPI
+    # generation hashes defaults, and these hold dicts.
+    actor: Actor = msgspec.field(default_factory=Actor)
+    data: EventData = msgspec.field(default_factory=EventData)
+    context: EventContext = msgspec.field(default_factory=EventContext)
     causation_id: uuid.UUID | None = None
     """The event that caused this one (a derived event, an AI's reply), if any."""
     schema_version: int = SCHEMA_VERSION

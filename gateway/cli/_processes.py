@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from consumers import Recorder, Worker, open_engine
+from gateway import load_or_create_admin_token, serve_gateway
 from integrations import INTEGRATION_NAMES
 from publishers import EventPublisher, MilestoneProcessor, Scheduler, SchedulerSettings
 from streams import DEFAULT_CONFIG, ConfigError, EmbeddedNats, Settings, connect_nats, provision
@@ -46,7 +47,7 @@ async def _until_first_done(stop: asyncio.Event, *tasks: asyncio.Task[None]) -> 
             raise result
 
 
-async def _up(settings: Settings, schedule: SchedulerSettings) -> None:
+async def _up(settings: Settings, schedule: SchedulerSettings, host: str, port: int) -> None:
     async with contextlib.AsyncExitStack() as stack:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         if settings.nats_url is None:
@@ -71,26 +72,47 @@ async def _up(settings: Settings, schedule: SchedulerSettings) -> None:
         worker = Worker(settings, engine.nc)
         recorder = Recorder(settings, engine.nc, engine.deliveries, engine.service)
         generators = await stack.enter_async_context(EventPublisher(settings, nc=engine.nc, name="generators"))
+        token, created = load_or_create_admin_token(settings)
+        listening = asyncio.Event()
+
+        def ready(url: str) -> None:
+            console.print(f"gateway on [bold]{url}[/bold] (OpenAPI at {url}/schema)")
+            if created:
+                console.print(
+                    f"admin token (saved in {settings.data_dir / 'admin-token'}): [bold]{token}[/bold]", highlight=False
+                )
+            listening.set()
+
         tasks = [
+            asyncio.create_task(
+                serve_gateway(engine, host=host, port=port, admin_token=token, stop=stop, on_ready=ready),
+                name="gateway",
+            ),
             asyncio.create_task(worker.run(stop), name="worker"),
             asyncio.create_task(recorder.run(stop), name="recorder"),
             asyncio.create_task(Scheduler(generators, settings=schedule).run(stop), name="scheduler"),
             asyncio.create_task(MilestoneProcessor(generators).run(stop), name="milestones"),
         ]
-        console.print(
-            f"[green]turbohooks is up[/green]: worker ({', '.join(sorted(worker.kinds))}), recorder, scheduler "
-            "and milestone processor running; Ctrl-C stops it"
-        )
+        waiter = asyncio.create_task(listening.wait())
+        await asyncio.wait({waiter, tasks[0]}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if listening.is_set():
+            console.print(
+                f"[green]turbohooks is up[/green]: gateway, worker ({', '.join(sorted(worker.kinds))}), recorder, "
+                "scheduler and milestone processor running; Ctrl-C stops it"
+            )
         await _until_first_done(stop, *tasks)
         console.print("stopped")
 
 
 def up(
+    port: Annotated[int, typer.Option("--port", help="Port of the gateway (admin API and UI).")] = 8000,
+    host: Annotated[str, typer.Option("--host", help="Address the gateway listens on.")] = "127.0.0.1",
     nats_port: Annotated[
         int | None, typer.Option("--nats-port", help="Port of the embedded nats-server (TURBOHOOKS_NATS_PORT).")
     ] = None,
 ) -> None:
-    """Run everything: embedded NATS (unless NATS_URL is set), streams, database, worker, recorder, scheduler."""
+    """Run everything: embedded NATS (unless NATS_URL is set), the gateway, worker, recorder and scheduler."""
     settings = load_settings()
     if nats_port is not None:
         settings = Settings.from_env(nats_port=nats_port)
@@ -98,7 +120,7 @@ def up(
         schedule = SchedulerSettings.from_env()
     except ConfigError as exc:
         fail(str(exc), 2)
-    run(lambda: _up(settings, schedule))
+    run(lambda: _up(settings, schedule, host, port))
 
 
 def worker(

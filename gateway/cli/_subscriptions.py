@@ -20,7 +20,7 @@ from consumers import (
     retry_delivery,
     subscription_view,
 )
-from streams import EventValidationError, NotFoundError, parse_duration
+from streams import ConflictError, EventValidationError, NotFoundError, parse_duration
 
 from ._common import console, fail, load_settings, print_json, run
 
@@ -39,7 +39,7 @@ def _with_engine(body: Callable[[Engine], Awaitable[None]]) -> None:
                 await body(engine)
             except EventValidationError as exc:
                 fail(str(exc), 2)
-            except NotFoundError as exc:
+            except (NotFoundError, ConflictError) as exc:
                 fail(str(exc))
 
     run(main)

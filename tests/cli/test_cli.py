@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from streams import EmbeddedNats
@@ -169,8 +170,16 @@ def _wait_for_line(process: subprocess.Popen[str], needle: str, timeout: float =
 @pytest.mark.slow
 def test_up_runs_embedded_nats_and_stops_cleanly(up_process: tuple[subprocess.Popen[str], dict[str, str]]) -> None:
     process, env = up_process
-    _wait_for_line(process, "turbohooks is up")
+    lines = _wait_for_line(process, "turbohooks is up")
     assert (Path(env["TURBOHOOKS_DATA_DIR"]) / "jetstream").is_dir()
+    gateway = next(line for line in lines if line.startswith("gateway on "))
+    url = gateway.split()[2]
+    token = (Path(env["TURBOHOOKS_DATA_DIR"]) / "admin-token").read_text().strip()
+    assert token in "".join(lines), "a generated admin token is printed once"
+    assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+    assert httpx.get(f"{url}/api/subscriptions", timeout=10).status_code == 401
+    listed = httpx.get(f"{url}/api/subscriptions", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert listed.status_code == 200
     published = cli("publish", "issue.created", "--entity-id", "42", "--data", '{"title": "Bug in login"}', env=env)
     assert published.returncode == 0, published.stderr
     tailed = cli("tail", "turbo.issue.>", "--from-seq", "1", "--no-follow", env={**env, "COLUMNS": "200"})

@@ -1,0 +1,173 @@
+"""The Litestar app of the admin API, and running it under uvicorn.
+
+The caller opens the :class:`~consumers.Engine` and closes it: the app only
+borrows it (no lifespan of its own), so ``turbohooks up`` can share one engine
+between the gateway, the workers and the recorder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Iterator
+from typing import Final
+
+import uvicorn
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme, Tag
+from litestar.types import Message, Scope
+
+from consumers import Engine
+from streams import TurbohooksError
+
+from ._auth import ADMIN_TOKEN_VARIABLE, bearer_guard
+from ._metrics import GatewayMetrics
+from ._problems import EXCEPTION_HANDLERS
+from ._routes import PROTECTED_ROUTES, PUBLIC_ROUTES
+
+__all__ = ("MAX_BODY_SIZE", "create_app", "serve_gateway")
+
+MAX_BODY_SIZE: Final = 1 << 20
+"""Request bodies larger than this (1 MiB) are refused with 413."""
+_SECURITY_SCHEME: Final = "adminToken"
+_SHUTDOWN_GRACE: Final = 10
+_VERSION: Final = "0.1.0"
+
+_TAGS: Final = [
+    Tag(name="health", description="Liveness, readiness and metrics."),
+    Tag(name="events", description="The catalog; publishing; history read from the stream."),
+    Tag(name="subscriptions", description="Webhook subscriptions: manage, test, replay."),
+    Tag(name="deliveries", description="The delivery log; retries."),
+    Tag(name="stats", description="Delivery analytics and lag."),
+]
+
+
+def create_app(engine: Engine, *, admin_token: str, max_body_size: int = MAX_BODY_SIZE) -> Litestar:
+    """The admin API over ``engine``; every route but ``/health`` wants ``Authorization: Bearer <admin_token>``."""
+    if not admin_token.strip():
+        raise ValueError("create_app() needs a non-empty admin token")
+    metrics = GatewayMetrics()
+
+    async def count_request(message: Message, scope: Scope) -> None:
+        if message["type"] == "http.response.start":
+            # The route template, not the path: ids in paths would make a label value each.
+            route = scope.get("path_template") or "unmatched"
+            metrics.count_request(str(scope.get("method", "")), route, message["status"])
+
+    def provide_engine() -> Engine:
+        return engine
+
+    def provide_metrics() -> GatewayMetrics:
+        return metrics
+
+    api = Router(path="/", route_handlers=list(PROTECTED_ROUTES), security=[{_SECURITY_SCHEME: []}])
+    return Litestar(
+        route_handlers=[*PUBLIC_ROUTES, api],
+        dependencies={
+            "engine": Provide(provide_engine, sync_to_thread=False),
+            "gateway_metrics": Provide(provide_metrics, sync_to_thread=False),
+        },
+        guards=[bearer_guard(admin_token)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        before_send=[count_request],
+        request_max_body_size=max_body_size,
+        openapi_config=OpenAPIConfig(
+            title="turbohooks admin API",
+            version=_VERSION,
+            description="Manage webhook subscriptions, read the delivery log, retry, replay, test, and read "
+            f"analytics. Every route but `/health` wants `Authorization: Bearer <{ADMIN_TOKEN_VARIABLE}>`. "
+            "Errors are RFC 9457 problem details (`application/problem+json`) naming the offending field.",
+            path="/schema",
+            tags=_TAGS,
+            components=Components(
+                security_schemes={
+                    _SECURITY_SCHEME: SecurityScheme(
+                        type="http", scheme="bearer", description=f"The admin token ({ADMIN_TOKEN_VARIABLE})."
+                    )
+                }
+            ),
+        ),
+        logging_config=None,
+        debug=False,
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: the caller owns the signals and sets ``stop``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise TurbohooksError(f"turbohooks: gateway host {host!r} does not resolve ({exc})") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise TurbohooksError(
+            f"turbohooks: the gateway cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port"
+        ) from None
+    sock.setblocking(False)
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+async def serve_gateway(
+    engine: Engine,
+    *,
+    host: str,
+    port: int,
+    admin_token: str,
+    stop: asyncio.Event,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the admin API on ``host:port`` until ``stop`` is set; ``on_ready`` gets its URL once listening.
+
+    The socket is bound before uvicorn starts, so a taken port is a
+    :class:`~streams.TurbohooksError` naming it (and ``port=0`` picks a free one).
+    """
+    sock = _listen(host, port)
+    config = uvicorn.Config(
+        create_app(engine, admin_token=admin_token),
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=_SHUTDOWN_GRACE,
+    )
+    server = _Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]), name="turbohooks-gateway")
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        while not server.started and not serving.done():
+            await asyncio.wait({serving, stopping}, timeout=0.05, return_when=asyncio.FIRST_COMPLETED)
+            if stopping.done():
+                break
+        if server.started and on_ready is not None:
+            on_ready(_url(sock))
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.should_exit = True
+        stopping.cancel()
+        try:
+            await serving
+        except SystemExit:  # uvicorn exits the process when startup fails; this is a library
+            raise TurbohooksError("turbohooks: the gateway failed to start (see the log above)") from None
+        finally:
+            sock.close()

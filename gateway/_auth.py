@@ -1,0 +1,81 @@
+"""The admin token: where it comes from, and the guard that checks it on every request."""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from typing import Any, Final
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers import BaseRouteHandler
+from litestar.types import Guard
+
+from streams import ConfigError, Settings
+
+__all__ = ("ADMIN_TOKEN_FILE", "ADMIN_TOKEN_VARIABLE", "PUBLIC", "bearer_guard", "load_or_create_admin_token")
+
+_log = logging.getLogger("turbohooks.gateway")
+
+ADMIN_TOKEN_VARIABLE: Final = "TURBOHOOKS_ADMIN_TOKEN"  # noqa: S105 — a variable name, not a secret
+ADMIN_TOKEN_FILE: Final = "admin-token"  # noqa: S105 — a file name, not a secret
+"""The file in the data dir holding the generated token."""
+PUBLIC: Final = "public"
+"""Route option (``opt={PUBLIC: True}``) of the routes that need no token."""
+_MIN_LENGTH: Final = 16
+
+
+def load_or_create_admin_token(settings: Settings, environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
+    """The admin token and whether it was just generated.
+
+    ``TURBOHOOKS_ADMIN_TOKEN`` wins; else ``<data dir>/admin-token``; else a new
+    random token is written there (mode 0600) so that restarts keep it.
+    """
+    env = os.environ if environ is None else environ
+    given = env.get(ADMIN_TOKEN_VARIABLE, "").strip()
+    if given:
+        if len(given) < _MIN_LENGTH:
+            raise ConfigError(ADMIN_TOKEN_VARIABLE, f"is shorter than {_MIN_LENGTH} characters; use a random token")
+        return given, False
+    path = settings.data_dir / ADMIN_TOKEN_FILE
+    with contextlib.suppress(FileNotFoundError):
+        stored = path.read_text(encoding="utf-8").strip()
+        if stored:
+            return stored, False
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    try:
+        # O_EXCL: two processes starting at once agree on the first one's token.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        stored = path.read_text(encoding="utf-8").strip()
+        if stored:
+            return stored, False
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC, 0o600)  # an empty file left by a crash
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(token + "\n")
+    os.chmod(path, 0o600)
+    _log.info("gateway: generated an admin token in %s", path)
+    return token, True
+
+
+def bearer_guard(token: str) -> Guard:
+    """A guard refusing requests without ``Authorization: Bearer <token>`` (except public routes)."""
+    expected = token.encode()
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        if handler.opt.get(PUBLIC):
+            return
+        scheme, _, value = connection.headers.get("authorization", "").partition(" ")
+        # compare_digest: the time taken must not tell how much of a guess was right.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), expected):
+            raise NotAuthorizedException(
+                detail=f"send the admin token as 'Authorization: Bearer <token>' (see {ADMIN_TOKEN_VARIABLE})",
+                headers={"WWW-Authenticate": 'Bearer realm="turbohooks"'},
+            )
+
+    return guard

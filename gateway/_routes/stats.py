@@ -1,0 +1,36 @@
+"""``GET /api/stats``: delivery figures over a window, and each subscription's lag."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from litestar import get
+from litestar.params import QueryParameter
+
+from .._metrics import read_lags
+from .._problems import responses
+from .._schemas import StatsView
+from ._params import EngineDep, parse_window
+
+__all__ = ("get_stats",)
+
+
+@get(
+    "/api/stats",
+    tags=["stats"],
+    summary="Success and failure rates, latencies, busiest webhooks and events, lag",
+    responses=responses(400, 422, 503),
+)
+async def get_stats(
+    engine: EngineDep,
+    window: Annotated[
+        str, QueryParameter(max_length=32, description="How far back the figures go: `1h`, `24h`, `7d`.")
+    ] = "24h",
+) -> StatsView:
+    seconds = parse_window(window)
+    since = datetime.now(UTC) - timedelta(seconds=seconds)
+    stats = await engine.deliveries.stats(since)
+    return StatsView(
+        window=window.strip(), window_seconds=seconds, since=since, deliveries=stats, lag=await read_lags(engine)
+    )

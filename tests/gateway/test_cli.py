@@ -1,0 +1,126 @@
+"""`turbohooks gateway` and `turbohooks replay`, run as a user runs them (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from consumers import Engine, SubscriptionCreate
+from gateway.cli import app
+from streams import Settings
+
+BIN = Path(sys.executable).parent / "turbohooks"
+
+
+@pytest.fixture
+def env(settings: Settings) -> dict[str, str]:
+    """The environment of a CLI process using the test's NATS and data dir (so its database too)."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "TURBOHOOKS_", "WEBHOOK_", "DATABASE_"))}
+    return {
+        **keep,
+        "NATS_URL": settings.resolved_nats_url(),
+        "TURBOHOOKS_DATA_DIR": str(settings.data_dir),
+        "TURBOHOOKS_STREAM_MAX_BYTES": "1GiB",
+        "WEBHOOK_ALLOW_HTTP": "true",
+        "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        "COLUMNS": "200",
+    }
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_gateway_serves_prints_its_url_and_token_and_stops_on_sigint(env: dict[str, str]) -> None:
+    process = subprocess.Popen(
+        [str(BIN), "gateway", "--port", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 30
+        while not any("admin token" in line for line in lines):
+            assert time.monotonic() < deadline and process.poll() is None, (lines, process.stderr)
+            lines.append(process.stdout.readline())
+        output = "".join(lines)
+        url = re.search(r"admin API on (http://\S+)", output)
+        token = re.search(r"admin token \(new, stored in \S+\): (\S+)", output)
+        assert url and token, output
+        stored = (Path(env["TURBOHOOKS_DATA_DIR"]) / "admin-token").read_text().strip()
+        assert stored == token.group(1)
+        assert httpx.get(url.group(1) + "/health").json() == {"status": "ok"}
+        assert httpx.get(url.group(1) + "/api/event-types").status_code == 401
+        answer = httpx.get(url.group(1) + "/api/event-types", headers={"Authorization": f"Bearer {stored}"})
+        assert answer.json()["total"] == 58
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+        assert process.returncode == 0, err
+        assert "stopped" in out
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_gateway_refuses_a_taken_port(env: dict[str, str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _cli("gateway", "--port", str(port), env=env)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+async def test_replay_lists_then_queues(engine: Engine, env: dict[str, str], unique: str) -> None:
+    sub = await engine.service.create(
+        SubscriptionCreate(name=f"cli-{unique}", url="http://127.0.0.1:9/x", event_types=["issue.*"])
+    )
+    acks = [
+        await engine.publisher.emit(event_type=event_type, entity_id=unique)
+        for event_type in ("issue.created", "comment.created", "issue.closed")
+    ]
+    window = ["--subscription", str(sub.id), "--from-seq", str(acks[0].seq), "--to-seq", str(acks[-1].seq)]
+
+    dry = _cli("replay", *window, "--dry-run", "--json", env=env)
+    assert dry.returncode == 0, dry.stderr
+    listed = json.loads(dry.stdout)
+    assert [item["event_id"] for item in listed] == [str(acks[0].event_id), str(acks[2].event_id)]
+
+    table = _cli("replay", *window, "--dry-run", "--event-type", "issue.closed", env=env)
+    assert table.returncode == 0, table.stderr
+    assert "issue.closed" in table.stdout and "1 events" in table.stdout and "nothing was queued" in table.stdout
+
+    queued = _cli("replay", *window, env=env)
+    assert queued.returncode == 0, queued.stderr
+    assert f"queued 2 events for cli-{unique}" in queued.stdout
+
+
+def test_replay_argument_errors(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # In process: these fail before (or just after) connecting, and a subprocess each costs a second.
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    some = "00000000-0000-4000-8000-000000000000"
+    for args, code, message in [
+        (["--subscription", "nope", "--since", "1h"], 2, "--subscription"),
+        (["--subscription", some], 2, "--since"),
+        (["--subscription", some, "--since", "soon"], 2, "--since"),
+        (["--subscription", some, "--since", "1h", "--from-seq", "3"], 2, "--from-seq"),
+        (["--subscription", some, "--from-seq", "5", "--to-seq", "2"], 2, "--to-seq"),
+        (["--subscription", some, "--since", "1h"], 1, "not found"),
+    ]:
+        result = CliRunner().invoke(app, ["replay", *args])
+        assert result.exit_code == code, (args, result.output)
+        assert message in result.stderr, (args, result.stderr)
