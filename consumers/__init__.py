@@ -16,7 +16,7 @@ from ._messages import (
     delivery_id_for,
 )
 from ._recorder import RECORDER_CONSUMER, Recorder
-from ._redelivery import queue_redelivery, retry_delivery
+from ._redelivery import event_envelope, queue_redelivery, retry_delivery
 from ._registry import REGISTRY_BUCKET, RegistryChange, SubscriptionRegistry
 from ._retry import RetryPolicy, classify, parse_retry_after
 from ._runtime import Engine, open_engine
@@ -82,6 +82,7 @@ __all__ = (
     "delete_consumer",
     "delivery_id_for",
     "ensure_consumer",
+    "event_envelope",
     "generate_secret",
     "github_signature",
     "open_engine",

@@ -10,14 +10,16 @@ from __future__ import annotations
 import uuid
 
 import msgspec
+from nats.js.errors import NotFoundError as JsNotFoundError
 
-from streams import ConflictError
+from streams import ConflictError, EventValidationError, decode_event
 
 from ._messages import AttemptTrigger, Subscription
 from ._runtime import Engine
+from ._store import DeliveryDetail
 from ._worker import RedeliveryRequest, redeliver_subject
 
-__all__ = ("queue_redelivery", "retry_delivery")
+__all__ = ("event_envelope", "queue_redelivery", "retry_delivery")
 
 
 async def queue_redelivery(
@@ -34,9 +36,35 @@ async def queue_redelivery(
     await engine.js.publish(redeliver_subject(sub.integration, sub.id), msgspec.json.encode(request))
 
 
+async def event_envelope(engine: Engine, detail: DeliveryDetail) -> bytes:
+    """The event of a logged delivery, as stored in the events stream.
+
+    The log keeps the request body that was sent, which is the envelope only
+    for the custom webhook (Slack gets Block Kit, Zapier a flat object), so the
+    event is read back from the stream by its sequence.
+    """
+    if detail.stream_seq is not None:
+        try:
+            msg = await engine.js.get_msg(engine.settings.stream_name, detail.stream_seq)
+        except JsNotFoundError:
+            msg = None
+        if msg is not None and msg.data and decode_event(msg.data).event_id == detail.event_id:
+            return msg.data
+    try:
+        if decode_event(detail.payload).event_id == detail.event_id:
+            return detail.payload
+    except EventValidationError:
+        pass
+    raise ConflictError(
+        f"event {detail.event_id} of delivery {detail.id} is no longer in the events stream "
+        "(older than TURBOHOOKS_STREAM_MAX_AGE); it cannot be delivered again"
+    )
+
+
 async def retry_delivery(engine: Engine, delivery_id: uuid.UUID) -> Subscription:
-    """Queue one more attempt of a logged delivery; ``NotFoundError`` if it is unknown."""
+    """Queue one more attempt of a logged delivery; ``NotFoundError`` if unknown, ``ConflictError`` if not active."""
     detail = await engine.deliveries.get(delivery_id)
     sub = await engine.service.get(detail.subscription_id)
-    await queue_redelivery(engine, sub, detail.payload, trigger="manual", stream_seq=detail.stream_seq)
+    envelope = await event_envelope(engine, detail)
+    await queue_redelivery(engine, sub, envelope, trigger="manual", stream_seq=detail.stream_seq)
     return sub

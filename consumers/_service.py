@@ -15,7 +15,7 @@ from typing import Any, Final
 import msgspec
 from nats.js import JetStreamContext
 
-from integrations import get_integration
+from integrations import get_integration, requires_url
 from publishers import EventPublisher
 from streams import EventValidationError, Settings, normalize_patterns
 
@@ -188,7 +188,9 @@ class SubscriptionService:
         """Validate and create; the returned subscription carries its secret (shown once)."""
         name = _check_name(new.name)
         integration = get_integration(new.integration)
-        url = await self._check_url(new.url)
+        # E-mail (mailto:) and GitHub (api_url in the config) do not POST to
+        # the URL; their validate_config checks it instead.
+        url = await self._check_url(new.url) if requires_url(integration) else new.url.strip()
         config = integration.validate_config(new.integration_config, url)
         now = datetime.now(UTC)
         subscription = Subscription(
@@ -227,7 +229,10 @@ class SubscriptionService:
         if patch.name is not UNSET:
             changes["name"] = _check_name(patch.name)
         if patch.url is not UNSET:
-            changes["url"] = await self._check_url(patch.url)
+            integration = get_integration(current.integration)
+            changes["url"] = await self._check_url(patch.url) if requires_url(integration) else patch.url.strip()
+            if patch.integration_config is UNSET:
+                integration.validate_config(current.integration_config, changes["url"])
         if patch.event_types is not UNSET:
             changes["event_types"] = normalize_patterns(patch.event_types)
         if patch.integration_config is not UNSET:

@@ -10,6 +10,7 @@ from .deliveries import get_delivery, list_deliveries, recover_subscription, ret
 from .event_types import list_event_types
 from .events import get_event, list_events, publish_event
 from .health import health, ready
+from .inbound import inbound_github
 from .metrics import metrics
 from .replay import replay_events
 from .stats import get_stats
@@ -25,7 +26,7 @@ from .subscriptions import (
 
 __all__ = ("PROTECTED_ROUTES", "PUBLIC_ROUTES")
 
-PUBLIC_ROUTES: Final[tuple[HTTPRouteHandler, ...]] = (health,)
+PUBLIC_ROUTES: Final[tuple[HTTPRouteHandler, ...]] = (health, inbound_github)
 PROTECTED_ROUTES: Final[tuple[HTTPRouteHandler, ...]] = (
     ready,
     metrics,

@@ -13,7 +13,7 @@ from typing import Annotated, Final
 from litestar import get, post
 from litestar.params import FromPath, QueryParameter
 
-from consumers import DeliveryStatus, DeliverySummary, Subscription, queue_redelivery
+from consumers import DeliveryStatus, DeliverySummary, Subscription, event_envelope, queue_redelivery
 from streams import ConflictError
 
 from .._problems import responses
@@ -93,7 +93,8 @@ async def retry_delivery(engine: EngineDep, delivery_id: FromPath[uuid.UUID]) ->
     detail = await engine.deliveries.get(delivery_id)
     sub = await engine.service.get(detail.subscription_id)
     require_active(sub, "retry")
-    await queue_redelivery(engine, sub, detail.payload, trigger="manual", stream_seq=detail.stream_seq)
+    envelope = await event_envelope(engine, detail)
+    await queue_redelivery(engine, sub, envelope, trigger="manual", stream_seq=detail.stream_seq)
     return RetryQueued(delivery_id=delivery_id, subscription_id=sub.id)
 
 
@@ -122,7 +123,8 @@ async def recover_subscription(
     async def queue(delivery_id: FromPath[uuid.UUID]) -> None:
         async with limit:
             detail = await engine.deliveries.get(delivery_id)
-            await queue_redelivery(engine, sub, detail.payload, trigger="manual", stream_seq=detail.stream_seq)
+            envelope = await event_envelope(engine, detail)
+            await queue_redelivery(engine, sub, envelope, trigger="manual", stream_seq=detail.stream_seq)
 
     await asyncio.gather(*(queue(d.id) for d in chosen))
     return RecoverResult(

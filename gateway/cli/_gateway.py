@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from consumers import open_engine
+from integrations import ensure_env_subscriptions
 from streams import ConfigError, ConflictError, EventValidationError, NotFoundError
 
 from .._app import serve_gateway
@@ -40,6 +41,8 @@ def gateway(
 
     async def main() -> None:
         async with open_engine(settings, name="gateway") as engine, _stop_on_signal() as stop:
+            for sub in await ensure_env_subscriptions(engine.service):
+                console.print(f"subscription {sub.name} ({sub.integration}) from the environment → {sub.url}")
 
             def ready(url: str) -> None:
                 # soft_wrap: a URL or a token broken over two lines cannot be copied.

@@ -12,7 +12,7 @@ import typer
 
 from consumers import Recorder, Worker, open_engine
 from gateway import load_or_create_admin_token, serve_gateway
-from integrations import INTEGRATION_NAMES
+from integrations import INTEGRATION_NAMES, ensure_env_subscriptions
 from publishers import EventPublisher, MilestoneProcessor, Scheduler, SchedulerSettings
 from streams import DEFAULT_CONFIG, ConfigError, EmbeddedNats, Settings, connect_nats, provision
 
@@ -64,6 +64,8 @@ async def _up(settings: Settings, schedule: SchedulerSettings, host: str, port: 
             console.print(f"using NATS at [bold]{settings.nats_url}[/bold]")
         engine = await stack.enter_async_context(open_engine(settings, name="up"))
         await engine.service.mirror()
+        for sub in await ensure_env_subscriptions(engine.service):
+            console.print(f"subscription [bold]{sub.name}[/bold] ({sub.integration}) from the environment → {sub.url}")
         for name in (settings.stream_name, "TURBOHOOKS_ATTEMPTS", "TURBOHOOKS_DLQ", "TURBOHOOKS_REDELIVER"):
             info = await engine.js.stream_info(name)
             console.print(f"stream [bold]{name}[/bold] ready ({info.state.messages} messages)")

@@ -20,6 +20,7 @@ from consumers import (
     retry_delivery,
     subscription_view,
 )
+from integrations import INTEGRATION_NAMES
 from streams import ConflictError, EventValidationError, NotFoundError, parse_duration
 
 from ._common import console, fail, load_settings, print_json, run
@@ -63,7 +64,9 @@ def create(
     event_types: Annotated[
         str, typer.Option("--event-types", help="Comma-separated patterns: 'issue.*,comment.created', '*'.")
     ],
-    integration: Annotated[str, typer.Option("--integration", help="webhook (default), …")] = "webhook",
+    integration: Annotated[
+        str, typer.Option("--integration", help=f"One of {', '.join(INTEGRATION_NAMES)}.")
+    ] = "webhook",
     config: Annotated[str | None, typer.Option("--config", help="Integration config as a JSON object.")] = None,
     header: Annotated[
         list[str] | None, typer.Option("--header", help="Custom header 'Name: value', repeatable.")

@@ -62,13 +62,14 @@ def _get(base: str, path: str) -> Any:
 
 def test_schema_describes_every_route(served_schema: dict[str, Any]) -> None:
     operations = {(m.upper(), p) for p, ops in served_schema["paths"].items() for m in ops}
-    assert len(operations) == 20
+    assert len(operations) == 21
     assert ("POST", "/api/subscriptions/{subscription_id}/replay") in operations
+    assert ("POST", "/api/inbound/github") in operations
     for path, ops in served_schema["paths"].items():
         for method, op in ops.items():
-            public = path == "/health"
-            assert (op.get("security") is None) == public, (method, path)
-            assert ("401" in op["responses"]) != public, (method, path)
+            public = path in ("/health", "/api/inbound/github")
+            assert (not op.get("security")) == public, (method, path)
+            assert ("401" in op["responses"]) != (path == "/health"), (method, path)
             for status, answer in op["responses"].items():
                 if status.startswith(("4", "5")):
                     assert list(answer["content"]) == ["application/problem+json"], (method, path, status)

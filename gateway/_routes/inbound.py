@@ -1,0 +1,60 @@
+"""``POST /api/inbound/github``: GitHub's webhooks, verified, published as ``turbo.external.github.<event>``.
+
+The design's bi-directional webhooks. No admin token: GitHub signs each
+delivery with the hook's secret (``GITHUB_WEBHOOK_SECRET``) in
+``X-Hub-Signature-256``; a bad or missing signature gets 401 and nothing is
+published.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.datastructures import State
+
+from integrations import receive_github_webhook
+
+from .._auth import PUBLIC
+from .._problems import ProblemException, problem, responses
+from ._params import EngineDep
+
+__all__ = ("GITHUB_SECRET_VARIABLE", "InboundAnswer", "inbound_github")
+
+GITHUB_SECRET_VARIABLE = "GITHUB_WEBHOOK_SECRET"  # noqa: S105  the variable's name, not a secret
+
+
+class InboundAnswer(msgspec.Struct, kw_only=True):
+    """What GitHub is told about its delivery."""
+
+    detail: str
+    event_id: str | None = None
+    subject: str | None = None
+
+
+@post(
+    "/api/inbound/github",
+    tags=["inbound"],
+    opt={PUBLIC: True},
+    status_code=202,
+    summary="Receive a GitHub webhook (signed with X-Hub-Signature-256; no admin token)",
+    responses=responses(400, 401, 503),
+    security=[],
+)
+async def inbound_github(engine: EngineDep, request: Request[Any, Any, State]) -> Response[InboundAnswer]:
+    result = await receive_github_webhook(
+        dict(request.headers),
+        await request.body(),
+        secret=os.environ.get(GITHUB_SECRET_VARIABLE, ""),
+        publish=engine.publisher.publish,
+    )
+    if result.status >= 400:
+        raise ProblemException(
+            problem(result.status, result.detail, field="X-Hub-Signature-256" if result.status == 401 else None)
+        )
+    return Response(
+        InboundAnswer(detail=result.detail, event_id=result.event_id, subject=result.subject),
+        status_code=result.status,
+    )
