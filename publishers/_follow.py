@@ -14,7 +14,8 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Any, Final, Generic, TypeVar
+from types import TracebackType
+from typing import Any, Final, Generic, Self, TypeVar
 
 import msgspec
 from nats.aio.msg import Msg
@@ -33,7 +34,7 @@ from streams import (
     decode_event,
 )
 
-__all__ = ("RecordStore", "StreamFollower", "decode_messages", "kv_key", "open_bucket")
+__all__ = ("FollowingProcessor", "RecordStore", "StreamFollower", "decode_messages", "kv_key", "open_bucket")
 
 _log = logging.getLogger("turbohooks.follow")
 
@@ -301,3 +302,28 @@ def decode_messages(msgs: list[Msg]) -> list[tuple[int, Event]]:
 
 
 # -- the milestone processor ---------------------------------------------------------
+
+
+class FollowingProcessor:
+    """The lifecycle of a processor that follows the stream: ``open`` it, or use it as an async context manager."""
+
+    _follower: StreamFollower | None = None
+
+    async def open(self) -> None:
+        """Start following the stream (subclasses load their state first)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Stop following the stream."""
+        if self._follower is not None:
+            await self._follower.close()
+            self._follower = None
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

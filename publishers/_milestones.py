@@ -26,8 +26,7 @@ import logging
 import re
 import uuid
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import msgspec
 from nats.aio.msg import Msg
@@ -42,7 +41,7 @@ from streams import (
 )
 
 from ._changes import CLOSED_STATUS
-from ._follow import RecordStore, StreamFollower, decode_messages, kv_key, open_bucket
+from ._follow import FollowingProcessor, RecordStore, StreamFollower, decode_messages, kv_key, open_bucket
 from ._publisher import EventPublisher
 
 __all__ = ("MILESTONES_BUCKET", "MilestoneProcessor", "completion_event_id")
@@ -126,7 +125,7 @@ def completion_event_id(trigger: uuid.UUID, milestone_id: str) -> uuid.UUID:
     return uuid.uuid5(trigger, f"milestone.completed:{milestone_id}")
 
 
-class MilestoneProcessor:
+class MilestoneProcessor(FollowingProcessor):
     """Publishes ``milestone.completed`` when the last open issue of a milestone closes.
 
     ``start_seq`` is where a processor with no saved state starts reading (1: the
@@ -162,21 +161,6 @@ class MilestoneProcessor:
         subjects = [event_subject(t) for t in (*_ISSUE_EVENTS, *_MILESTONE_EVENTS)]
         self._follower = StreamFollower(js, settings.stream_name, subjects)
         await self._follower.open(start_seq=self._applied + 1)
-
-    async def close(self) -> None:
-        """Stop following the stream."""
-        if self._follower is not None:
-            await self._follower.close()
-            self._follower = None
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def catch_up(self) -> list[Event]:
         """Apply every event stored so far; the ``milestone.completed`` events published."""

@@ -43,8 +43,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
-from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal
 
 import msgspec
 from nats.aio.msg import Msg
@@ -67,7 +66,7 @@ from streams import (
 )
 
 from ._changes import CLOSED_STATUS
-from ._follow import RecordStore, StreamFollower, decode_messages, kv_key, open_bucket
+from ._follow import FollowingProcessor, RecordStore, StreamFollower, decode_messages, kv_key, open_bucket
 from ._publisher import EventPublisher
 
 __all__ = (
@@ -388,7 +387,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Scheduler:
+class Scheduler(FollowingProcessor):
     """Publishes the time-based events of the catalog, each once.
 
     ``clock`` gives the current time (tests pass a controllable one). Use
@@ -444,21 +443,6 @@ class Scheduler:
         subjects = [event_subject(t) for t in _LEARNED_FROM]
         self._follower = StreamFollower(js, self.publisher.settings.stream_name, subjects)
         await self._follower.open(start_seq=self._applied + 1)
-
-    async def close(self) -> None:
-        """Stop following the stream."""
-        if self._follower is not None:
-            await self._follower.close()
-            self._follower = None
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def _load_markers(self) -> None:
         assert self._kv is not None
