@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help up test lint format clean
+.PHONY: help up test bench lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -24,6 +24,10 @@ up: $(STAMP) ## run NATS, the workers, the recorder and the gateway on embedded 
 
 test: $(STAMP) ## run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) ## benchmark suite: BENCHMARKS.md, docs/bench/*.png, README figures (QUICK=1: ~1 min, report only)
+	@$(BIN)/python -c 'import matplotlib, faststream, psutil' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m benchmarks $(if $(QUICK),--quick,--profile --readme) $(BENCH_ARGS)
 
 lint: $(STAMP) ## ruff (format check and lint) and mypy --strict
 	$(BIN)/ruff format --check .
