@@ -170,6 +170,8 @@ class DeliveryClient:
         self.guard_addresses = guard_addresses
         self.allowed_hosts = tuple(allowed_hosts)
         self._session: aiohttp.ClientSession | None = None
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._verdicts: dict[str, str | None] = {}
 
     async def __aenter__(self) -> Self:
         if self._session is not None:
@@ -203,7 +205,22 @@ class DeliveryClient:
             await session.close()
 
     def _blocked_literal(self, url: str) -> str | None:
-        """Why ``url``'s IP-literal host may not be reached (the resolver never sees literals)."""
+        """Why ``url``'s IP-literal host may not be reached (the resolver never sees literals).
+
+        The verdict depends on the URL alone, so it is computed once per URL
+        (a subscription's URL is the same for every delivery).
+        """
+        try:
+            return self._verdicts[url]
+        except KeyError:
+            pass
+        verdict = self._literal_verdict(url)
+        if len(self._verdicts) > 4096:
+            self._verdicts.clear()
+        self._verdicts[url] = verdict
+        return verdict
+
+    def _literal_verdict(self, url: str) -> str | None:
         try:
             parsed = URL(url)
         except ValueError:
@@ -247,7 +264,9 @@ class DeliveryClient:
                 data=body,
                 headers=dict(headers),
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=limit),
+                # The session's own timeout unless this call asks for another:
+                # a ClientTimeout per request showed in the profile.
+                timeout=self._timeout if timeout is None else aiohttp.ClientTimeout(total=limit),
             ) as response:
                 status = response.status
                 response_headers = _headers(response)

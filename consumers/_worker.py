@@ -225,6 +225,8 @@ class _SubscriptionLoop:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._gone_until = 0.0
+        self._settling = asyncio.Semaphore(4 * self._limit)
+        self._settle_tasks: set[asyncio.Task[None]] = set()
 
     def update(self, sub: Subscription) -> None:
         """Take a changed subscription (URL, secret, headers) for the next deliveries."""
@@ -243,6 +245,8 @@ class _SubscriptionLoop:
                 await self._task
         if self._pull is not None:
             await self._pull.stop(timeout=self.worker.settings.webhook_timeout + 1)
+        if self._settle_tasks:
+            await asyncio.wait(set(self._settle_tasks), timeout=self.worker.settings.publish_timeout + 1)
 
     async def _start(self) -> None:
         settings = self.worker.settings
@@ -287,15 +291,33 @@ class _SubscriptionLoop:
         if outcome is None:
             await msg.ack()
             return
+        if outcome.gone:
+            # 410 Gone: the recorder disables the subscription; until its status
+            # arrives, do not hammer the receiver (held before the slot frees).
+            self._gone_until = time.monotonic() + _GONE_HOLD
+            if self._pull is not None:
+                self._pull.hold(_GONE_HOLD)
+        # The HTTP slot is free once the answer is in: recording (an fsynced
+        # write shared by a batch) and settling the event go on in the
+        # background, bounded, so the window keeps receivers busy.
+        await self._settling.acquire()
+        task = asyncio.create_task(self._settle(msg, sub, outcome))
+        self._settle_tasks.add(task)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._settle_tasks.discard(task)
+        self._settling.release()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            _log.error("subscription %s: settling crashed: %r", self.sub.id, exc, exc_info=exc)
+
+    async def _settle(self, msg: Msg, sub: Subscription, outcome: _Outcome) -> None:
+        deliverer = self.worker.deliverer
+        meta = msg.metadata
         try:
             await deliverer.record(outcome.record)
             if outcome.gone:
-                # 410 Gone: the recorder disables the subscription; until its
-                # status arrives, do not hammer the receiver. The event stays,
-                # first in line: a disabled subscription keeps its backlog.
-                self._gone_until = time.monotonic() + _GONE_HOLD
-                if self._pull is not None:
-                    self._pull.hold(_GONE_HOLD)
+                # The event stays, first in line: a disabled subscription keeps its backlog.
                 await msg.nak()
             elif outcome.delay is not None:
                 await msg.nak(delay=outcome.delay)
