@@ -1,8 +1,12 @@
 """The delivery engine: subscriptions as durable consumers, signed HTTP delivery, retries, the delivery log."""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._batcher import AttemptBatcher
 from ._consumer import consumer_config, consumer_name, delete_consumer, ensure_consumer
-from ._database import Database
 from ._http import DeliveryClient, HttpResult
 from ._messages import (
     AttemptBatch,
@@ -15,30 +19,68 @@ from ._messages import (
     SubscriptionStatus,
     delivery_id_for,
 )
-from ._recorder import RECORDER_CONSUMER, Recorder
-from ._redelivery import event_envelope, queue_redelivery, retry_delivery
 from ._registry import REGISTRY_BUCKET, RegistryChange, SubscriptionRegistry
 from ._retry import RetryPolicy, classify, parse_retry_after
-from ._runtime import Engine, open_engine
-from ._service import (
-    SubscriptionCreate,
-    SubscriptionPatch,
-    SubscriptionService,
-    SubscriptionView,
-    subscription_view,
-)
 from ._signing import SignatureError, build_headers, generate_secret, github_signature, sign, verify
-from ._store import (
-    AttemptDetail,
-    DeliveryDetail,
-    DeliveryStats,
-    DeliveryStore,
-    DeliverySummary,
-    RecordResult,
-    SubscriptionStore,
-)
 from ._urls import validate_destination
 from ._worker import USER_AGENT, RedeliveryRequest, Worker, redeliver_subject
+
+if TYPE_CHECKING:
+    from ._database import Database
+    from ._recorder import RECORDER_CONSUMER, Recorder
+    from ._redelivery import event_envelope, queue_redelivery, retry_delivery
+    from ._runtime import Engine, open_engine
+    from ._service import (
+        SubscriptionCreate,
+        SubscriptionPatch,
+        SubscriptionService,
+        SubscriptionView,
+        subscription_view,
+    )
+    from ._store import (
+        AttemptDetail,
+        DeliveryDetail,
+        DeliveryStats,
+        DeliveryStore,
+        DeliverySummary,
+        RecordResult,
+        SubscriptionStore,
+    )
+
+# The SQL side (SQLAlchemy, Alembic) is loaded on first use: a worker process
+# never touches the database, and those imports were half of its memory.
+_LAZY: dict[str, str] = {
+    "AttemptDetail": "._store",
+    "Database": "._database",
+    "DeliveryDetail": "._store",
+    "DeliveryStats": "._store",
+    "DeliveryStore": "._store",
+    "DeliverySummary": "._store",
+    "Engine": "._runtime",
+    "RECORDER_CONSUMER": "._recorder",
+    "RecordResult": "._store",
+    "Recorder": "._recorder",
+    "SubscriptionCreate": "._service",
+    "SubscriptionPatch": "._service",
+    "SubscriptionService": "._service",
+    "SubscriptionStore": "._store",
+    "SubscriptionView": "._service",
+    "event_envelope": "._redelivery",
+    "open_engine": "._runtime",
+    "queue_redelivery": "._redelivery",
+    "retry_delivery": "._redelivery",
+    "subscription_view": "._service",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = (
     "RECORDER_CONSUMER",

@@ -6,30 +6,80 @@ stop event is set; ``load_or_create_admin_token(settings)`` finds or makes the
 token every route but ``/health`` asks for.
 """
 
-from ._app import MAX_BODY_SIZE, create_app, serve_gateway
-from ._auth import ADMIN_TOKEN_FILE, ADMIN_TOKEN_VARIABLE, load_or_create_admin_token
-from ._metrics import GatewayMetrics
-from ._problems import PROBLEM_MEDIA_TYPE
-from ._routes.deliveries import MAX_RECOVER
-from ._routes.events import MAX_EVENT_ID_SCAN, MAX_EVENT_SCAN
-from ._routes.replay import MAX_REPLAY_EVENTS, ReplayRange, replay_subscription
-from ._schemas import (
-    DeliveryDetailView,
-    DeliveryPage,
-    DeliveryTestResult,
-    EventPage,
-    FieldProblem,
-    Problem,
-    PublishedEvent,
-    PublishEventBody,
-    ReplayBody,
-    ReplayResult,
-    StatsView,
-    StoredEvent,
-    SubscriptionCreateBody,
-    SubscriptionPage,
-    SubscriptionUpdateBody,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._app import MAX_BODY_SIZE, create_app, serve_gateway
+    from ._auth import ADMIN_TOKEN_FILE, ADMIN_TOKEN_VARIABLE, load_or_create_admin_token
+    from ._metrics import GatewayMetrics
+    from ._problems import PROBLEM_MEDIA_TYPE
+    from ._routes.deliveries import MAX_RECOVER
+    from ._routes.events import MAX_EVENT_ID_SCAN, MAX_EVENT_SCAN
+    from ._routes.replay import MAX_REPLAY_EVENTS, ReplayRange, replay_subscription
+    from ._schemas import (
+        DeliveryDetailView,
+        DeliveryPage,
+        DeliveryTestResult,
+        EventPage,
+        FieldProblem,
+        Problem,
+        PublishedEvent,
+        PublishEventBody,
+        ReplayBody,
+        ReplayResult,
+        StatsView,
+        StoredEvent,
+        SubscriptionCreateBody,
+        SubscriptionPage,
+        SubscriptionUpdateBody,
+    )
+
+# Loaded on first use: importing the command line (``gateway.cli``) must not
+# load Litestar and every route, which a worker process never needs.
+_LAZY: dict[str, str] = {
+    "ADMIN_TOKEN_FILE": "._auth",
+    "ADMIN_TOKEN_VARIABLE": "._auth",
+    "DeliveryDetailView": "._schemas",
+    "DeliveryPage": "._schemas",
+    "DeliveryTestResult": "._schemas",
+    "EventPage": "._schemas",
+    "FieldProblem": "._schemas",
+    "GatewayMetrics": "._metrics",
+    "MAX_BODY_SIZE": "._app",
+    "MAX_EVENT_ID_SCAN": "._routes.events",
+    "MAX_EVENT_SCAN": "._routes.events",
+    "MAX_RECOVER": "._routes.deliveries",
+    "MAX_REPLAY_EVENTS": "._routes.replay",
+    "PROBLEM_MEDIA_TYPE": "._problems",
+    "Problem": "._schemas",
+    "PublishEventBody": "._schemas",
+    "PublishedEvent": "._schemas",
+    "ReplayBody": "._schemas",
+    "ReplayRange": "._routes.replay",
+    "ReplayResult": "._schemas",
+    "StatsView": "._schemas",
+    "StoredEvent": "._schemas",
+    "SubscriptionCreateBody": "._schemas",
+    "SubscriptionPage": "._schemas",
+    "SubscriptionUpdateBody": "._schemas",
+    "create_app": "._app",
+    "load_or_create_admin_token": "._auth",
+    "replay_subscription": "._routes.replay",
+    "serve_gateway": "._app",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = (
     "ADMIN_TOKEN_FILE",

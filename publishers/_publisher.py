@@ -246,22 +246,26 @@ class EventPublisher:
     async def _settle(self, pending: list[tuple[Event, asyncio.Future[Any]]]) -> list[PublishAck]:
         if not pending:
             return []
-        timeout = self.settings.publish_timeout
-        results = await asyncio.gather(
-            *(asyncio.wait_for(future, timeout) for _, future in pending), return_exceptions=True
-        )
+        # One wait for the whole window (not a wait_for task per future: that
+        # was a large share of the batch path's own cost).
+        await asyncio.wait([future for _, future in pending], timeout=self.settings.publish_timeout)
         acks: list[PublishAck] = []
-        for (event, _), result in zip(pending, results, strict=True):
-            if isinstance(result, BaseException):
-                if not isinstance(result, NatsError | TimeoutError | OSError):
-                    raise result
+        for event, future in pending:
+            if not future.done():
+                future.cancel()
                 acks.append(await self.publish(event))
-            else:
-                acks.append(
-                    PublishAck(
-                        event_id=event.event_id, seq=result.seq, stream=result.stream, duplicate=result.duplicate
-                    )
+                continue
+            if (exc := future.exception()) is not None:
+                if not isinstance(exc, NatsError | TimeoutError | OSError):
+                    raise exc
+                acks.append(await self.publish(event))
+                continue
+            result = future.result()
+            acks.append(
+                PublishAck(
+                    event_id=event.event_id, seq=result.seq, stream=result.stream, duplicate=bool(result.duplicate)
                 )
+            )
         return acks
 
     # -- fire-and-forget path ---------------------------------------------

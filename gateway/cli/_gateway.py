@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from consumers import open_engine
 from integrations import ensure_env_subscriptions
 from streams import ConfigError, ConflictError, EventValidationError, NotFoundError
 
-from .._app import serve_gateway
-from .._auth import ADMIN_TOKEN_FILE, ADMIN_TOKEN_VARIABLE, load_or_create_admin_token
-from .._routes._params import parse_when
-from .._routes.replay import ReplayRange, replay_subscription
-from .._schemas import ReplayItem
 from ._common import console, err_console, fail, load_settings, print_json, run
 from ._processes import _stop_on_signal
+
+if TYPE_CHECKING:
+    from .._schemas import ReplayItem
 
 __all__ = ("register",)
 
@@ -33,6 +30,12 @@ def gateway(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free one).")] = 8000,
 ) -> None:
     """Run the admin API (Litestar): subscriptions, delivery log, retry, replay, stats, metrics."""
+    # Litestar, the routes and the SQL side load with this command only.
+    from consumers import open_engine
+
+    from .._app import serve_gateway
+    from .._auth import ADMIN_TOKEN_FILE, ADMIN_TOKEN_VARIABLE, load_or_create_admin_token
+
     settings = load_settings()
     try:
         token, created = load_or_create_admin_token(settings)
@@ -66,6 +69,8 @@ def gateway(
 
 
 def _when(value: str | None, option: str) -> datetime | None:
+    from .._routes._params import parse_when
+
     if value is None:
         return None
     try:
@@ -103,6 +108,10 @@ def replay(
     as_json: Annotated[bool, typer.Option("--json", help="Print every event as JSON.")] = False,
 ) -> None:
     """Deliver stored events again to one subscription (its live consumer is not touched)."""
+    from consumers import open_engine
+
+    from .._routes.replay import ReplayRange, replay_subscription
+
     settings = load_settings()
     try:
         sid = uuid.UUID(subscription)

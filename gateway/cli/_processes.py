@@ -10,8 +10,7 @@ from typing import Annotated
 
 import typer
 
-from consumers import Recorder, Worker, open_engine
-from gateway import load_or_create_admin_token, serve_gateway
+from consumers import Worker
 from integrations import INTEGRATION_NAMES, ensure_env_subscriptions
 from publishers import EventPublisher, MilestoneProcessor, Scheduler, SchedulerSettings
 from streams import DEFAULT_CONFIG, ConfigError, EmbeddedNats, Settings, connect_nats, provision
@@ -48,6 +47,11 @@ async def _until_first_done(stop: asyncio.Event, *tasks: asyncio.Task[None]) -> 
 
 
 async def _up(settings: Settings, schedule: SchedulerSettings, host: str, port: int) -> None:
+    # The gateway (Litestar) and the SQL side load here, not when the CLI
+    # starts: a `turbohooks worker` process needs neither.
+    from consumers import Recorder, open_engine
+    from gateway import load_or_create_admin_token, serve_gateway
+
     async with contextlib.AsyncExitStack() as stack:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         if settings.nats_url is None:
@@ -158,6 +162,8 @@ def recorder() -> None:
     settings = load_settings()
 
     async def main() -> None:
+        from consumers import Recorder, open_engine
+
         async with open_engine(settings, name="recorder") as engine, _stop_on_signal() as stop:
             console.print(f"recorder running, writing to {engine.db.url}; Ctrl-C stops it")
             await Recorder(settings, engine.nc, engine.deliveries, engine.service).run(stop)

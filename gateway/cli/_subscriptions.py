@@ -5,25 +5,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 import typer
 from rich.table import Table
 
-from consumers import (
-    DeliveryStatus,
-    Engine,
-    Subscription,
-    SubscriptionCreate,
-    open_engine,
-    retry_delivery,
-    subscription_view,
-)
+from consumers import DeliveryStatus, Subscription
 from integrations import INTEGRATION_NAMES
 from streams import ConflictError, EventValidationError, NotFoundError, parse_duration
 
 from ._common import console, fail, load_settings, print_json, run
+
+if TYPE_CHECKING:
+    from consumers import Engine
 
 __all__ = ("deliveries_app", "subscriptions_app")
 
@@ -35,6 +30,9 @@ def _with_engine(body: Callable[[Engine], Awaitable[None]]) -> None:
     settings = load_settings()
 
     async def main() -> None:
+        # The SQL side is imported here, not at start: `turbohooks worker` loads this module too.
+        from consumers import open_engine
+
         async with open_engine(settings, name="cli") as engine:
             try:
                 await body(engine)
@@ -53,8 +51,14 @@ def _uuid(value: str, what: str) -> uuid.UUID:
         fail(f"{what}: {value!r} is not a UUID", 2)
 
 
+def _view(sub: Subscription, *, with_secret: bool = False) -> object:
+    from consumers import subscription_view
+
+    return subscription_view(sub, with_secret=with_secret)
+
+
 def _show(sub: Subscription, *, with_secret: bool = False) -> None:
-    print_json(subscription_view(sub, with_secret=with_secret))
+    print_json(_view(sub, with_secret=with_secret))
 
 
 @subscriptions_app.command("create")
@@ -97,6 +101,8 @@ def create(
             schedule = [parse_duration(part) for part in retry_schedule.split(",") if part.strip()]
         except ValueError as exc:
             fail(f"--retry-schedule: {exc}", 2)
+    from consumers import SubscriptionCreate
+
     new = SubscriptionCreate(
         name=name,
         url=url,
@@ -121,7 +127,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")
     async def body(engine: Engine) -> None:
         subs = await engine.subscriptions.list(limit=1000)
         if as_json:
-            print_json([subscription_view(s) for s in subs])
+            print_json([_view(s) for s in subs])
             return
         table = Table(title=f"{len(subs)} subscriptions")
         for col in ("id", "name", "integration", "status", "event types", "url"):
@@ -248,6 +254,8 @@ def deliveries_retry(delivery_id: Annotated[str, typer.Argument(help="Delivery i
     did = _uuid(delivery_id, "delivery id")
 
     async def body(engine: Engine) -> None:
+        from consumers import retry_delivery
+
         sub = await retry_delivery(engine, did)
         console.print(f"queued a retry of delivery {did} to {sub.name} ({sub.url})")
 
