@@ -18,11 +18,25 @@ from datetime import UTC, datetime
 from typing import Any, Final, TypeVar, cast
 
 import msgspec
-from sqlalchemy import JSON, ColumnElement, CursorResult, Insert, case, delete, func, select
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    CursorResult,
+    Insert,
+    Row,
+    Select,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import defer
 
 from streams._errors import ConflictError, NotFoundError
@@ -304,6 +318,10 @@ class DeliveryStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._insert_deliveries = self._insert_ignoring_duplicates(_DELIVERIES, "id").returning(_DELIVERIES.c.id)
+        self._insert_attempts = self._insert_ignoring_duplicates(_ATTEMPTS, "attempt_id").returning(
+            _ATTEMPTS.c.attempt_id
+        )
 
     async def record(
         self,
@@ -329,16 +347,16 @@ class DeliveryStore:
         if not batch:
             return result
         async with self._db.transaction() as session:
+            # SQLAlchemy Core on the session's connection: no ORM objects, one
+            # statement per step for the whole batch (executemany where it writes).
+            connection = await session.connection()
             # Locks, always in the same order (subscriptions, then deliveries, by id),
             # so that concurrent recorders on PostgreSQL queue instead of deadlocking.
             # SQLite ignores FOR UPDATE: its transaction already holds the write lock.
             subscriptions = {
-                row.id: row
+                row.id: _Counters(row.id, row.status, row.consecutive_failures, row.first_failure_at)
                 for row in await _select_in(
-                    session,
-                    select(SubscriptionRow).with_for_update(),
-                    SubscriptionRow.id,
-                    {a.subscription_id for a in batch.values()},
+                    connection, _LOCK_SUBSCRIPTIONS, {a.subscription_id for a in batch.values()}
                 )
             }
             kept = [a for a in batch.values() if a.subscription_id in subscriptions]
@@ -349,32 +367,58 @@ class DeliveryStore:
             for record in kept:
                 by_delivery[record.delivery_id].append(record)
 
-            await session.execute(
-                self._insert_ignoring_duplicates(DeliveryRow, "id"),
-                [_new_delivery_values(delivery_id, records) for delivery_id, records in sorted(by_delivery.items())],
-            )
-            deliveries = {
-                row.id: row
-                for row in await _select_in(session, select(DeliveryRow).with_for_update(), DeliveryRow.id, by_delivery)
+            stored: dict[uuid.UUID, dict[str, Any]] = {
+                row.id: row._asdict() for row in await _select_in(connection, _LOCK_DELIVERIES, by_delivery)
             }
-            inserted = set(
-                await session.scalars(
-                    self._insert_ignoring_duplicates(AttemptRow, "attempt_id").returning(AttemptRow.attempt_id),
-                    [_attempt_values(record) for record in kept],
-                )
-            )
+            # (when, subscription id, new status) of deliveries that became success or failed.
+            transitions: dict[uuid.UUID, tuple[datetime, uuid.UUID, DeliveryStatus] | None] = {}
+            # A delivery not stored yet has none of its attempts stored either (they
+            # reference it): its final row is computed here and inserted at once.
+            fresh: dict[uuid.UUID, dict[str, Any]] = {}
+            for delivery_id in sorted(by_delivery.keys() - stored.keys()):
+                row = fresh[delivery_id] = _new_delivery_values(delivery_id, by_delivery[delivery_id])
+                transitions[delivery_id] = _apply_attempts(row, by_delivery[delivery_id])
+            if fresh:
+                created = set(await connection.scalars(self._insert_deliveries, list(fresh.values())))
+                if raced := fresh.keys() - created:
+                    # Created meanwhile by another writer: locked and updated like stored ones.
+                    for delivery_id in raced:
+                        del fresh[delivery_id], transitions[delivery_id]
+                    stored.update(
+                        (row.id, row._asdict()) for row in await _select_in(connection, _LOCK_DELIVERIES, raced)
+                    )
+            inserted = set(await connection.scalars(self._insert_attempts, [_attempt_values(r) for r in kept]))
             result.recorded = len(inserted)
             result.duplicates += len(kept) - len(inserted)
 
-            # (when, subscription id, new status) of deliveries that became success or failed.
-            transitions: list[tuple[datetime, uuid.UUID, DeliveryStatus]] = []
-            for delivery_id, records in by_delivery.items():
-                new = [record for record in records if record.attempt_id in inserted]
+            # UPDATEs grouped by the columns they set: one executemany per group.
+            updates: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
+            for delivery_id in fresh:
+                records = by_delivery[delivery_id]
+                if all(record.attempt_id in inserted for record in records):
+                    continue
+                # Only if a stored attempt names another delivery than its record does: redo the row.
+                row = _new_delivery_values(delivery_id, records)
+                transitions[delivery_id] = _apply_attempts(row, [r for r in records if r.attempt_id in inserted])
+                _add_update(updates, delivery_id, row)
+            for delivery_id, row in stored.items():
+                new = [record for record in by_delivery[delivery_id] if record.attempt_id in inserted]
                 if new:
-                    transition = _apply_attempts(deliveries[delivery_id], new)
-                    if transition is not None:
-                        transitions.append(transition)
-            failed_more = _count_failures(subscriptions, transitions)
+                    transitions[delivery_id] = _apply_attempts(row, new)
+                    _add_update(updates, delivery_id, row)
+            for params in updates.values():
+                await connection.execute(_UPDATE_DELIVERY, sorted(params, key=lambda p: p["b_id"]))
+
+            failed_more = _count_failures(
+                subscriptions, [t for d in by_delivery if (t := transitions.get(d)) is not None]
+            )
+            counters = [
+                {"b_id": c.id, "consecutive_failures": c.consecutive_failures, "first_failure_at": c.first_failure_at}
+                for _, c in sorted(subscriptions.items())
+                if c.changed()
+            ]
+            if counters:
+                await connection.execute(_UPDATE_COUNTERS, counters)
             result.failing = _over_threshold(
                 [subscriptions[i] for i in sorted(failed_more)], disable_after_failures, disable_after_period
             )
@@ -532,11 +576,11 @@ class DeliveryStore:
                 active_subscriptions=active,
             )
 
-    def _insert_ignoring_duplicates(self, model: type[DeliveryRow | AttemptRow], key: str) -> Insert:
+    def _insert_ignoring_duplicates(self, table: Table, key: str) -> Insert:
         """``INSERT ... ON CONFLICT (key) DO NOTHING``: safe against a concurrent recorder and redeliveries."""
         if self._db.dialect_name == "postgresql":
-            return postgresql_insert(model).on_conflict_do_nothing(index_elements=[key])
-        return sqlite_insert(model).on_conflict_do_nothing(index_elements=[key])
+            return postgresql_insert(table).on_conflict_do_nothing(index_elements=[key])
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
 
 
 # --- subscriptions ---------------------------------------------------------------
@@ -620,6 +664,61 @@ def _subscription_filters(status: str | None, integration: str | None) -> list[C
 
 # --- recording attempts ------------------------------------------------------------
 
+_SUBSCRIPTIONS: Final = cast(Table, SubscriptionRow.__table__)
+_DELIVERIES: Final = cast(Table, DeliveryRow.__table__)
+_ATTEMPTS: Final = cast(Table, AttemptRow.__table__)
+
+_LOCK_SUBSCRIPTIONS: Final = (
+    select(
+        _SUBSCRIPTIONS.c.id,
+        _SUBSCRIPTIONS.c.status,
+        _SUBSCRIPTIONS.c.consecutive_failures,
+        _SUBSCRIPTIONS.c.first_failure_at,
+    )
+    .where(_SUBSCRIPTIONS.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_SUBSCRIPTIONS.c.id)
+    .with_for_update()
+)
+"""The failure counters of the subscriptions in ``ids``, locked."""
+
+_LOCK_DELIVERIES: Final = (
+    select(
+        _DELIVERIES.c.id,
+        _DELIVERIES.c.subscription_id,
+        _DELIVERIES.c.attempts,
+        _DELIVERIES.c.status,
+        _DELIVERIES.c.delivered_at,
+        _DELIVERIES.c.last_attempt_at,
+        _DELIVERIES.c.next_attempt_at,
+    )
+    .where(_DELIVERIES.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_DELIVERIES.c.id)
+    .with_for_update()
+)
+"""What :func:`_apply_attempts` reads of the stored deliveries in ``ids``, locked."""
+
+# The SET clause comes from the keys of the parameters ("b_id" names the row).
+_UPDATE_DELIVERY: Final = update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id"))
+_UPDATE_COUNTERS: Final = update(_SUBSCRIPTIONS).where(_SUBSCRIPTIONS.c.id == bindparam("b_id"))
+
+
+class _Counters:
+    """The failure counters of a subscription, as read and as updated by a batch."""
+
+    __slots__ = ("_read", "consecutive_failures", "first_failure_at", "id", "status")
+
+    def __init__(
+        self, subscription_id: uuid.UUID, status: str, consecutive_failures: int, first_failure_at: datetime | None
+    ) -> None:
+        self.id = subscription_id
+        self.status = status
+        self.consecutive_failures = consecutive_failures
+        self.first_failure_at = first_failure_at
+        self._read = (consecutive_failures, first_failure_at)
+
+    def changed(self) -> bool:
+        return (self.consecutive_failures, self.first_failure_at) != self._read
+
 
 def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     for start in range(0, len(items), size):
@@ -627,12 +726,12 @@ def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
 
 
 async def _select_in(
-    session: AsyncSession, query: Any, column: Any, ids: set[uuid.UUID] | dict[uuid.UUID, Any]
-) -> list[Any]:
-    """Rows of ``query`` whose ``column`` is in ``ids``, in id order, in chunks of :data:`_IN_CHUNK`."""
-    rows: list[Any] = []
+    connection: AsyncConnection, query: Select[Any], ids: set[uuid.UUID] | dict[uuid.UUID, Any]
+) -> list[Row[Any]]:
+    """Rows of ``query`` for the ``ids``, in id order, in chunks of :data:`_IN_CHUNK`."""
+    rows: list[Row[Any]] = []
     for chunk in _chunks(sorted(ids), _IN_CHUNK):
-        rows.extend(await session.scalars(query.where(column.in_(chunk)).order_by(column)))
+        rows.extend(await connection.execute(query, {"ids": chunk}))
     return rows
 
 
@@ -672,8 +771,15 @@ def _new_delivery_values(delivery_id: uuid.UUID, records: list[AttemptRecord]) -
         "event_type": first.event_type,
         "payload": JSON.NULL,  # until an attempt carries a body
         "status": "pending",
+        "response_code": None,
+        "response_body": None,
+        "error_message": None,
         "attempts": 0,
         "created_at": _utc(first.started_at),
+        "delivered_at": None,
+        "last_attempt_at": None,
+        "next_attempt_at": None,
+        "latency_ms": None,
         "trigger": first.trigger,
         "stream_seq": first.stream_seq,
     }
@@ -687,9 +793,9 @@ def _attempt_values(record: AttemptRecord) -> dict[str, Any]:
         "outcome": record.outcome,
         "trigger": record.trigger,
         "request_url": record.request_url,
-        "request_headers": dict(record.request_headers),
+        "request_headers": record.request_headers,
         "response_code": record.response_code,
-        "response_headers": dict(record.response_headers),
+        "response_headers": record.response_headers,
         "response_body": _clean_text(record.response_body),
         "error": _clean_text(record.error),
         "latency_ms": record.latency_ms,
@@ -699,40 +805,61 @@ def _attempt_values(record: AttemptRecord) -> dict[str, Any]:
     }
 
 
-def _apply_attempts(row: DeliveryRow, new: list[AttemptRecord]) -> tuple[datetime, uuid.UUID, DeliveryStatus] | None:
-    """Fold newly stored attempts into their delivery row; the transition to success or failed, if any."""
-    before = row.status if row.attempts else None  # None: the row was created by this batch
-    for record in sorted(new, key=lambda r: (_utc(r.finished_at), r.attempt)):
+def _finish_order(record: AttemptRecord) -> tuple[datetime, int]:
+    return _utc(record.finished_at), record.attempt
+
+
+def _apply_attempts(row: dict[str, Any], new: list[AttemptRecord]) -> tuple[datetime, uuid.UUID, DeliveryStatus] | None:
+    """Fold newly stored attempts into their delivery's values; the transition to success or failed, if any.
+
+    ``row`` holds at least what :data:`_LOCK_DELIVERIES` reads; the columns it
+    gains here are the ones to write besides those.
+    """
+    before = row["status"] if row["attempts"] else None  # None: the row is created by this batch
+    carrier: AttemptRecord | None = None  # the latest attempt with a body
+    for record in sorted(new, key=_finish_order) if len(new) > 1 else new:
         finished = _utc(record.finished_at)
-        row.attempts += 1
-        if record.outcome == "success" and (row.delivered_at is None or finished < row.delivered_at):
-            row.delivered_at = finished
-        if row.last_attempt_at is not None and finished < row.last_attempt_at:
+        row["attempts"] += 1
+        if record.outcome == "success" and (row["delivered_at"] is None or finished < row["delivered_at"]):
+            row["delivered_at"] = finished
+        if row["last_attempt_at"] is not None and finished < row["last_attempt_at"]:
             continue  # an older attempt arriving late: counted, but not the latest answer
-        row.last_attempt_at = finished
-        row.status = _STATUS_AFTER[record.outcome]
-        row.trigger = record.trigger
-        row.response_code = record.response_code
-        row.response_body = _clean_text(record.response_body)
-        row.error_message = _clean_text(record.error)
-        row.latency_ms = record.latency_ms
-        row.next_attempt_at = None if record.next_attempt_at is None else _utc(record.next_attempt_at)
+        row["last_attempt_at"] = finished
+        row["status"] = _STATUS_AFTER[record.outcome]
+        row["trigger"] = record.trigger
+        row["response_code"] = record.response_code
+        row["response_body"] = _clean_text(record.response_body)
+        row["error_message"] = _clean_text(record.error)
+        row["latency_ms"] = record.latency_ms
+        row["next_attempt_at"] = None if record.next_attempt_at is None else _utc(record.next_attempt_at)
         if record.stream_seq is not None:
-            row.stream_seq = record.stream_seq
+            row["stream_seq"] = record.stream_seq
         if record.payload:
-            row.payload = _payload_json(record.payload)
-    if row.delivered_at is not None:
-        row.status = "success"  # sticky: a later failure of a replay does not undo a delivery
-        row.next_attempt_at = None
-    if row.status == before or row.status == "pending":
+            carrier = record
+    if carrier is not None:
+        row["payload"] = _payload_json(carrier.payload)
+    if row["delivered_at"] is not None:
+        row["status"] = "success"  # sticky: a later failure of a replay does not undo a delivery
+        row["next_attempt_at"] = None
+    status: DeliveryStatus = row["status"]
+    if status == before or status == "pending":
         return None
-    when = row.delivered_at if row.status == "success" else row.last_attempt_at
+    when: datetime | None = row["delivered_at"] if status == "success" else row["last_attempt_at"]
     assert when is not None
-    return when, row.subscription_id, cast(DeliveryStatus, row.status)
+    return when, row["subscription_id"], status
+
+
+def _add_update(
+    updates: dict[frozenset[str], list[dict[str, Any]]], delivery_id: uuid.UUID, row: dict[str, Any]
+) -> None:
+    """Queue the UPDATE of a delivery to ``row``, with the others that set the same columns."""
+    params = {key: value for key, value in row.items() if key != "id" and key != "subscription_id"}
+    updates[frozenset(params)].append(params)
+    params["b_id"] = delivery_id
 
 
 def _count_failures(
-    subscriptions: dict[uuid.UUID, SubscriptionRow], transitions: list[tuple[datetime, uuid.UUID, DeliveryStatus]]
+    subscriptions: dict[uuid.UUID, _Counters], transitions: list[tuple[datetime, uuid.UUID, DeliveryStatus]]
 ) -> set[uuid.UUID]:
     """Apply the transitions in time order to the failure counters; the subscriptions that failed more."""
     failed_more: set[uuid.UUID] = set()
@@ -751,7 +878,7 @@ def _count_failures(
 
 
 def _over_threshold(
-    subscriptions: list[SubscriptionRow], disable_after_failures: int, disable_after_period: float
+    subscriptions: list[_Counters], disable_after_failures: int, disable_after_period: float
 ) -> list[tuple[uuid.UUID, str]]:
     if disable_after_failures <= 0:
         return []

@@ -429,6 +429,41 @@ async def test_odd_bodies_are_stored_safely(db: Database) -> None:
     assert (await deliveries.get(delivery_id_for(sub.id, form))).last_attempt_at == T0 + timedelta(minutes=1)
 
 
+async def test_one_batch_updates_stored_deliveries_column_by_column(db: Database) -> None:
+    sub = await SubscriptionStore(db).create(make_subscription())
+    deliveries = DeliveryStore(db)
+    newer, late, fresh = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await deliveries.record(
+        [
+            make_attempt(sub, newer, 1, "retrying", T0),
+            make_attempt(sub, late, 2, "retrying", T0 + timedelta(minutes=5), stream_seq=7),
+        ],
+        **NO_DISABLE,
+    )
+    # One batch: a newer answer without a body nor a sequence, an older answer arriving
+    # late, and a delivery seen for the first time.
+    await deliveries.record(
+        [
+            make_attempt(sub, newer, 2, "failed", T0 + timedelta(minutes=1), payload=b"", stream_seq=None),
+            make_attempt(sub, late, 1, "success", T0 + timedelta(minutes=2), response_body="late"),
+            make_attempt(sub, fresh, 1, "retrying", T0 + timedelta(minutes=3), stream_seq=None, payload=b""),
+        ],
+        **NO_DISABLE,
+    )
+    updated = await deliveries.get(delivery_id_for(sub.id, newer))
+    assert (updated.status, updated.attempts, updated.response_code, updated.stream_seq) == ("failed", 2, 500, 42)
+    assert updated.payload != b"" and updated.last_attempt_at == T0 + timedelta(minutes=1)
+    assert updated.next_attempt_at is None and updated.error_message == "HTTP failed"
+    kept = await deliveries.get(delivery_id_for(sub.id, late))
+    assert (kept.status, kept.attempts, kept.response_body, kept.stream_seq) == ("success", 2, "retrying", 7)
+    assert kept.delivered_at == T0 + timedelta(minutes=2) and kept.last_attempt_at == T0 + timedelta(minutes=5)
+    assert kept.next_attempt_at is None  # delivered: nothing more is due
+    created = await deliveries.get(delivery_id_for(sub.id, fresh))
+    assert (created.status, created.attempts, created.payload, created.stream_seq) == ("pending", 1, b"", None)
+    assert created.next_attempt_at == T0 + timedelta(minutes=8)
+    assert (await SubscriptionStore(db).get(sub.id)).consecutive_failures == 0  # the success came after the failure
+
+
 # --- reading deliveries ------------------------------------------------------------
 
 
