@@ -714,6 +714,11 @@ async def run(
                 await _backlog(results, scale, engine, receiver, worker.pid)
                 subs = await _fanout(results, scale, engine, receiver)
                 existing = len(subs) + 2
+                # "At rest": a fresh worker process, not one whose heap still
+                # holds the high-water mark of the saturation runs above.
+                await children.stop(worker)
+                worker = await _start_worker(children, env)
+                assert worker.pid is not None
                 await _idle(results, scale, engine, receiver, existing, worker.pid, server.pid)
             finally:
                 await children.stop(worker)
