@@ -23,7 +23,7 @@ from ._registry import REGISTRY_BUCKET, RegistryChange, SubscriptionRegistry
 from ._retry import RetryPolicy, classify, parse_retry_after
 from ._signing import SignatureError, build_headers, generate_secret, github_signature, sign, verify
 from ._urls import validate_destination
-from ._worker import USER_AGENT, RedeliveryRequest, Worker, redeliver_subject
+from ._worker import EVENT_SOURCE, USER_AGENT, RedeliveryRequest, Worker, delivery_headers, redeliver_subject
 
 if TYPE_CHECKING:
     from ._database import Database
@@ -83,6 +83,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = (
+    "EVENT_SOURCE",
     "RECORDER_CONSUMER",
     "REGISTRY_BUCKET",
     "USER_AGENT",
@@ -122,6 +123,7 @@ __all__ = (
     "consumer_config",
     "consumer_name",
     "delete_consumer",
+    "delivery_headers",
     "delivery_id_for",
     "ensure_consumer",
     "event_envelope",

@@ -45,12 +45,13 @@ from ._registry import SubscriptionRegistry
 from ._retry import RetryPolicy, classify
 from ._signing import build_headers
 
-__all__ = ("USER_AGENT", "RedeliveryRequest", "Worker", "redeliver_subject")
+__all__ = ("EVENT_SOURCE", "USER_AGENT", "RedeliveryRequest", "Worker", "delivery_headers", "redeliver_subject")
 
 _log = logging.getLogger("turbohooks.worker")
 
 USER_AGENT: Final = "turbohooks/0.1.0"
-_EVENT_SOURCE: Final = "/turbo"
+EVENT_SOURCE: Final = "/turbo"
+"""``ce-source`` of deliveries."""
 _IDLE_FETCH: Final = 5.0
 _GONE_HOLD: Final = 30.0
 _NATS_ERRORS: Final = (NatsError, TimeoutError, OSError)
@@ -75,6 +76,40 @@ def redeliver_subject(integration: str, subscription_id: uuid.UUID) -> str:
     return f"{REDELIVER_SUBJECT_ROOT}.{integration}.{subscription_id.hex}"
 
 
+def delivery_headers(
+    sub: Subscription,
+    integration: Integration,
+    event: Event,
+    request: OutgoingRequest,
+    *,
+    source: str = EVENT_SOURCE,
+    now: datetime | None = None,
+) -> dict[str, str]:
+    """Every header of one delivery of ``event`` to ``sub``: identity, signatures, custom headers.
+
+    Signed with the current secret and, during a rotation's grace period, the
+    previous one. Used by the workers and by the gateway's test send alike.
+    """
+    if not integration.signs:
+        return {**sub.headers, **request.headers, "User-Agent": USER_AGENT}
+    moment = now or datetime.now(UTC)
+    secrets = [sub.secret]
+    if sub.previous_secret and sub.previous_secret_expires_at and sub.previous_secret_expires_at > moment:
+        secrets.append(sub.previous_secret)
+    return build_headers(
+        msg_id=delivery_id_for(sub.id, event.event_id),
+        timestamp=int(moment.timestamp()),
+        body=request.body,
+        secrets=secrets,
+        event_type=event.event_type,
+        event_id=event.event_id,
+        event_time=event.timestamp,
+        source=source,
+        user_agent=USER_AGENT,
+        extra={**sub.headers, **request.headers},
+    )
+
+
 class _Outcome(msgspec.Struct, kw_only=True):
     record: AttemptRecord
     delay: float | None = None
@@ -95,12 +130,6 @@ class _Deliverer:
         self.transports: dict[str, Transport] = {}
         """Custom transports of integrations that have one, opened by the worker."""
 
-    def _secrets(self, sub: Subscription, now: datetime) -> list[str]:
-        secrets = [sub.secret]
-        if sub.previous_secret and sub.previous_secret_expires_at and sub.previous_secret_expires_at > now:
-            secrets.append(sub.previous_secret)
-        return secrets
-
     async def attempt(
         self,
         sub: Subscription,
@@ -118,21 +147,7 @@ class _Deliverer:
             return None
         delivery_id = delivery_id_for(sub.id, event.event_id)
         started = datetime.now(UTC)
-        if integration.signs:
-            headers = build_headers(
-                msg_id=delivery_id,
-                timestamp=int(time.time()),
-                body=request.body,
-                secrets=self._secrets(sub, started),
-                event_type=event.event_type,
-                event_id=event.event_id,
-                event_time=event.timestamp,
-                source=_EVENT_SOURCE,
-                user_agent=USER_AGENT,
-                extra={**sub.headers, **request.headers},
-            )
-        else:
-            headers = {**sub.headers, **request.headers, "User-Agent": USER_AGENT}
+        headers = delivery_headers(sub, integration, event, request, now=started)
         self.attempts += 1
         transport = self.transports.get(integration.name)
         if transport is not None:

@@ -6,9 +6,7 @@ workers through the KV registry: running workers see it within about a second.
 
 from __future__ import annotations
 
-import time
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated, Final
 
 import msgspec
@@ -18,13 +16,11 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from consumers import (
     USER_AGENT,
     DeliveryClient,
-    Subscription,
     SubscriptionCreate,
     SubscriptionPatch,
     SubscriptionStatus,
     SubscriptionView,
-    build_headers,
-    delivery_id_for,
+    delivery_headers,
     subscription_view,
 )
 from integrations import get_integration
@@ -120,13 +116,6 @@ async def rotate_secret(engine: EngineDep, subscription_id: FromPath[uuid.UUID])
     return subscription_view(await engine.service.rotate_secret(subscription_id), with_secret=True)
 
 
-def _secrets(sub: Subscription, now: datetime) -> list[str]:
-    secrets = [sub.secret]
-    if sub.previous_secret and sub.previous_secret_expires_at and sub.previous_secret_expires_at > now:
-        secrets.append(sub.previous_secret)
-    return secrets
-
-
 @post(
     _ID + "/test",
     tags=_TAGS,
@@ -152,22 +141,7 @@ async def send_test_event(engine: EngineDep, subscription_id: FromPath[uuid.UUID
     request = integration.render(event, raw, sub.url, sub.integration_config)
     if request is None:
         raise EventValidationError("integration", f"the {sub.integration} integration sends no {event.event_type}")
-    now = datetime.now(UTC)
-    if integration.signs:
-        headers = build_headers(
-            msg_id=delivery_id_for(sub.id, event.event_id),
-            timestamp=int(time.time()),
-            body=request.body,
-            secrets=_secrets(sub, now),
-            event_type=event.event_type,
-            event_id=event.event_id,
-            event_time=event.timestamp,
-            source=_TEST_SOURCE,
-            user_agent=USER_AGENT,
-            extra={**sub.headers, **request.headers},
-        )
-    else:
-        headers = {**sub.headers, **request.headers, "User-Agent": USER_AGENT}
+    headers = delivery_headers(sub, integration, event, request, source=_TEST_SOURCE)
     # Its own short-lived client: tests are rare, and the delivery rules (address
     # guard, no redirects, capped body) are the workers' exactly.
     async with DeliveryClient(
