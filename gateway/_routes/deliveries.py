@@ -14,6 +14,7 @@ from litestar import get, post
 from litestar.params import FromPath, QueryParameter
 
 from consumers import DeliveryStatus, DeliverySummary, Subscription, event_envelope, queue_redelivery
+from consumers import retry_delivery as queue_retry
 from streams import ConflictError
 
 from .._problems import responses
@@ -90,11 +91,8 @@ async def get_delivery(engine: EngineDep, delivery_id: FromPath[uuid.UUID]) -> D
     responses=responses(400, 404, 409, 503),
 )
 async def retry_delivery(engine: EngineDep, delivery_id: FromPath[uuid.UUID]) -> RetryQueued:
-    detail = await engine.deliveries.get(delivery_id)
-    sub = await engine.service.get(detail.subscription_id)
-    require_active(sub, "retry")
-    envelope = await event_envelope(engine, detail)
-    await queue_redelivery(engine, sub, envelope, trigger="manual", stream_seq=detail.stream_seq)
+    # The engine's own retry (shared with the CLI): 404 unknown, 409 not active.
+    sub = await queue_retry(engine, delivery_id)
     return RetryQueued(delivery_id=delivery_id, subscription_id=sub.id)
 
 
@@ -120,7 +118,7 @@ async def recover_subscription(
     chosen = failed[:MAX_RECOVER]
     limit = asyncio.Semaphore(_QUEUE_CONCURRENCY)
 
-    async def queue(delivery_id: FromPath[uuid.UUID]) -> None:
+    async def queue(delivery_id: uuid.UUID) -> None:
         async with limit:
             detail = await engine.deliveries.get(delivery_id)
             envelope = await event_envelope(engine, detail)
