@@ -29,6 +29,7 @@ from ._errors import (
     PublishError,
     TurbohooksError,
 )
+from ._lazy import lazy_exports
 from ._server import DEFAULT_CONFIG, EmbeddedNats, find_nats_server
 from ._settings import SETTINGS_VARIABLES, Settings, parse_duration, parse_size
 from ._subjects import (
@@ -94,6 +95,7 @@ __all__ = (
     "filter_subjects",
     "find_nats_server",
     "internal_stream_configs",
+    "lazy_exports",
     "match_event_types",
     "normalize_patterns",
     "parse_duration",
