@@ -84,6 +84,7 @@ def delivery_headers(
     *,
     source: str = EVENT_SOURCE,
     now: datetime | None = None,
+    delivery_id: uuid.UUID | None = None,
 ) -> dict[str, str]:
     """Every header of one delivery of ``event`` to ``sub``: identity, signatures, custom headers.
 
@@ -97,7 +98,7 @@ def delivery_headers(
     if sub.previous_secret and sub.previous_secret_expires_at and sub.previous_secret_expires_at > moment:
         secrets.append(sub.previous_secret)
     return build_headers(
-        msg_id=delivery_id_for(sub.id, event.event_id),
+        msg_id=delivery_id or delivery_id_for(sub.id, event.event_id),
         timestamp=int(moment.timestamp()),
         body=request.body,
         secrets=secrets,
@@ -147,7 +148,7 @@ class _Deliverer:
             return None
         delivery_id = delivery_id_for(sub.id, event.event_id)
         started = datetime.now(UTC)
-        headers = delivery_headers(sub, integration, event, request, now=started)
+        headers = delivery_headers(sub, integration, event, request, now=started, delivery_id=delivery_id)
         self.attempts += 1
         transport = self.transports.get(integration.name)
         if transport is not None:
@@ -306,6 +307,11 @@ class _SubscriptionLoop:
         if outcome is None:
             await msg.ack()
             return
+        if outcome.delay is None and not outcome.dead and not outcome.gone:
+            # The common case, delivered: the attempts batch that stores the
+            # record acknowledges the event, and the HTTP slot is free now.
+            deliverer.batcher.record_and_ack(outcome.record, msg)
+            return
         if outcome.gone:
             # 410 Gone: the recorder disables the subscription; until its status
             # arrives, do not hammer the receiver (held before the slot frees).
@@ -316,7 +322,7 @@ class _SubscriptionLoop:
         # write shared by a batch) and settling the event go on in the
         # background, bounded, so the window keeps receivers busy.
         await self._settling.acquire()
-        task = asyncio.create_task(self._settle(msg, sub, outcome))
+        task = asyncio.create_task(self._settle(msg, meta.sequence.stream, sub, outcome))
         self._settle_tasks.add(task)
         task.add_done_callback(self._settled)
 
@@ -326,9 +332,8 @@ class _SubscriptionLoop:
         if not task.cancelled() and (exc := task.exception()) is not None:
             _log.error("subscription %s: settling crashed: %r", self.sub.id, exc, exc_info=exc)
 
-    async def _settle(self, msg: Msg, sub: Subscription, outcome: _Outcome) -> None:
+    async def _settle(self, msg: Msg, stream_seq: int, sub: Subscription, outcome: _Outcome) -> None:
         deliverer = self.worker.deliverer
-        meta = msg.metadata
         try:
             await deliverer.record(outcome.record)
             if outcome.gone:
@@ -338,11 +343,11 @@ class _SubscriptionLoop:
                 await msg.nak(delay=outcome.delay)
             else:
                 if outcome.dead:
-                    await deliverer.dead_letter(sub, msg.data, meta.sequence.stream, outcome.record)
+                    await deliverer.dead_letter(sub, msg.data, stream_seq, outcome.record)
                 await msg.ack()
         except _NATS_ERRORS as exc:
             # Unacknowledged: JetStream redelivers after ack_wait, so nothing is lost.
-            _log.warning("subscription %s: could not settle seq %s (%s)", sub.id, meta.sequence.stream, exc)
+            _log.warning("subscription %s: could not settle seq %s (%s)", sub.id, stream_seq, exc)
 
 
 class Worker:
