@@ -42,7 +42,7 @@ _BATCH_WINDOW: Final = 1024
 _FLUSH_BATCH: Final = 256
 
 
-class PublishAck(msgspec.Struct, frozen=True, kw_only=True):
+class PublishAck(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """JetStream's acknowledgement of one event."""
 
     event_id: uuid.UUID
@@ -225,30 +225,36 @@ class EventPublisher:
     # -- pipelined path ----------------------------------------------------
 
     async def emit_many(self, events: Iterable[Event]) -> list[PublishAck]:
-        """Publish many events with up to 1,024 in flight; acks in the order given.
+        """Publish many events with up to 2,048 in flight; acks in the order given.
 
         Build each with :func:`streams.build_event`. A publish that fails in the
         pipeline is retried on the awaited path, so every returned ack is real.
         """
         pending: list[tuple[Event, asyncio.Future[Any]]] = []
         acks: list[PublishAck] = []
+        publish = self.js.publish_async
         for event in events:
-            future = await self.js.publish_async(
-                event.subject, encode_event(event), headers={MSG_ID_HEADER: str(event.event_id)}
-            )
+            future = await publish(event.subject, encode_event(event), headers={MSG_ID_HEADER: str(event.event_id)})
             pending.append((event, future))
-            if len(pending) >= _BATCH_WINDOW:
-                acks.extend(await self._settle(pending))
-                pending = []
+            if len(pending) >= 2 * _BATCH_WINDOW:
+                # Settle the older window while the newer one is in flight:
+                # waiting for a whole window before sending more emptied the
+                # pipeline every 1,024 events (half the rate of publish_async).
+                acks.extend(await self._settle(pending[:_BATCH_WINDOW]))
+                del pending[:_BATCH_WINDOW]
         acks.extend(await self._settle(pending))
         return acks
 
     async def _settle(self, pending: list[tuple[Event, asyncio.Future[Any]]]) -> list[PublishAck]:
         if not pending:
             return []
-        # One wait for the whole window (not a wait_for task per future: that
-        # was a large share of the batch path's own cost).
-        await asyncio.wait([future for _, future in pending], timeout=self.settings.publish_timeout)
+        # The acks come back in order, and by now most of the window is done:
+        # wait only for a future that is not (no task, no callback for the others).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.publish_timeout
+        for _, future in pending:
+            if not future.done() and (remaining := deadline - loop.time()) > 0:
+                await asyncio.wait((future,), timeout=remaining)
         acks: list[PublishAck] = []
         for event, future in pending:
             if not future.done():

@@ -36,7 +36,7 @@ SCHEMA_VERSION: Final = 1
 ActorType = Literal["user", "ai", "system"]
 
 
-class Actor(msgspec.Struct, frozen=True, kw_only=True):
+class Actor(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Who caused the event."""
 
     type: ActorType = "system"
@@ -46,7 +46,7 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class EventData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class EventData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
     """The entity's state: now, before (for updates), and which fields changed."""
 
     current: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -54,7 +54,7 @@ class EventData(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     changes: list[str] = msgspec.field(default_factory=list)
 
 
-class EventContext(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+class EventContext(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, forbid_unknown_fields=True, gc=False):
     """Ids of the entities around the one the event is about."""
 
     project_id: str | None = None
@@ -69,8 +69,13 @@ class EventContext(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     calendar_event_id: str | None = None
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True):
+class Event(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One event, as stored in JetStream and delivered to webhooks."""
+
+    # gc=False (here and in the parts above): events are plain data that never
+    # refer back to themselves, and a batch of thousands of them held by
+    # emit_many() was traversed by every full collection (a third of that
+    # path's time). Their dicts and lists are still tracked.
 
     event_id: uuid.UUID
     event_type: str
