@@ -13,7 +13,7 @@ from rich.table import Table
 from integrations import ensure_env_subscriptions
 from streams import ConfigError, ConflictError, EventValidationError, NotFoundError
 
-from ._common import console, err_console, fail, load_settings, print_json, run
+from ._common import console, err_console, fail, freeze_heap, load_settings, print_json, run
 from ._processes import _stop_on_signal
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ def gateway(
                 else:
                     console.print(f"admin token: {ADMIN_TOKEN_VARIABLE} or {stored}", soft_wrap=True)
 
+            freeze_heap()
             await serve_gateway(engine, host=host, port=port, admin_token=token, stop=stop, on_ready=ready)
         console.print("stopped")
 

@@ -15,7 +15,7 @@ from integrations import INTEGRATION_NAMES, ensure_env_subscriptions
 from publishers import EventPublisher, MilestoneProcessor, Scheduler, SchedulerSettings
 from streams import DEFAULT_CONFIG, ConfigError, EmbeddedNats, Settings, connect_nats, provision
 
-from ._common import console, fail, load_settings, run
+from ._common import console, fail, freeze_heap, load_settings, run
 
 __all__ = ("register",)
 
@@ -80,6 +80,7 @@ async def _up(settings: Settings, schedule: SchedulerSettings, host: str, port: 
         generators = await stack.enter_async_context(EventPublisher(settings, nc=engine.nc, name="generators"))
         token, created = load_or_create_admin_token(settings)
         listening = asyncio.Event()
+        freeze_heap()
 
         def ready(url: str) -> None:
             console.print(f"gateway on [bold]{url}[/bold] (OpenAPI at {url}/schema)")
@@ -149,6 +150,7 @@ def worker(
             await provision(nc.jetstream(), settings)
             async with _stop_on_signal() as stop:
                 the_worker = Worker(settings, nc, integrations=integration)
+                freeze_heap()
                 console.print(f"worker running ({', '.join(sorted(the_worker.kinds))}); Ctrl-C stops it")
                 await the_worker.run(stop)
         finally:
@@ -166,6 +168,7 @@ def recorder() -> None:
 
         async with open_engine(settings, name="recorder") as engine, _stop_on_signal() as stop:
             console.print(f"recorder running, writing to {engine.db.url}; Ctrl-C stops it")
+            freeze_heap()
             await Recorder(settings, engine.nc, engine.deliveries, engine.service).run(stop)
 
     run(main)
