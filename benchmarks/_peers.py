@@ -17,6 +17,7 @@ import contextlib
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -37,10 +38,11 @@ from ._helpers import (
     measure_burst,
     measure_paced,
     nats_server,
+    percentile,
     sample_event,
 )
 
-__all__ = ("PEERS", "Peer", "publish_burst", "run")
+__all__ = ("PEERS", "Peer", "publish_burst", "record_stored", "run")
 
 GROUP: Final = "peers"
 RATE: Final = 500.0
@@ -77,21 +79,47 @@ def publish_burst(publisher: EventPublisher, batch: list[Event]) -> asyncio.Task
 
 
 class Firing:
-    """``fire(i)``: publish one fresh event in a task (so that pacing never waits on an ack)."""
+    """``fire(i)``: publish one fresh event in a task (so that pacing never waits on an ack).
+
+    It also times each publish from the event's ``timestamp`` to JetStream's
+    acknowledgement (stored, and fsynced under ``nats/dev.conf``): no consumer
+    can deliver an event before that, so its tail is the floor of the
+    end-to-end tail in the same run.
+    """
 
     def __init__(self, publisher: EventPublisher, event_type: str = "issue.updated") -> None:
         self.publisher = publisher
         self.event_type = event_type
         self.tasks: set[asyncio.Task[object]] = set()
+        self.stored_ms: list[float] = []
 
     def __call__(self, n: int) -> None:
-        task: asyncio.Task[object] = asyncio.create_task(self.publisher.publish(sample_event(self.event_type, n)))
+        task: asyncio.Task[object] = asyncio.create_task(self._publish(sample_event(self.event_type, n)))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def _publish(self, event: Event) -> None:
+        await self.publisher.publish(event)
+        self.stored_ms.append((datetime.now(UTC) - event.timestamp).total_seconds() * 1000.0)
 
     async def settle(self) -> None:
         if self.tasks:
             await asyncio.wait(set(self.tasks), timeout=10)
+
+
+def record_stored(results: Results, key: str, group: str, label: str, fire: Firing) -> None:
+    """The p99 of publish → JetStream's ack in a latency run: the end-to-end floor of that run."""
+    values = fire.stored_ms
+    if not values:
+        return
+    results.add(
+        f"{key}.stored_p99",
+        group,
+        f"{label}: p99 publish → stored (JetStream ack) at {RATE:,.0f} events/s",
+        percentile(values, 99),
+        "ms",
+        note=f"p50 {percentile(values, 50):,.2f} / p95 {percentile(values, 95):,.2f} ms; no delivery can come before",
+    )
 
 
 def record_latency(results: Results, key: str, group: str, label: str, run: LatencyRun) -> None:
@@ -277,6 +305,7 @@ async def run(results: Results, scale: Scale, workdir: Path, children: Children,
                         latency = await measure_paced(receiver, fire, RATE, sent, drain=5.0)
                         await fire.settle()
                         record_latency(results, peer.key, GROUP, peer.label, latency)
+                        record_stored(results, peer.key, GROUP, peer.label, fire)
                     finally:
                         for process in started:
                             await children.stop(process)

@@ -58,7 +58,7 @@ from ._helpers import (
     sample_fields,
     wait_until,
 )
-from ._peers import RATE, Firing, Watched, record_burst, record_latency
+from ._peers import RATE, Firing, Watched, record_burst, record_latency, record_stored
 
 __all__ = ("run",)
 
@@ -259,6 +259,7 @@ async def _end_to_end(
     latency = await measure_paced(receiver, fire, RATE, sent, drain=5.0)
     await fire.settle()
     record_latency(results, "product.e2e", GROUP, "turbohooks, 1 worker (signed + recorded)", latency)
+    record_stored(results, "product.e2e", GROUP, "turbohooks, 1 worker (signed + recorded)", fire)
     results.target(f"p99 ≤ 3 ms from publish to receipt at {RATE:,.0f} events/s", "product.e2e.p99", "<=", 3.0)
 
     if profile_dir is not None and worker.pid is not None:
@@ -664,6 +665,7 @@ async def _latency_diagnosis(
                     fire = Firing(engine.publisher)
                     run = await measure_paced(receiver, fire, RATE, int(RATE * scale.pick(2.0, 8.0)), drain=5.0)
                     await fire.settle()
+                    record_stored(results, key, GROUP, label, fire)
                     results.add(
                         f"{key}.p99",
                         GROUP,

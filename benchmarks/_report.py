@@ -195,7 +195,9 @@ def _diagnosis(results: Results) -> list[str]:
         "### What the latency is made of",
         "",
         "The same 500 events/s, on a fresh server each: without the recorder process, and with the recorder "
-        "under nats-server's default sync (full mode only).",
+        "under nats-server's default sync (full mode only). Each run also times publish → stored (JetStream's "
+        "ack): when its tail is as long as the end-to-end one, the stalls are in the store (the disk's fsyncs), "
+        "before any consumer sees the event.",
         "",
         *_figures_table(results, "product", ("diag.",)),
         "",
@@ -213,8 +215,8 @@ def _peers_table(results: Results) -> list[str]:
     ]
     lines = [
         "| contender | deliveries/s at saturation | vs (d) | consumer CPU per delivery | p50 at 500/s | p95 | p99 "
-        "| saturation run |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| p99 publish → stored | saturation run |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     latency = results.series.get("latency", {})
     for name, key in rows:
@@ -227,9 +229,10 @@ def _peers_table(results: Results) -> list[str]:
         versus = _ratio(results.ratio(f"{key}.rate", "peer.nats_aiohttp.rate"))
         quantiles = " | ".join(_latency(lat, q) for q in ("p50", "p95", "p99"))
         notes = "; ".join(n for n in (figure.note if figure else "", cpu.note if cpu else "") if n)
+        stored = results.value(f"{key}.stored_p99")
         lines.append(
             f"| {name} | {_number(rate)} | {versus} | {_number(cpu.value if cpu else None, 'µs')} | {quantiles} "
-            f"| {notes} |"
+            f"| {'' if stored is None else f'{stored:,.2f} ms'} | {notes} |"
         )
     return lines
 
@@ -418,7 +421,9 @@ def write_markdown(results: Results, context: Context, plots: dict[str, Path], o
         "arrival to the last, so that the publisher's own fsync-bound rate does not cap the consumer. "
         "Latency: events published one by one at a fixed 500/s (`EventPublisher.publish`, awaited each in "
         "its own task), latency = arrival at the receiver − the event's `timestamp`; an event that never "
-        "arrived counts as infinitely late. The peers are in `benchmarks/_peer_apps.py`, each its own "
+        "arrived counts as infinitely late; p99 publish → stored is the same events' time to JetStream's ack "
+        "(stored and fsynced), which no consumer can beat: the disk's share of the tail. "
+        "The peers are in `benchmarks/_peer_apps.py`, each its own "
         "process, written as their documentation shows, with one shared HTTP client, no signing and no "
         'log; (a) has no broker: the process that "serves the request" also POSTs (one shared '
         "`httpx.AsyncClient`, its most favourable form). turbohooks is `turbohooks worker --integration "
@@ -564,7 +569,10 @@ def readme_section(results: Results, context: Context) -> str:
             f"{ratio(e2e, 'peer.nats_httpx.rate')} a plain nats-py + httpx one and "
             f"{ratio(e2e, 'peer.faststream_httpx.rate')} FastStream + httpx; two workers against one: "
             f"{ratio('product.e2e2.rate', e2e)}.",
-            f"- Latency at 500 events/s, publish → received: p99 **{fig('product.e2e.p99', 'ms')}**.",
+            f"- Latency at 500 events/s, publish → received: p99 **{fig('product.e2e.p99', 'ms')}**; "
+            f"publish → stored (JetStream's ack, fsynced) alone, in the same run: p99 "
+            f"{fig('product.e2e.stored_p99', 'ms')}, which no consumer can beat; "
+            f"(d) plain nats-py + aiohttp: p99 {fig('peer.nats_aiohttp.p99', 'ms')}.",
             f"- `emit_many`: {fig('product.emit_many', '/s')}, "
             f"{ratio('product.emit_many', 'product.raw_publish_async')} of raw `publish_async` under "
             f"`sync_interval: always`, {ratio('sync.default.emit_many', 'sync.default.publish_async')} under "
