@@ -19,10 +19,9 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.js import api as js_api
 from sqlalchemy.exc import SQLAlchemyError
 
-from streams import ATTEMPTS_STREAM, ATTEMPTS_SUBJECT_ROOT, Settings
+from streams import ATTEMPTS_STREAM, RECORDER_CONSUMER, Settings, recorder_consumer_config
 
 from ._messages import AttemptBatch, AttemptRecord
 from ._service import SubscriptionService
@@ -32,7 +31,6 @@ __all__ = ("RECORDER_CONSUMER", "Recorder")
 
 _log = logging.getLogger("turbohooks.recorder")
 
-RECORDER_CONSUMER: Final = "recorder"
 _BATCH: Final = 64
 """Messages per fetch; each carries a batch of up to 256 attempts."""
 _NATS_ERRORS: Final = (NatsError, TimeoutError, OSError)
@@ -53,16 +51,7 @@ class Recorder:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Record until ``stop`` is set; the batch in hand is finished first."""
-        await self.js.add_consumer(
-            ATTEMPTS_STREAM,
-            js_api.ConsumerConfig(
-                durable_name=RECORDER_CONSUMER,
-                filter_subject=f"{ATTEMPTS_SUBJECT_ROOT}.>",
-                ack_policy=js_api.AckPolicy.ALL,
-                ack_wait=30.0,
-                max_ack_pending=_BATCH * 4,
-            ),
-        )
+        await self.js.add_consumer(ATTEMPTS_STREAM, recorder_consumer_config())
         psub = await self.js.pull_subscribe_bind(durable=RECORDER_CONSUMER, stream=ATTEMPTS_STREAM)
         stopper = asyncio.create_task(stop.wait())
         try:

@@ -45,12 +45,14 @@ from ._topology import (
     ATTEMPTS_SUBJECT_ROOT,
     DEAD_LETTER_STREAM,
     DEAD_LETTER_SUBJECT_ROOT,
+    RECORDER_CONSUMER,
     REDELIVER_STREAM,
     REDELIVER_SUBJECT_ROOT,
     ensure_stream,
     events_stream_config,
     internal_stream_configs,
     provision,
+    recorder_consumer_config,
 )
 
 __all__ = (
@@ -61,6 +63,7 @@ __all__ = (
     "DEFAULT_CONFIG",
     "ENTITY_TYPES",
     "EVENT_CATALOG",
+    "RECORDER_CONSUMER",
     "REDELIVER_STREAM",
     "REDELIVER_SUBJECT_ROOT",
     "SCHEMA_VERSION",
@@ -101,4 +104,5 @@ __all__ = (
     "parse_duration",
     "parse_size",
     "provision",
+    "recorder_consumer_config",
 )

@@ -22,17 +22,22 @@ __all__ = (
     "ATTEMPTS_SUBJECT_ROOT",
     "DEAD_LETTER_STREAM",
     "DEAD_LETTER_SUBJECT_ROOT",
+    "RECORDER_CONSUMER",
     "REDELIVER_STREAM",
     "REDELIVER_SUBJECT_ROOT",
     "ensure_stream",
     "events_stream_config",
     "internal_stream_configs",
     "provision",
+    "recorder_consumer_config",
 )
 
 ATTEMPTS_STREAM: Final = "TURBOHOOKS_ATTEMPTS"
 """Internal: one message per delivery attempt, written to SQL by the recorder."""
 ATTEMPTS_SUBJECT_ROOT: Final = "turbohooks.attempts"
+RECORDER_CONSUMER: Final = "recorder"
+"""The recorder's durable consumer on the attempts stream, shared by every recorder."""
+_RECORDER_BATCH: Final = 64
 DEAD_LETTER_STREAM: Final = "TURBOHOOKS_DLQ"
 """Internal: events whose attempts ran out, with their last response."""
 DEAD_LETTER_SUBJECT_ROOT: Final = "turbohooks.dlq"
@@ -69,7 +74,12 @@ def internal_stream_configs(settings: Settings) -> list[js_api.StreamConfig]:
             name=ATTEMPTS_STREAM,
             description="turbohooks: delivery attempt outcomes, for the recorder",
             subjects=[f"{ATTEMPTS_SUBJECT_ROOT}.>"],
-            retention=js_api.RetentionPolicy.LIMITS,
+            # Interest: a batch is removed once the recorder acknowledged it (it
+            # is in SQL). Kept for max_age instead, at a few KB per delivery, it
+            # filled the server's store within hours under load. Safe because
+            # provision() creates the recorder's consumer with the stream: a
+            # batch published before any recorder ran is kept for it.
+            retention=js_api.RetentionPolicy.INTEREST,
             storage=js_api.StorageType.FILE,
             max_age=settings.stream_max_age,
             num_replicas=settings.stream_replicas,
@@ -125,7 +135,28 @@ async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> js
     return info
 
 
+def recorder_consumer_config() -> js_api.ConsumerConfig:
+    """The recorder's consumer: every attempt batch, acknowledged in order (one ack settles a fetch)."""
+    return js_api.ConsumerConfig(
+        durable_name=RECORDER_CONSUMER,
+        description="turbohooks: the recorder (attempts into the delivery log)",
+        filter_subject=f"{ATTEMPTS_SUBJECT_ROOT}.>",
+        ack_policy=js_api.AckPolicy.ALL,
+        ack_wait=30.0,
+        max_ack_pending=_RECORDER_BATCH * 4,
+    )
+
+
 async def provision(js: JetStreamContext, settings: Settings) -> list[js_api.StreamInfo]:
-    """Provision every stream turbohooks uses; safe to call on every start."""
+    """Provision every stream turbohooks uses, and the recorder's consumer; safe to call on every start."""
     configs = [events_stream_config(settings), *internal_stream_configs(settings)]
-    return [await ensure_stream(js, config) for config in configs]
+    infos = [await ensure_stream(js, config) for config in configs]
+    # Before any worker publishes an attempt: the attempts stream keeps a
+    # message only while a consumer is interested in it.
+    try:
+        await js.add_consumer(ATTEMPTS_STREAM, recorder_consumer_config())
+    except APIError as exc:
+        raise TurbohooksError(
+            f"turbohooks: JetStream refused the recorder's consumer on {ATTEMPTS_STREAM}: {exc.description}"
+        ) from exc
+    return infos

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from consumers import DeadLetter, SignatureError, SubscriptionCreate, SubscriptionPatch, delivery_id_for, verify
-from streams import DEAD_LETTER_STREAM, EventValidationError, build_event, decode_event
+from streams import ATTEMPTS_STREAM, DEAD_LETTER_STREAM, EventValidationError, build_event, decode_event
 
 from .conftest import Receiver, Running, wait_for
 
@@ -344,3 +344,18 @@ async def test_webhook_enabled_false_delivers_nothing_and_keeps_events(
         assert receiver.at(path) == [] and sub.id not in run.workers[0].running
     async with running_engine(engine):
         await wait_for(lambda: [r.event_id for r in receiver.at(path)] == [str(ack.event_id)], what="the kept event")
+
+
+async def test_recorded_attempts_leave_the_attempts_stream(running: Running, receiver: Receiver, unique: str) -> None:
+    sub = await running.subscribe(name=f"drop-{unique}", url=receiver.endpoint(f"/drop-{unique}"), event_types=["*"])
+    acks = await running.engine.publisher.emit_many(
+        [build_event(event_type="issue.created", entity_id=f"{unique}-{n}") for n in range(20)]
+    )
+    for ack in acks:
+        await _delivery(running, sub.id, ack.event_id, "success")
+
+    async def emptied() -> bool:
+        return (await running.engine.js.stream_info(ATTEMPTS_STREAM)).state.messages == 0
+
+    # In SQL, so no longer kept in JetStream (interest retention, acknowledged by the recorder).
+    await wait_for(emptied, what="the recorded attempt batches to leave the attempts stream")

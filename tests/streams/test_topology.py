@@ -5,9 +5,17 @@ from __future__ import annotations
 import uuid
 
 from nats.js import JetStreamContext
-from nats.js.api import StorageType
+from nats.js.api import AckPolicy, RetentionPolicy, StorageType
 
-from streams import Settings, ensure_stream, events_stream_config, provision
+from streams import (
+    ATTEMPTS_STREAM,
+    ATTEMPTS_SUBJECT_ROOT,
+    RECORDER_CONSUMER,
+    Settings,
+    ensure_stream,
+    events_stream_config,
+    provision,
+)
 
 
 async def test_provision_is_idempotent_and_keeps_data(js: JetStreamContext, settings: Settings) -> None:
@@ -35,3 +43,18 @@ async def test_events_stream_settings(js: JetStreamContext, settings: Settings) 
     assert events.config.duplicate_window > settings.publish_retry_horizon
     assert events.config.num_replicas == 1
     assert all(not s.startswith("turbo.") for info in infos[1:] for s in info.config.subjects or [])
+
+
+async def test_attempts_are_kept_for_the_recorder_until_it_acknowledges(
+    js: JetStreamContext, settings: Settings
+) -> None:
+    await provision(js, settings)
+    attempts = await js.stream_info(ATTEMPTS_STREAM)
+    # Interest: removed once recorded, instead of piling up for max_age.
+    assert attempts.config.retention == RetentionPolicy.INTEREST
+    # The recorder's consumer exists as soon as the stream does, so a batch
+    # published before any recorder started is kept for it.
+    recorder = await js.consumer_info(ATTEMPTS_STREAM, RECORDER_CONSUMER)
+    assert recorder.config.ack_policy == AckPolicy.ALL
+    assert recorder.config.filter_subject == f"{ATTEMPTS_SUBJECT_ROOT}.>"
+    await provision(js, settings)  # idempotent, consumer included
