@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, RetentionPolicy, StorageType
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 
 from streams import (
     ATTEMPTS_STREAM,
     ATTEMPTS_SUBJECT_ROOT,
     RECORDER_CONSUMER,
+    EmbeddedNats,
     Settings,
+    connect_nats,
     ensure_stream,
     events_stream_config,
     provision,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_provision_is_idempotent_and_keeps_data(js: JetStreamContext, settings: Settings) -> None:
@@ -58,3 +63,30 @@ async def test_attempts_are_kept_for_the_recorder_until_it_acknowledges(
     assert recorder.config.ack_policy == AckPolicy.ALL
     assert recorder.config.filter_subject == f"{ATTEMPTS_SUBJECT_ROOT}.>"
     await provision(js, settings)  # idempotent, consumer included
+
+
+async def test_an_older_attempts_stream_is_converted_in_place_keeping_its_batches(tmp_path: Path) -> None:
+    """Stores made before interest retention (limits, 7 days) upgrade on provision, unrecorded batches kept."""
+    async with EmbeddedNats(store_dir=tmp_path / "js", config=ROOT / "nats" / "test.conf") as server:
+        settings = Settings(nats_url=server.url, data_dir=tmp_path / "data", stream_max_bytes=64 << 20)
+        nc = await connect_nats(settings)
+        try:
+            js = nc.jetstream()
+            subjects = [f"{ATTEMPTS_SUBJECT_ROOT}.>"]
+            await js.add_stream(
+                StreamConfig(name=ATTEMPTS_STREAM, subjects=subjects, retention=RetentionPolicy.LIMITS, max_age=604800)
+            )
+            await js.add_consumer(
+                ATTEMPTS_STREAM,
+                ConsumerConfig(durable_name=RECORDER_CONSUMER, filter_subject=subjects[0], ack_policy=AckPolicy.ALL),
+            )
+            await js.publish(f"{ATTEMPTS_SUBJECT_ROOT}.old", b"{}")
+
+            await provision(js, settings)
+
+            info = await js.stream_info(ATTEMPTS_STREAM)
+            assert info.config.retention == RetentionPolicy.INTEREST
+            assert info.state.messages == 1, "a batch not yet recorded survives the upgrade"
+            assert (await js.consumer_info(ATTEMPTS_STREAM, RECORDER_CONSUMER)).num_pending == 1
+        finally:
+            await nc.close()
