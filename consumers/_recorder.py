@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from sqlalchemy.exc import SQLAlchemyError
 
-from streams import ATTEMPTS_STREAM, RECORDER_CONSUMER, Settings, recorder_consumer_config
+from streams import ATTEMPTS_STREAM, RECORDER_CONSUMER, RECORDER_FETCH, Settings, recorder_consumer_config
 
 from ._messages import AttemptBatch, AttemptRecord
 from ._service import SubscriptionService
@@ -31,8 +31,6 @@ __all__ = ("RECORDER_CONSUMER", "Recorder")
 
 _log = logging.getLogger("turbohooks.recorder")
 
-_BATCH: Final = 64
-"""Messages per fetch; each carries a batch of up to 256 attempts."""
 _NATS_ERRORS: Final = (NatsError, TimeoutError, OSError)
 _decoder: Final = msgspec.json.Decoder(AttemptBatch)
 
@@ -56,7 +54,7 @@ class Recorder:
         stopper = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
-                fetch = asyncio.create_task(psub.fetch(_BATCH, timeout=0.25))
+                fetch = asyncio.create_task(psub.fetch(RECORDER_FETCH, timeout=0.25))
                 done, _ = await asyncio.wait({fetch, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if fetch not in done:
                     fetch.cancel()

@@ -23,6 +23,7 @@ __all__ = (
     "DEAD_LETTER_STREAM",
     "DEAD_LETTER_SUBJECT_ROOT",
     "RECORDER_CONSUMER",
+    "RECORDER_FETCH",
     "REDELIVER_STREAM",
     "REDELIVER_SUBJECT_ROOT",
     "ensure_stream",
@@ -37,7 +38,8 @@ ATTEMPTS_STREAM: Final = "TURBOHOOKS_ATTEMPTS"
 ATTEMPTS_SUBJECT_ROOT: Final = "turbohooks.attempts"
 RECORDER_CONSUMER: Final = "recorder"
 """The recorder's durable consumer on the attempts stream, shared by every recorder."""
-_RECORDER_BATCH: Final = 64
+RECORDER_FETCH: Final = 64
+"""Attempt batches the recorder fetches, and writes in one transaction, at a time."""
 DEAD_LETTER_STREAM: Final = "TURBOHOOKS_DLQ"
 """Internal: events whose attempts ran out, with their last response."""
 DEAD_LETTER_SUBJECT_ROOT: Final = "turbohooks.dlq"
@@ -143,7 +145,7 @@ def recorder_consumer_config() -> js_api.ConsumerConfig:
         filter_subject=f"{ATTEMPTS_SUBJECT_ROOT}.>",
         ack_policy=js_api.AckPolicy.ALL,
         ack_wait=30.0,
-        max_ack_pending=_RECORDER_BATCH * 4,
+        max_ack_pending=RECORDER_FETCH * 4,
     )
 
 
