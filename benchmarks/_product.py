@@ -36,7 +36,7 @@ from consumers import (
     open_engine,
 )
 from publishers import EventPublisher
-from streams import ATTEMPTS_STREAM, DEFAULT_CONFIG, build_event, decode_event, encode_event
+from streams import ATTEMPTS_STREAM, DEFAULT_CONFIG, USER_AGENT, build_event, decode_event, encode_event
 
 from . import _profile
 from ._ceilings import measure_publish, measure_publish_async
@@ -496,7 +496,7 @@ def _hot_path(results: Results, scale: Scale) -> None:
             event_id=event.event_id,
             event_time=event.timestamp,
             source="/turbo",
-            user_agent="turbohooks/0.1.0",
+            user_agent=USER_AGENT,
             extra={"Content-Type": "application/json"},
         )
 
@@ -509,7 +509,7 @@ def _hot_path(results: Results, scale: Scale) -> None:
         event_id=event.event_id,
         event_time=event.timestamp,
         source="/turbo",
-        user_agent="turbohooks/0.1.0",
+        user_agent=USER_AGENT,
     )
     encoder = msgspec.json.Encoder()
     calls: list[tuple[str, str, Callable[[], object] | None]] = [

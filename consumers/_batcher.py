@@ -19,10 +19,9 @@ from typing import Final
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
-from streams import ATTEMPTS_SUBJECT_ROOT
+from streams import ATTEMPTS_SUBJECT_ROOT, NATS_ERRORS
 
 from ._messages import AttemptBatch, AttemptRecord
 
@@ -30,7 +29,6 @@ __all__ = ("AttemptBatcher",)
 
 _log = logging.getLogger("turbohooks.worker")
 _encoder: Final = msgspec.json.Encoder()
-_NATS_ERRORS: Final = (NatsError, TimeoutError, OSError)
 
 
 class AttemptBatcher:
@@ -111,7 +109,7 @@ class AttemptBatcher:
         try:
             for msg in acks:
                 await msg.ack()
-        except _NATS_ERRORS as exc:
+        except NATS_ERRORS as exc:
             _log.warning("could not acknowledge delivered events (%s); they will be redelivered", exc)
 
     async def close(self) -> None:

@@ -21,7 +21,8 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
-from nats.errors import Error as NatsError
+
+from streams import NATS_ERRORS
 
 __all__ = ("ContinuousPull",)
 
@@ -29,7 +30,6 @@ _log = logging.getLogger("turbohooks.pull")
 
 _STATUS: Final = "Status"
 _PENDING_MESSAGES: Final = "Nats-Pending-Messages"
-_NATS_ERRORS: Final = (NatsError, TimeoutError, OSError)
 
 
 class _PullRequest(msgspec.Struct, omit_defaults=True):
@@ -104,7 +104,7 @@ class ContinuousPull:
         if self._sub is not None:
             # Messages the server sends to this inbox after this are never
             # acknowledged: JetStream redelivers them after ack_wait.
-            with contextlib.suppress(*_NATS_ERRORS):
+            with contextlib.suppress(*NATS_ERRORS):
                 await self._sub.unsubscribe()
 
     async def _refill(self) -> None:
@@ -119,7 +119,7 @@ class ContinuousPull:
         self._requested += free
         try:
             await self.nc.publish(self._next_subject, _encoder.encode(request), reply=self._inbox)
-        except _NATS_ERRORS as exc:
+        except NATS_ERRORS as exc:
             self._requested -= free
             _log.debug("pull request not sent (%s); the watchdog retries", exc)
 

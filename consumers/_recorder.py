@@ -18,10 +18,9 @@ from typing import Final
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import Error as NatsError
 from sqlalchemy.exc import SQLAlchemyError
 
-from streams import ATTEMPTS_STREAM, RECORDER_CONSUMER, RECORDER_FETCH, Settings, recorder_consumer_config
+from streams import ATTEMPTS_STREAM, NATS_ERRORS, RECORDER_CONSUMER, RECORDER_FETCH, Settings, recorder_consumer_config
 
 from ._messages import AttemptBatch, AttemptRecord
 from ._service import SubscriptionService
@@ -31,7 +30,6 @@ __all__ = ("RECORDER_CONSUMER", "Recorder")
 
 _log = logging.getLogger("turbohooks.recorder")
 
-_NATS_ERRORS: Final = (NatsError, TimeoutError, OSError)
 _decoder: Final = msgspec.json.Decoder(AttemptBatch)
 
 
@@ -58,12 +56,12 @@ class Recorder:
                 done, _ = await asyncio.wait({fetch, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if fetch not in done:
                     fetch.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, *_NATS_ERRORS):
+                    with contextlib.suppress(asyncio.CancelledError, *NATS_ERRORS):
                         await fetch
                     break
                 try:
                     msgs = fetch.result()
-                except _NATS_ERRORS:
+                except NATS_ERRORS:
                     msgs = []
                 if not msgs:
                     self.idle.set()
@@ -77,7 +75,7 @@ class Recorder:
                     await asyncio.sleep(1.0)
         finally:
             stopper.cancel()
-            with contextlib.suppress(*_NATS_ERRORS):
+            with contextlib.suppress(*NATS_ERRORS):
                 await psub.unsubscribe()
 
     async def _record(self, msgs: list[Msg]) -> None:

@@ -15,11 +15,10 @@ from typing import Final
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js import api as js_api
-from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyDeletedError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
-from streams import Settings
+from streams import Settings, open_bucket
 
 from ._messages import Subscription
 
@@ -52,18 +51,9 @@ class SubscriptionRegistry:
     @classmethod
     async def open(cls, js: JetStreamContext, settings: Settings) -> SubscriptionRegistry:
         """Open the bucket, creating it when missing."""
-        try:
-            kv = await js.key_value(REGISTRY_BUCKET)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(
-                js_api.KeyValueConfig(
-                    bucket=REGISTRY_BUCKET,
-                    description="turbohooks: subscriptions, mirrored from SQL for the workers",
-                    history=1,
-                    storage=js_api.StorageType.FILE,
-                    replicas=settings.stream_replicas,
-                )
-            )
+        kv = await open_bucket(
+            js, settings, REGISTRY_BUCKET, "turbohooks: subscriptions, mirrored from SQL for the workers"
+        )
         return cls(kv)
 
     async def put(self, subscription: Subscription) -> None:

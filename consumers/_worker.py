@@ -21,15 +21,16 @@ from typing import Final
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
 from integrations import INTEGRATIONS, Integration, OutgoingRequest, Transport, TransportContext
 from streams import (
     DEAD_LETTER_SUBJECT_ROOT,
+    NATS_ERRORS,
     REDELIVER_STREAM,
     REDELIVER_SUBJECT_ROOT,
+    USER_AGENT,
     Event,
     EventValidationError,
     Settings,
@@ -49,12 +50,10 @@ __all__ = ("EVENT_SOURCE", "USER_AGENT", "RedeliveryRequest", "Worker", "deliver
 
 _log = logging.getLogger("turbohooks.worker")
 
-USER_AGENT: Final = "turbohooks/0.1.0"
 EVENT_SOURCE: Final = "/turbo"
 """``ce-source`` of deliveries."""
 _IDLE_FETCH: Final = 5.0
 _GONE_HOLD: Final = 30.0
-_NATS_ERRORS: Final = (NatsError, TimeoutError, OSError)
 
 _encoder: Final = msgspec.json.Encoder()
 
@@ -288,7 +287,7 @@ class _SubscriptionLoop:
                     self.worker.nc, settings.stream_name, consumer_name(self.sub), self._deliver, window=self._limit
                 )
                 await pull.start()
-            except _NATS_ERRORS as exc:
+            except NATS_ERRORS as exc:
                 _log.warning("subscription %s: cannot start its consumer (%s); retrying", self.sub.id, exc)
                 await asyncio.sleep(1.0)
                 continue
@@ -300,7 +299,7 @@ class _SubscriptionLoop:
         deliverer = self.worker.deliverer
         delivered, stream_seq = _position(msg)
         if time.monotonic() < self._gone_until:
-            with contextlib.suppress(*_NATS_ERRORS):
+            with contextlib.suppress(*NATS_ERRORS):
                 await msg.nak()
             return
         try:
@@ -360,7 +359,7 @@ class _SubscriptionLoop:
                 if outcome.dead:
                     await deliverer.dead_letter(sub, msg.data, stream_seq, outcome.record)
                 await msg.ack()
-        except _NATS_ERRORS as exc:
+        except NATS_ERRORS as exc:
             # Unacknowledged: JetStream redelivers after ack_wait, so nothing is lost.
             _log.warning("subscription %s: could not settle seq %s (%s)", sub.id, stream_seq, exc)
 
@@ -433,7 +432,7 @@ class Worker:
                     await self._apply(change.subscription, change.deleted)
                     if change.initial_done:
                         self.ready.set()
-            except _NATS_ERRORS as exc:
+            except NATS_ERRORS as exc:
                 _log.warning("registry watch interrupted (%s); watching again", exc)
                 await asyncio.sleep(0.5)
 
@@ -484,13 +483,13 @@ class Worker:
                 )
                 psub = await self.js.pull_subscribe_bind(durable=durable, stream=REDELIVER_STREAM)
                 break
-            except _NATS_ERRORS as exc:
+            except NATS_ERRORS as exc:
                 _log.warning("redelivery consumer %s unavailable (%s); retrying", durable, exc)
                 await asyncio.sleep(1.0)
         while True:
             try:
                 msgs = await psub.fetch(16, timeout=_IDLE_FETCH)
-            except _NATS_ERRORS:
+            except NATS_ERRORS:
                 continue
             await asyncio.gather(*(self._redeliver(msg) for msg in msgs))
 
@@ -523,5 +522,5 @@ class Worker:
             if outcome is not None:
                 await self.deliverer.record(outcome.record)
             await msg.ack()
-        except _NATS_ERRORS as exc:
+        except NATS_ERRORS as exc:
             _log.warning("could not settle a redelivery (%s)", exc)

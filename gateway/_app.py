@@ -21,7 +21,7 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.types import Message, Scope
 
 from consumers import Engine
-from streams import TurbohooksError
+from streams import VERSION, TurbohooksError
 
 from ._auth import ADMIN_TOKEN_VARIABLE, bearer_guard
 from ._metrics import GatewayMetrics
@@ -34,7 +34,7 @@ MAX_BODY_SIZE: Final = 1 << 20
 """Request bodies larger than this (1 MiB) are refused with 413."""
 _SECURITY_SCHEME: Final = "adminToken"
 _SHUTDOWN_GRACE: Final = 10
-_VERSION: Final = "0.1.0"
+_VERSION: Final = VERSION
 
 _TAGS: Final = [
     Tag(name="health", description="Liveness, readiness and metrics."),

@@ -43,11 +43,11 @@ import httpx
 import msgspec
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js import api as js_api
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from streams import (
+    USER_AGENT,
     Actor,
     Event,
     EventContext,
@@ -55,6 +55,7 @@ from streams import (
     EventValidationError,
     Settings,
     TurbohooksError,
+    open_bucket,
 )
 
 from ._base import OutgoingRequest, SendResult, TransportContext, TransportFactory
@@ -336,18 +337,12 @@ class GitHubTransport:
         # Opened on first use: a worker that never mirrors anything creates no bucket.
         async with self._kv_lock:
             if self._kv is None:
-                try:
-                    self._kv = await self._js.key_value(GITHUB_BUCKET)
-                except BucketNotFoundError:
-                    self._kv = await self._js.create_key_value(
-                        js_api.KeyValueConfig(
-                            bucket=GITHUB_BUCKET,
-                            description="turbohooks: Turbo issue -> GitHub issue, and mirrored comments",
-                            history=1,
-                            storage=js_api.StorageType.FILE,
-                            replicas=self._settings.stream_replicas,
-                        )
-                    )
+                self._kv = await open_bucket(
+                    self._js,
+                    self._settings,
+                    GITHUB_BUCKET,
+                    "turbohooks: Turbo issue -> GitHub issue, and mirrored comments",
+                )
             return self._kv
 
     async def _api_problem(self, api_url: str) -> str | None:
@@ -614,7 +609,7 @@ class _Session:
 async def github_transport(context: TransportContext) -> AsyncIterator[GitHubTransport]:
     """The transport of one worker: one HTTP client (redirects not followed), closed on exit."""
     async with httpx.AsyncClient(
-        timeout=context.timeout, follow_redirects=False, headers={"User-Agent": "turbohooks/0.1.0"}
+        timeout=context.timeout, follow_redirects=False, headers={"User-Agent": USER_AGENT}
     ) as client:
         yield GitHubTransport(client, context.js, context.settings)
 

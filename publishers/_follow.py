@@ -22,26 +22,25 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.errors import NotFoundError as JsNotFoundError
 from nats.js.kv import KeyValue
 
 from streams import (
+    NATS_ERRORS,
     Event,
     EventValidationError,
-    Settings,
     TurbohooksError,
     decode_event,
 )
 
-__all__ = ("FollowingProcessor", "RecordStore", "StreamFollower", "decode_messages", "kv_key", "open_bucket")
+__all__ = ("FollowingProcessor", "RecordStore", "StreamFollower", "decode_messages", "kv_key")
 
 _log = logging.getLogger("turbohooks.follow")
 
 _BATCH: Final = 256
 _FETCH_TIMEOUT: Final = 1.0
 _CAS_ATTEMPTS: Final = 16
-_NATS_ERRORS: Final = (NatsError, TimeoutError, OSError)
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _CURSOR: Final = "cursor"
 
@@ -51,22 +50,6 @@ def kv_key(kind: str, entity_id: str) -> str:
     if _SAFE_KEY.match(entity_id):
         return f"{kind}.{entity_id}"
     return f"{kind}.={base64.urlsafe_b64encode(entity_id.encode()).decode().rstrip('=')}"
-
-
-async def open_bucket(js: JetStreamContext, settings: Settings, name: str, description: str) -> KeyValue:
-    """Open a KV bucket, creating it when missing (creating an identical one twice is harmless)."""
-    try:
-        return await js.key_value(name)
-    except BucketNotFoundError:
-        return await js.create_key_value(
-            js_api.KeyValueConfig(
-                bucket=name,
-                description=description,
-                history=1,
-                storage=js_api.StorageType.FILE,
-                replicas=settings.stream_replicas,
-            )
-        )
 
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -210,7 +193,7 @@ class StreamFollower:
             try:
                 await self.open(start_seq=start_seq)
                 return
-            except _NATS_ERRORS as exc:
+            except NATS_ERRORS as exc:
                 _log.info("follower: cannot subscribe yet (%s)", exc)
 
     async def pending(self) -> int:
@@ -254,7 +237,7 @@ class StreamFollower:
             # The consumer was lost (inactive too long, server restarted): start again where we were.
             try:
                 await self._subscribe()
-            except _NATS_ERRORS as exc:
+            except NATS_ERRORS as exc:
                 _log.info("follower: cannot subscribe yet (%s)", exc)
                 await asyncio.sleep(min(timeout, 1.0))
                 return []
@@ -277,7 +260,7 @@ class StreamFollower:
         done, _ = await asyncio.wait({fetch, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if fetch not in done:
             fetch.cancel()
-            with contextlib.suppress(asyncio.CancelledError, *_NATS_ERRORS):
+            with contextlib.suppress(asyncio.CancelledError, *NATS_ERRORS):
                 await fetch
             return None
         return fetch.result()
@@ -285,7 +268,7 @@ class StreamFollower:
     async def close(self) -> None:
         """Delete the consumer (the server also would, after five idle minutes)."""
         if self._psub is not None:
-            with contextlib.suppress(*_NATS_ERRORS):
+            with contextlib.suppress(*NATS_ERRORS):
                 await self._psub.unsubscribe()
             self._psub = None
 

@@ -30,18 +30,19 @@ from typing import Any, Final
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.errors import Error as NatsError
 
 from streams import (
+    NATS_ERRORS,
     Event,
     EventContext,
     EventData,
     PublishError,
     event_subject,
+    open_bucket,
 )
 
 from ._changes import CLOSED_STATUS
-from ._follow import FollowingProcessor, RecordStore, StreamFollower, decode_messages, kv_key, open_bucket
+from ._follow import FollowingProcessor, RecordStore, StreamFollower, decode_messages, kv_key
 from ._publisher import EventPublisher
 
 __all__ = ("MILESTONES_BUCKET", "MilestoneProcessor", "completion_event_id")
@@ -52,7 +53,6 @@ MILESTONES_BUCKET: Final = "turbohooks_milestones"
 _BATCH: Final = 256
 _FETCH_TIMEOUT: Final = 1.0
 _CAS_ATTEMPTS: Final = 16
-_NATS_ERRORS: Final = (NatsError, TimeoutError, OSError)
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 _ISSUE_EVENTS: Final = (
@@ -183,7 +183,7 @@ class MilestoneProcessor(FollowingProcessor):
                     break
                 try:
                     await self._apply(msgs)
-                except (PublishError, *_NATS_ERRORS) as exc:
+                except (PublishError, *NATS_ERRORS) as exc:
                     _log.warning("milestones: %s; starting again after seq %d", exc, self._applied)
                     await self._follower.restart(self._applied + 1, stop)
         finally:

@@ -47,11 +47,11 @@ from typing import Any, Final, Literal
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.errors import Error as NatsError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from streams import (
+    NATS_ERRORS,
     Actor,
     ConfigError,
     Event,
@@ -62,11 +62,12 @@ from streams import (
     build_event,
     decode_event,
     event_subject,
+    open_bucket,
     parse_duration,
 )
 
 from ._changes import CLOSED_STATUS
-from ._follow import FollowingProcessor, RecordStore, StreamFollower, decode_messages, kv_key, open_bucket
+from ._follow import FollowingProcessor, RecordStore, StreamFollower, decode_messages, kv_key
 from ._publisher import EventPublisher
 
 __all__ = (
@@ -86,7 +87,6 @@ _log = logging.getLogger("turbohooks.scheduler")
 SCHEDULER_BUCKET: Final = "turbohooks_scheduler"
 _NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "https://turbohooks/scheduler")
 _ACTOR: Final = Actor(type="system", name="turbohooks-scheduler")
-_NATS_ERRORS: Final = (NatsError, TimeoutError, OSError)
 _WEEKDAYS: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _HIGHLIGHTS: Final = 10
 _EPOCH: Final = "epoch"
@@ -594,7 +594,7 @@ class Scheduler(FollowingProcessor):
                     if (not msgs or msgs[-1].metadata.num_pending == 0) and time.monotonic() >= next_tick:
                         await self.tick()
                         next_tick = time.monotonic() + self.tick_interval
-                except (PublishError, *_NATS_ERRORS) as exc:
+                except (PublishError, *NATS_ERRORS) as exc:
                     _log.warning("scheduler: %s; starting again after seq %d", exc, self._applied)
                     await self._follower.restart(self._applied + 1, stop)
         finally:

@@ -19,6 +19,7 @@ from ._envelope import (
     encode_event,
 )
 from ._errors import (
+    NATS_ERRORS,
     ConfigError,
     ConflictError,
     EmbeddedServerError,
@@ -29,6 +30,7 @@ from ._errors import (
     PublishError,
     TurbohooksError,
 )
+from ._kv import open_bucket
 from ._lazy import lazy_exports
 from ._server import DEFAULT_CONFIG, EmbeddedNats, find_nats_server
 from ._settings import SETTINGS_VARIABLES, Settings, parse_duration, parse_size
@@ -55,6 +57,7 @@ from ._topology import (
     provision,
     recorder_consumer_config,
 )
+from ._version import USER_AGENT, VERSION
 
 __all__ = (
     "ATTEMPTS_STREAM",
@@ -64,6 +67,7 @@ __all__ = (
     "DEFAULT_CONFIG",
     "ENTITY_TYPES",
     "EVENT_CATALOG",
+    "NATS_ERRORS",
     "RECORDER_CONSUMER",
     "RECORDER_FETCH",
     "REDELIVER_STREAM",
@@ -71,6 +75,8 @@ __all__ = (
     "SCHEMA_VERSION",
     "SETTINGS_VARIABLES",
     "SUBJECT_ROOT",
+    "USER_AGENT",
+    "VERSION",
     "Actor",
     "ActorType",
     "ConfigError",
@@ -103,6 +109,7 @@ __all__ = (
     "lazy_exports",
     "match_event_types",
     "normalize_patterns",
+    "open_bucket",
     "parse_duration",
     "parse_size",
     "provision",

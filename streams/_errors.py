@@ -16,7 +16,12 @@ and its message says what is wrong and what the user can do about it::
 
 from __future__ import annotations
 
+from typing import Final
+
+from nats.errors import Error as _NatsError
+
 __all__ = (
+    "NATS_ERRORS",
     "ConfigError",
     "ConflictError",
     "EmbeddedServerError",
@@ -76,3 +81,10 @@ class NotFoundError(TurbohooksError, KeyError):
 
 class ConflictError(TurbohooksError):
     """The request contradicts the current state (for instance, a duplicate name)."""
+
+
+NATS_ERRORS: Final = (_NatsError, TimeoutError, OSError)
+"""The exceptions that mean "NATS is unreachable or did not answer in time" (reconnecting, timed out, socket closed).
+
+A loop that talks to NATS catches exactly these, waits and tries again; anything else is a bug or a bad message.
+"""
