@@ -7,6 +7,7 @@ and its message says what is wrong and what the user can do about it::
     ├── ConfigError            a setting (environment variable) has a bad value
     ├── EventValidationError   an event was refused before publishing (also ValueError)
     ├── NatsUnavailableError   NATS cannot be reached or answered in time
+    ├── DatabaseUnavailableError  the SQL database cannot be reached, is locked, or refused a statement
     ├── EmbeddedServerError    the embedded nats-server could not start
     │   └── PortInUseError     its port is taken by another process
     ├── PublishError           JetStream did not acknowledge a publish
@@ -24,6 +25,7 @@ __all__ = (
     "NATS_ERRORS",
     "ConfigError",
     "ConflictError",
+    "DatabaseUnavailableError",
     "EmbeddedServerError",
     "EventValidationError",
     "NatsUnavailableError",
@@ -58,6 +60,14 @@ class EventValidationError(TurbohooksError, ValueError):
 
 class NatsUnavailableError(TurbohooksError):
     """NATS could not be reached, or did not answer in time."""
+
+
+class DatabaseUnavailableError(TurbohooksError):
+    """The SQL database could not be reached, stayed locked past its timeout, or failed a statement.
+
+    Raised by the delivery log's boundary (``consumers``) in place of the driver's errors, so the CLI
+    prints one line and the API answers 503 for the same failure.
+    """
 
 
 class EmbeddedServerError(TurbohooksError):
