@@ -1,14 +1,34 @@
-"""The delivery engine: subscriptions as durable consumers, signed HTTP delivery, retries, the delivery log."""
+"""The delivery engine and the control plane's data, in three rooms.
+
+* :mod:`consumers.engine`: the worker, continuous pull, batcher, HTTP client,
+  retry classification, the outcome union, the redelivery request.
+* :mod:`consumers.log`: the database, models, migrations, stores and the recorder (SQL).
+* :mod:`consumers.subscriptions`: the service, the KV registry, consumer
+  provisioning, the subscriptions the environment asks for.
+
+``_messages`` holds the wire Structs the rooms share; ``_runtime`` opens an
+:class:`Engine`. The names below are the package's public API; the SQL side is
+loaded on first use (a worker process never touches the database).
+Signing is :mod:`integrations.core`'s, re-exported here for receivers
+(``from consumers import verify, SignatureError``).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from streams import lazy_exports
+from integrations.core import (
+    SignatureError,
+    build_headers,
+    generate_secret,
+    github_signature,
+    parse_retry_after,
+    sign,
+    validate_destination,
+    verify,
+)
+from streams import USER_AGENT, lazy_exports
 
-from ._batcher import AttemptBatcher
-from ._consumer import consumer_config, consumer_name, delete_consumer, ensure_consumer
-from ._http import DeliveryClient, HttpResult
 from ._messages import (
     AttemptBatch,
     AttemptOutcome,
@@ -20,57 +40,80 @@ from ._messages import (
     SubscriptionStatus,
     delivery_id_for,
 )
-from ._registry import REGISTRY_BUCKET, RegistryChange, SubscriptionRegistry
-from ._retry import RetryPolicy, classify, parse_retry_after
-from ._signing import SignatureError, build_headers, generate_secret, github_signature, sign, verify
-from ._urls import validate_destination
-from ._worker import EVENT_SOURCE, USER_AGENT, RedeliveryRequest, Worker, delivery_headers, redeliver_subject
+from .engine import (
+    EVENT_SOURCE,
+    AttemptBatcher,
+    DeliveryClient,
+    HttpResult,
+    RedeliveryRequest,
+    RetryPolicy,
+    Worker,
+    classify,
+    delivery_headers,
+    redeliver_subject,
+)
+from .subscriptions import (
+    REGISTRY_BUCKET,
+    RegistryChange,
+    SubscriptionRegistry,
+    consumer_config,
+    consumer_name,
+    delete_consumer,
+    ensure_consumer,
+)
 
 if TYPE_CHECKING:
-    from ._database import Database
-    from ._recorder import RECORDER_CONSUMER, Recorder
     from ._redelivery import event_envelope, queue_redelivery, retry_delivery
     from ._runtime import Engine, open_engine
-    from ._service import (
-        SubscriptionCreate,
-        SubscriptionPatch,
-        SubscriptionService,
-        SubscriptionView,
-        subscription_view,
-    )
-    from ._store import (
+    from .log import (
+        RECORDER_CONSUMER,
         AttemptDetail,
+        Database,
         DeliveryDetail,
         DeliveryStats,
         DeliveryStore,
         DeliverySummary,
+        Recorder,
         RecordResult,
         SubscriptionStore,
+    )
+    from .subscriptions import (
+        ENV_SUBSCRIPTIONS,
+        EnvSubscription,
+        SubscriptionCreate,
+        SubscriptionPatch,
+        SubscriptionService,
+        SubscriptionView,
+        ensure_env_subscriptions,
+        subscription_view,
     )
 
 # The SQL side (SQLAlchemy, Alembic) is loaded on first use: a worker process
 # never touches the database, and those imports were half of its memory.
 _LAZY: dict[str, str] = {
-    "AttemptDetail": "._store",
-    "Database": "._database",
-    "DeliveryDetail": "._store",
-    "DeliveryStats": "._store",
-    "DeliveryStore": "._store",
-    "DeliverySummary": "._store",
+    "AttemptDetail": ".log",
+    "Database": ".log",
+    "DeliveryDetail": ".log",
+    "DeliveryStats": ".log",
+    "DeliveryStore": ".log",
+    "DeliverySummary": ".log",
+    "ENV_SUBSCRIPTIONS": ".subscriptions",
     "Engine": "._runtime",
-    "RECORDER_CONSUMER": "._recorder",
-    "RecordResult": "._store",
-    "Recorder": "._recorder",
-    "SubscriptionCreate": "._service",
-    "SubscriptionPatch": "._service",
-    "SubscriptionService": "._service",
-    "SubscriptionStore": "._store",
-    "SubscriptionView": "._service",
+    "EnvSubscription": ".subscriptions",
+    "RECORDER_CONSUMER": ".log",
+    "RecordResult": ".log",
+    "Recorder": ".log",
+    "SubscriptionCreate": ".subscriptions",
+    "SubscriptionPatch": ".subscriptions",
+    "SubscriptionService": ".subscriptions",
+    "SubscriptionStore": ".log",
+    "SubscriptionView": ".subscriptions",
+    "ensure_env_subscriptions": ".subscriptions",
     "event_envelope": "._redelivery",
     "open_engine": "._runtime",
     "queue_redelivery": "._redelivery",
     "retry_delivery": "._redelivery",
-    "subscription_view": "._service",
+    "subscription_view": ".subscriptions",
 }
 
 
@@ -78,6 +121,7 @@ __getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = (
+    "ENV_SUBSCRIPTIONS",
     "EVENT_SOURCE",
     "RECORDER_CONSUMER",
     "REGISTRY_BUCKET",
@@ -97,6 +141,7 @@ __all__ = (
     "DeliveryStore",
     "DeliverySummary",
     "Engine",
+    "EnvSubscription",
     "HttpResult",
     "RecordResult",
     "Recorder",
@@ -121,6 +166,7 @@ __all__ = (
     "delivery_headers",
     "delivery_id_for",
     "ensure_consumer",
+    "ensure_env_subscriptions",
     "event_envelope",
     "generate_secret",
     "github_signature",

@@ -16,8 +16,8 @@ from streams import ConflictError, EventValidationError, decode_event
 
 from ._messages import AttemptTrigger, Subscription
 from ._runtime import Engine
-from ._store import DeliveryDetail
-from ._worker import RedeliveryRequest, redeliver_subject
+from .engine import RedeliveryRequest, redeliver_subject
+from .log import DeliveryDetail
 
 __all__ = ("event_envelope", "queue_redelivery", "retry_delivery")
 

@@ -16,10 +16,8 @@ from nats.js import JetStreamContext
 from publishers import EventPublisher
 from streams import Settings, connect_nats, provision
 
-from ._database import Database
-from ._registry import SubscriptionRegistry
-from ._service import SubscriptionService
-from ._store import DeliveryStore, SubscriptionStore
+from .log import Database, DeliveryStore, SubscriptionStore
+from .subscriptions import SubscriptionRegistry, SubscriptionService
 
 __all__ = ("Engine", "open_engine")
 

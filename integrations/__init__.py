@@ -3,54 +3,81 @@
 One :class:`Integration` per kind of destination (custom webhook, Claude,
 Slack, Discord, GitHub, e-mail, Zapier), registered in :data:`INTEGRATIONS`;
 ``turbohooks worker --integration <name>`` runs the subscriptions of some.
-The receiving side of Claude (``turbohooks claude-server``), GitHub's inbound
-webhooks and the subscriptions created from environment variables live here
-too.
+
+* :mod:`integrations.core`: the engine<->integration contract and the leaf tools
+  (config parsing, the JSON base, render helpers, ``Retry-After``, signing,
+  destination URL rules).
+* webhook, Slack, Discord, Zapier, e-mail: one module each.
+* :mod:`integrations.claude`: the renderer; :mod:`integrations.claude.server`
+  the receiving aiohttp server (``turbohooks claude-server``).
+* :mod:`integrations.github`: plan and render, the transport (KV mapping,
+  httpx, loaded when a worker opens it) and the inbound webhook.
+
+The receiving server, the GitHub transport and the inbound side are exported
+here lazily: a worker process imports neither aiohttp.web nor httpx. Nothing
+here imports the delivery engine (``consumers``).
 """
 
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
-from streams import EventValidationError
+from streams import EventValidationError, lazy_exports
 
-from ._base import (
+from ._discord import DISCORD_LIMITS, DiscordConfig, DiscordIntegration
+from ._email import EmailConfig, EmailIntegration, EmailTransport, SmtpSettings
+from ._slack import SLACK_LIMITS, SlackConfig, SlackIntegration
+from ._webhook import WebhookIntegration
+from ._zapier import ZapierConfig, ZapierIntegration, flatten
+from .claude import CLAUDE_ACTOR, ClaudeConfig, ClaudeIntegration, prompt_context, reply_event
+from .core import (
     ErrorKind,
+    Facts,
     Integration,
+    JsonIntegration,
     OutgoingRequest,
     SendResult,
     Transport,
     TransportContext,
     TransportFactory,
+    describe,
+    parse_retry_after,
+    retry_after_header,
+    truncate,
 )
-from ._bootstrap import ENV_SUBSCRIPTIONS, EnvSubscription, ensure_env_subscriptions
-from ._claude import CLAUDE_ACTOR, ClaudeConfig, ClaudeIntegration, prompt_context, reply_event
-from ._claude_server import ClaudeRun, ClaudeServer, ClaudeServerConfig, build_prompt
-from ._discord import DISCORD_LIMITS, DiscordConfig, DiscordIntegration
-from ._email import EmailConfig, EmailIntegration, EmailTransport, SmtpSettings
-from ._github import (
-    GITHUB_BUCKET,
-    GitHubConfig,
-    GitHubIntegration,
-    GitHubPlan,
-    GitHubSignatureError,
-    GitHubTransport,
-    InboundResult,
-    github_event,
-    receive_github_webhook,
-    verify_github_signature,
+from .github import GITHUB_BUCKET, GitHubConfig, GitHubIntegration, GitHubPlan
+
+if TYPE_CHECKING:
+    from .claude.server import ClaudeRun, ClaudeServer, ClaudeServerConfig, build_prompt
+    from .github import (
+        GitHubSignatureError,
+        GitHubTransport,
+        InboundResult,
+        github_event,
+        receive_github_webhook,
+        verify_github_signature,
+    )
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "ClaudeRun": ".claude.server",
+        "ClaudeServer": ".claude.server",
+        "ClaudeServerConfig": ".claude.server",
+        "build_prompt": ".claude.server",
+        "GitHubSignatureError": ".github",
+        "GitHubTransport": ".github",
+        "InboundResult": ".github",
+        "github_event": ".github",
+        "receive_github_webhook": ".github",
+        "verify_github_signature": ".github",
+    },
 )
-from ._render import Facts, describe, truncate
-from ._retry_after import parse_retry_after, retry_after_header
-from ._slack import SLACK_LIMITS, SlackConfig, SlackIntegration
-from ._webhook import WebhookIntegration
-from ._zapier import ZapierConfig, ZapierIntegration, flatten
 
 __all__ = (
     "CLAUDE_ACTOR",
     "DISCORD_LIMITS",
-    "ENV_SUBSCRIPTIONS",
     "GITHUB_BUCKET",
     "INTEGRATIONS",
     "INTEGRATION_NAMES",
@@ -65,7 +92,6 @@ __all__ = (
     "EmailConfig",
     "EmailIntegration",
     "EmailTransport",
-    "EnvSubscription",
     "ErrorKind",
     "Facts",
     "GitHubConfig",
@@ -75,6 +101,7 @@ __all__ = (
     "GitHubTransport",
     "InboundResult",
     "Integration",
+    "JsonIntegration",
     "OutgoingRequest",
     "SendResult",
     "SlackConfig",
@@ -88,7 +115,6 @@ __all__ = (
     "ZapierIntegration",
     "build_prompt",
     "describe",
-    "ensure_env_subscriptions",
     "flatten",
     "get_integration",
     "github_event",
@@ -102,7 +128,7 @@ __all__ = (
     "verify_github_signature",
 )
 
-INTEGRATIONS: Final[MappingProxyType[str, Integration]] = MappingProxyType(
+INTEGRATIONS: Final[MappingProxyType[str, Integration[Any]]] = MappingProxyType(
     {
         integration.name: integration
         for integration in (
@@ -121,7 +147,7 @@ INTEGRATIONS: Final[MappingProxyType[str, Integration]] = MappingProxyType(
 INTEGRATION_NAMES: Final = tuple(sorted(INTEGRATIONS))
 
 
-def get_integration(name: str, *, field: str = "integration") -> Integration:
+def get_integration(name: str, *, field: str = "integration") -> Integration[Any]:
     """The integration called ``name``; refuse an unknown one naming the choices."""
     try:
         return INTEGRATIONS[name]
@@ -131,7 +157,7 @@ def get_integration(name: str, *, field: str = "integration") -> Integration:
         ) from None
 
 
-def requires_url(integration: Integration) -> bool:
+def requires_url(integration: Integration[Any]) -> bool:
     """Whether deliveries go to the subscription's URL, so that it must pass the engine's URL rules.
 
     E-mail (SMTP, recipients in the config or a ``mailto:`` URL) and GitHub

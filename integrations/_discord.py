@@ -25,10 +25,19 @@ import msgspec
 
 from streams import Event, EventValidationError
 
-from ._base import OutgoingRequest, TransportFactory
-from ._config import CONFIG_FIELD, check_http_url, check_link_template, check_webhook_path, dump_config, parse_config
-from ._render import Facts, describe, fact_fields, priority_colour, truncate, utf16_len
-from ._retry_after import retry_after_header
+from .core import (
+    CONFIG_FIELD,
+    Facts,
+    JsonIntegration,
+    WebhookRule,
+    check_http_url,
+    describe,
+    fact_fields,
+    priority_colour,
+    retry_after_header,
+    truncate,
+    utf16_len,
+)
 
 __all__ = ("DISCORD_LIMITS", "DiscordConfig", "DiscordIntegration", "embed_length")
 
@@ -52,7 +61,6 @@ _PATH: Final = re.compile(r"^/api(/v\d+)?/webhooks/\d+/[A-Za-z0-9_.-]+/?$")
 _EXAMPLE: Final = "https://discord.com/api/webhooks/123456789/abcDEF"
 _FORBIDDEN_IN_USERNAME: Final = ("discord", "clyde", "@", "#", ":", "```")
 _MAX_URL: Final = 2000
-_encoder: Final = msgspec.json.Encoder()
 
 
 class DiscordConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -99,32 +107,29 @@ def _embed(facts: Facts) -> dict[str, Any]:
     return embed
 
 
-class DiscordIntegration:
+class DiscordIntegration(JsonIntegration[DiscordConfig]):
     """Embeds for Discord webhooks."""
 
     name: str = "discord"
     signs: bool = False
-    transport: TransportFactory | None = None
+    config_type = DiscordConfig
+    url_rule = WebhookRule(path=_PATH, hosts=DISCORD_HOSTS, service="Discord", example=_EXAMPLE)
 
-    def validate_config(self, config: Mapping[str, Any], url: str) -> dict[str, Any]:
-        check_webhook_path(url, _PATH, DISCORD_HOSTS, service="Discord", example=_EXAMPLE)
-        parsed = parse_config(config, DiscordConfig)
-        if parsed.link_template is not None:
-            check_link_template(parsed.link_template, f"{CONFIG_FIELD}.link_template")
-        if parsed.username is not None:
+    def check(self, config: DiscordConfig) -> DiscordConfig:
+        if config.username is not None:
             field = f"{CONFIG_FIELD}.username"
-            name = parsed.username.strip()
+            name = config.username.strip()
             if not 1 <= len(name) <= DISCORD_LIMITS["username"]:
                 raise EventValidationError(field, f"must be 1 to {DISCORD_LIMITS['username']} characters")
             if any(bad in name.lower() for bad in _FORBIDDEN_IN_USERNAME) or name.lower() in ("everyone", "here"):
                 raise EventValidationError(field, f"{name!r} is refused by Discord (no 'discord', 'clyde', @, #, :)")
-        if parsed.avatar_url is not None:
-            check_http_url(parsed.avatar_url, f"{CONFIG_FIELD}.avatar_url")
-        return dump_config(parsed)
+        if config.avatar_url is not None:
+            check_http_url(config.avatar_url, f"{CONFIG_FIELD}.avatar_url")
+        return config
 
-    def message(self, event: Event, config: Mapping[str, Any]) -> dict[str, Any]:
+    def message(self, event: Event, config: DiscordConfig | Mapping[str, Any]) -> dict[str, Any]:
         """The JSON message for ``event``: one embed, no pings."""
-        parsed = msgspec.convert(dict(config), DiscordConfig)
+        parsed = self.load_config(config)
         facts = describe(event, link_template=parsed.link_template)
         message: dict[str, Any] = {"embeds": [_embed(facts)], "allowed_mentions": {"parse": []}}
         if parsed.username:
@@ -133,12 +138,8 @@ class DiscordIntegration:
             message["avatar_url"] = parsed.avatar_url
         return message
 
-    def render(self, event: Event, raw: bytes, url: str, config: Mapping[str, Any]) -> OutgoingRequest:
-        return OutgoingRequest(
-            url=url,
-            body=_encoder.encode(self.message(event, config)),
-            headers={"Content-Type": "application/json"},
-        )
+    def body(self, event: Event, raw: bytes, config: DiscordConfig) -> dict[str, Any]:
+        return self.message(event, config)
 
     def retry_after(self, status: int | None, headers: Mapping[str, str], body: str) -> float | None:
         # Discord's body says it to the millisecond; its Retry-After header rounds up to whole seconds.

@@ -41,9 +41,21 @@ import msgspec
 
 from streams import ConfigError, Event, EventValidationError
 
-from ._base import OutgoingRequest, SendResult, TransportContext, TransportFactory
-from ._config import CONFIG_FIELD, check_link_template, dump_config, parse_config
-from ._render import Facts, describe, fact_fields, plain_text, truncate
+from .core import (
+    CONFIG_FIELD,
+    Facts,
+    OutgoingRequest,
+    SendResult,
+    TransportContext,
+    TransportFactory,
+    check_link_template,
+    describe,
+    dump_config,
+    fact_fields,
+    parse_config,
+    plain_text,
+    truncate,
+)
 
 __all__ = ("EmailConfig", "EmailIntegration", "EmailTransport", "SmtpSettings", "email_transport")
 
@@ -135,8 +147,14 @@ class EmailIntegration:
     requires_url: bool = False
     """Deliveries go to SMTP, not to the URL; a ``mailto:`` URL may name the recipients."""
 
+    config_type = EmailConfig
+
     def __init__(self) -> None:
         self.transport: TransportFactory | None = email_transport
+
+    def load_config(self, config: EmailConfig | Mapping[str, Any]) -> EmailConfig:
+        """The stored config as :class:`EmailConfig` (a Struct is returned as is)."""
+        return config if isinstance(config, EmailConfig) else msgspec.convert(dict(config), EmailConfig)
 
     def validate_config(self, config: Mapping[str, Any], url: str) -> dict[str, Any]:
         parsed = parse_config(config, EmailConfig)
@@ -159,9 +177,9 @@ class EmailIntegration:
             check_link_template(parsed.link_template, f"{CONFIG_FIELD}.link_template")
         return dump_config(parsed)
 
-    def mail(self, event: Event, url: str, config: Mapping[str, Any]) -> _Mail:
+    def mail(self, event: Event, url: str, config: EmailConfig | Mapping[str, Any]) -> _Mail:
         """The message for ``event``: recipients, subject, text and HTML parts."""
-        parsed = msgspec.convert(dict(config), EmailConfig)
+        parsed = self.load_config(config)
         facts = describe(event, link_template=parsed.link_template)
         # Headers are one line: newlines from event data would be refused by the mail library.
         subject = " ".join(f"{parsed.subject_prefix}{facts.headline}: {facts.title}".split())
@@ -176,7 +194,7 @@ class EmailIntegration:
             event_type=event.event_type,
         )
 
-    def render(self, event: Event, raw: bytes, url: str, config: Mapping[str, Any]) -> OutgoingRequest:
+    def render(self, event: Event, raw: bytes, url: str, config: EmailConfig | Mapping[str, Any]) -> OutgoingRequest:
         mail = self.mail(event, url, config)
         return OutgoingRequest(
             url="mailto:" + ",".join(mail.to), body=_encoder.encode(mail), headers={"Content-Type": "application/json"}
@@ -261,7 +279,7 @@ class EmailTransport:
         self.timeout = timeout
         self._slots = asyncio.Semaphore(_CONCURRENT_SENDS)
 
-    async def send(self, request: OutgoingRequest, event: Event, url: str, config: Mapping[str, Any]) -> SendResult:
+    async def send(self, request: OutgoingRequest, event: Event, url: str, config: object) -> SendResult:
         mail = _mail_decoder.decode(request.body)
         sender = mail.sender or self.smtp.sender
         message = _message(mail, sender)

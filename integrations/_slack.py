@@ -23,10 +23,7 @@ import msgspec
 
 from streams import Event
 
-from ._base import OutgoingRequest, TransportFactory
-from ._config import CONFIG_FIELD, check_link_template, check_webhook_path, dump_config, parse_config
-from ._render import ELLIPSIS, Facts, describe, fact_fields, truncate, utf16_len
-from ._retry_after import retry_after_header
+from .core import ELLIPSIS, Facts, JsonIntegration, WebhookRule, describe, fact_fields, truncate, utf16_len
 
 __all__ = ("SLACK_LIMITS", "SlackConfig", "SlackIntegration", "mrkdwn_escape")
 
@@ -46,7 +43,6 @@ _PATH: Final = re.compile(r"^/services/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+/[A-Za-z0-9_
 _EXAMPLE: Final = "https://hooks.slack.com/services/T000/B000/XXXX"
 _MAX_LINKED_URL: Final = 1000
 _ESCAPES: Final = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-_encoder: Final = msgspec.json.Encoder()
 
 
 class SlackConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -124,32 +120,19 @@ def _blocks(facts: Facts) -> list[dict[str, Any]]:
     return blocks
 
 
-class SlackIntegration:
+class SlackIntegration(JsonIntegration[SlackConfig]):
     """Block Kit messages for Slack incoming webhooks."""
 
     name: str = "slack"
     signs: bool = False
-    transport: TransportFactory | None = None
+    config_type = SlackConfig
+    content_type = "application/json; charset=utf-8"
+    url_rule = WebhookRule(path=_PATH, hosts=SLACK_HOSTS, service="Slack incoming-webhook", example=_EXAMPLE)
 
-    def validate_config(self, config: Mapping[str, Any], url: str) -> dict[str, Any]:
-        check_webhook_path(url, _PATH, SLACK_HOSTS, service="Slack incoming-webhook", example=_EXAMPLE)
-        parsed = parse_config(config, SlackConfig)
-        if parsed.link_template is not None:
-            check_link_template(parsed.link_template, f"{CONFIG_FIELD}.link_template")
-        return dump_config(parsed)
-
-    def message(self, event: Event, config: Mapping[str, Any]) -> dict[str, Any]:
+    def message(self, event: Event, config: SlackConfig | Mapping[str, Any]) -> dict[str, Any]:
         """The JSON message for ``event``: ``text`` (the notification's fallback) and ``blocks``."""
-        parsed = msgspec.convert(dict(config), SlackConfig)
-        facts = describe(event, link_template=parsed.link_template)
+        facts = describe(event, link_template=self.load_config(config).link_template)
         return {"text": _mrkdwn(facts.summary, SLACK_LIMITS["text"]), "blocks": _blocks(facts)}
 
-    def render(self, event: Event, raw: bytes, url: str, config: Mapping[str, Any]) -> OutgoingRequest:
-        return OutgoingRequest(
-            url=url,
-            body=_encoder.encode(self.message(event, config)),
-            headers={"Content-Type": "application/json; charset=utf-8"},
-        )
-
-    def retry_after(self, status: int | None, headers: Mapping[str, str], body: str) -> float | None:
-        return retry_after_header(headers)
+    def body(self, event: Event, raw: bytes, config: SlackConfig) -> dict[str, Any]:
+        return self.message(event, config)

@@ -7,18 +7,16 @@ from typing import Any
 
 from streams import Event, EventValidationError
 
-from ._base import OutgoingRequest, TransportFactory
-from ._retry_after import retry_after_header
+from .core import JsonIntegration, NoConfig
 
 __all__ = ("WebhookIntegration",)
 
 
-class WebhookIntegration:
+class WebhookIntegration(JsonIntegration[NoConfig]):
     """POST the event envelope, byte for byte as stored, to the subscription's URL."""
 
     name: str = "webhook"
-    signs: bool = True
-    transport: TransportFactory | None = None
+    config_type = NoConfig
 
     def validate_config(self, config: Mapping[str, Any], url: str) -> dict[str, Any]:
         if config:
@@ -27,10 +25,7 @@ class WebhookIntegration:
             )
         return {}
 
-    def render(self, event: Event, raw: bytes, url: str, config: Mapping[str, Any]) -> OutgoingRequest:
+    def body(self, event: Event, raw: bytes, config: NoConfig) -> bytes:
         # The stored bytes are sent as they are: no re-encoding on the hot path,
         # and the signature covers exactly what JetStream holds.
-        return OutgoingRequest(url=url, body=raw, headers={"Content-Type": "application/json"})
-
-    def retry_after(self, status: int | None, headers: Mapping[str, str], body: str) -> float | None:
-        return retry_after_header(headers)
+        return raw

@@ -20,10 +20,7 @@ import msgspec
 
 from streams import Event
 
-from ._base import OutgoingRequest, TransportFactory
-from ._config import CONFIG_FIELD, check_link_template, check_webhook_path, dump_config, parse_config
-from ._render import describe, plain_text
-from ._retry_after import retry_after_header
+from .core import JsonIntegration, WebhookRule, describe, plain_text
 
 __all__ = ("ZapierConfig", "ZapierIntegration", "flatten")
 
@@ -32,7 +29,6 @@ Scalar = str | int | float | bool | None
 ZAPIER_HOSTS: Final = ("hooks.zapier.com",)
 _PATH: Final = re.compile(r"^/hooks/catch/\d+/[A-Za-z0-9]+/?$")
 _EXAMPLE: Final = "https://hooks.zapier.com/hooks/catch/123456/abcdef/"
-_encoder: Final = msgspec.json.Encoder()
 
 
 class ZapierConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -61,34 +57,20 @@ def flatten(value: Any, prefix: str = "", into: dict[str, Scalar] | None = None)
     return out
 
 
-class ZapierIntegration:
+class ZapierIntegration(JsonIntegration[ZapierConfig]):
     """The envelope, flattened, for Zapier's Catch Hook."""
 
     name: str = "zapier"
-    signs: bool = True
-    transport: TransportFactory | None = None
+    config_type = ZapierConfig
+    url_rule = WebhookRule(path=_PATH, hosts=ZAPIER_HOSTS, service="Zapier catch hook", example=_EXAMPLE)
 
-    def validate_config(self, config: Mapping[str, Any], url: str) -> dict[str, Any]:
-        check_webhook_path(url, _PATH, ZAPIER_HOSTS, service="Zapier catch hook", example=_EXAMPLE)
-        parsed = parse_config(config, ZapierConfig)
-        if parsed.link_template is not None:
-            check_link_template(parsed.link_template, f"{CONFIG_FIELD}.link_template")
-        return dump_config(parsed)
-
-    def payload(self, event: Event, raw: bytes, config: Mapping[str, Any]) -> dict[str, Scalar]:
+    def payload(self, event: Event, raw: bytes, config: ZapierConfig | Mapping[str, Any]) -> dict[str, Scalar]:
         """The flat object sent for ``event``."""
-        parsed = msgspec.convert(dict(config), ZapierConfig)
+        parsed = self.load_config(config)
         facts = describe(event, link_template=parsed.link_template)
         flat = flatten(msgspec.json.decode(raw))
         flat.update(summary=facts.summary, text=plain_text(facts), link=facts.link)
         return flat
 
-    def render(self, event: Event, raw: bytes, url: str, config: Mapping[str, Any]) -> OutgoingRequest:
-        return OutgoingRequest(
-            url=url,
-            body=_encoder.encode(self.payload(event, raw, config)),
-            headers={"Content-Type": "application/json"},
-        )
-
-    def retry_after(self, status: int | None, headers: Mapping[str, str], body: str) -> float | None:
-        return retry_after_header(headers)
+    def body(self, event: Event, raw: bytes, config: ZapierConfig) -> dict[str, Scalar]:
+        return self.payload(event, raw, config)

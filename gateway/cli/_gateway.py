@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from integrations import ensure_env_subscriptions
+from consumers import ensure_env_subscriptions
 from streams import ConfigError, ConflictError, EventValidationError, NotFoundError
 
 from ._common import console, err_console, fail, freeze_heap, load_settings, print_json, run

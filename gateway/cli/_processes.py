@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from consumers import Worker
-from integrations import INTEGRATION_NAMES, ensure_env_subscriptions
+from consumers import Worker, ensure_env_subscriptions
+from integrations import INTEGRATION_NAMES
 from publishers import EventPublisher, MilestoneProcessor, Scheduler, SchedulerSettings
 from streams import DEFAULT_CONFIG, ConfigError, EmbeddedNats, Settings, connect_nats, provision
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from consumers._database import Database
+from consumers.log._database import Database
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TURBOHOOKS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from consumers._http import DeliveryClient, HttpResult
+from consumers.engine._http import DeliveryClient, HttpResult
 
 CAP = 1024
 HUGE = 20 * 1024 * 1024

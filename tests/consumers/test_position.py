@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from nats.aio.msg import Msg
 
-from consumers._worker import _position
+from consumers.engine._loop import position as _position
 
 V1 = "$JS.ACK.TURBO_EVENTS.webhook_0af3.3.1234.77.1700000000000000000.5"
 V2 = "$JS.ACK.hub.ACCHASH.TURBO_EVENTS.webhook_0af3.4.99.12.1700000000000000000.0.x1y2"

@@ -8,7 +8,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from consumers._retry import Classification, ErrorKind, RetryPolicy, classify, parse_retry_after
+from consumers.engine._retry import Classification, ErrorKind, RetryPolicy, classify, parse_retry_after
 from streams import EventValidationError, Settings
 
 

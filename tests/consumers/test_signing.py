@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from consumers._signing import (
+from integrations.core._signing import (
     RESERVED_HEADERS,
     SignatureError,
     build_headers,

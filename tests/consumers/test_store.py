@@ -15,10 +15,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, column, func, inspect, select, table
 
-from consumers._database import Database, alembic_config
 from consumers._messages import AttemptOutcome, AttemptRecord, Subscription, delivery_id_for
-from consumers._models import ALEMBIC_VERSION_TABLE, AttemptRow, Base, DeliveryRow
-from consumers._store import DeliveryStore, RecordResult, SubscriptionStore
+from consumers.log._database import Database, alembic_config
+from consumers.log._models import ALEMBIC_VERSION_TABLE, AttemptRow, Base, DeliveryRow
+from consumers.log._store import DeliveryStore, RecordResult, SubscriptionStore
 from streams._errors import ConflictError, NotFoundError, TurbohooksError
 
 # Two days ago, to the microsecond: old enough for "failing for at least a day".

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from consumers._urls import address_problem, host_allowed, validate_destination
+from integrations.core._urls import address_problem, host_allowed, validate_destination
 from streams import EventValidationError
 
 

@@ -13,8 +13,7 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from consumers import Engine, Recorder, SubscriptionCreate, Worker, open_engine
-from consumers._messages import Subscription
+from consumers import Engine, Recorder, Subscription, SubscriptionCreate, Worker, open_engine
 from streams import Settings
 
 Answer = Callable[["Received"], tuple[int, dict[str, str], str]]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consumers import Engine
-from integrations import ENV_SUBSCRIPTIONS, ensure_env_subscriptions
+from consumers import ENV_SUBSCRIPTIONS, Engine, ensure_env_subscriptions
 from streams import ConfigError
 
 from .fakes import FakeDiscord, FakeSlack

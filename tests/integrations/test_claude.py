@@ -17,8 +17,8 @@ import aiohttp
 import msgspec
 import pytest
 
-from consumers import build_headers, consumer_name, generate_secret
-from integrations import ClaudeRun, ClaudeServer, ClaudeServerConfig, ensure_env_subscriptions, reply_event
+from consumers import build_headers, consumer_name, ensure_env_subscriptions, generate_secret
+from integrations import ClaudeRun, ClaudeServer, ClaudeServerConfig, reply_event
 from streams import ConfigError, Event, build_event, decode_event, encode_event
 from tests.engine.conftest import Running, wait_for
 

@@ -21,7 +21,7 @@ from integrations import (
     receive_github_webhook,
     verify_github_signature,
 )
-from integrations._github import github_transport
+from integrations.github import github_transport
 from streams import Event, EventValidationError, Settings, build_event, decode_event, encode_event
 from tests.engine.conftest import Running, wait_for
 
@@ -162,7 +162,7 @@ async def test_a_create_that_crashed_before_its_mapping_is_found_by_its_marker(
         # Forget the mapping's number, as if the worker died between GitHub's answer and the write.
         plan = msgspec.json.decode(request.body, type=GitHubPlan)
         kv = await js.key_value("turbohooks_github")
-        from integrations._github import _key
+        from integrations.github._transport import _key
 
         key = _key("issue", github.url, plan.repository, plan.turbo_issue_id)
         await kv.put(key, msgspec.json.encode({"repository": plan.repository, "turbo_issue_id": unique}))

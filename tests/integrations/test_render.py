@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from integrations import SlackIntegration, describe, flatten, truncate
-from integrations._render import priority_colour, utf16_len
 from integrations._slack import mrkdwn_escape
+from integrations.core._render import priority_colour, utf16_len
 from streams import build_event
 
 from .events import realistic

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -22,9 +22,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from streams import ATTEMPTS_STREAM, NATS_ERRORS, RECORDER_CONSUMER, RECORDER_FETCH, Settings, recorder_consumer_config
 
-from ._messages import AttemptBatch, AttemptRecord
-from ._service import SubscriptionService
+from .._messages import AttemptBatch, AttemptRecord
 from ._store import DeliveryStore
+
+if TYPE_CHECKING:
+    from ..subscriptions import SubscriptionService  # the service writes through this package's store
 
 __all__ = ("RECORDER_CONSUMER", "Recorder")
 

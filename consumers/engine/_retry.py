@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import msgspec
 
-from integrations import ErrorKind, parse_retry_after
+from integrations.core import ErrorKind, parse_retry_after
 from streams._errors import EventValidationError
 
 if TYPE_CHECKING:

@@ -16,17 +16,13 @@ triggering event).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from typing import Any, Final
 
 import msgspec
 
 from streams import Event, EventValidationError, build_event, match_event_types, normalize_patterns
 
-from ._base import OutgoingRequest, TransportFactory
-from ._config import CONFIG_FIELD, check_link_template, dump_config, parse_config
-from ._render import describe, truncate
-from ._retry_after import retry_after_header
+from ..core import CONFIG_FIELD, JsonIntegration, describe, truncate
 
 __all__ = (
     "CLAUDE_ACTOR",
@@ -43,7 +39,6 @@ CLAUDE_ACTOR: Final = {"type": "ai", "name": "claude"}
 REPLY_NAMESPACE: Final = uuid.UUID("6f1c2a4e-93b1-4d0c-a7a4-3c5e2f8d9b10")
 _MAX_INSTRUCTIONS: Final = 4000
 _MAX_COMMENT: Final = 20000
-_encoder: Final = msgspec.json.Encoder()
 
 
 class ClaudeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -133,30 +128,22 @@ def reply_event(
     )
 
 
-class ClaudeIntegration:
+class ClaudeIntegration(JsonIntegration[ClaudeConfig]):
     """The envelope plus ``prompt_context``, signed, for ``turbohooks claude-server``."""
 
     name: str = "claude"
-    signs: bool = True
-    transport: TransportFactory | None = None
+    config_type = ClaudeConfig
 
-    def validate_config(self, config: Mapping[str, Any], url: str) -> dict[str, Any]:
-        parsed = parse_config(config, ClaudeConfig)
-        if parsed.events:
-            parsed.events = normalize_patterns(parsed.events, field=f"{CONFIG_FIELD}.events")
-        if parsed.instructions is not None and len(parsed.instructions) > _MAX_INSTRUCTIONS:
+    def check(self, config: ClaudeConfig) -> ClaudeConfig:
+        if config.events:
+            config.events = normalize_patterns(config.events, field=f"{CONFIG_FIELD}.events")
+        if config.instructions is not None and len(config.instructions) > _MAX_INSTRUCTIONS:
             raise EventValidationError(f"{CONFIG_FIELD}.instructions", f"is longer than {_MAX_INSTRUCTIONS} characters")
-        if parsed.link_template is not None:
-            check_link_template(parsed.link_template, f"{CONFIG_FIELD}.link_template")
-        return dump_config(parsed)
+        return config
 
-    def render(self, event: Event, raw: bytes, url: str, config: Mapping[str, Any]) -> OutgoingRequest | None:
-        parsed = msgspec.convert(dict(config), ClaudeConfig)
-        if not wants(event, parsed):
+    def body(self, event: Event, raw: bytes, config: ClaudeConfig) -> dict[str, Any] | None:
+        if not wants(event, config):
             return None
-        envelope = msgspec.json.decode(raw)
-        envelope["prompt_context"] = prompt_context(event, parsed)
-        return OutgoingRequest(url=url, body=_encoder.encode(envelope), headers={"Content-Type": "application/json"})
-
-    def retry_after(self, status: int | None, headers: Mapping[str, str], body: str) -> float | None:
-        return retry_after_header(headers)
+        envelope: dict[str, Any] = msgspec.json.decode(raw)
+        envelope["prompt_context"] = prompt_context(event, config)
+        return envelope

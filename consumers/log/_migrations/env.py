@@ -15,7 +15,7 @@ from alembic import context
 from sqlalchemy import Connection, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from consumers._models import ALEMBIC_VERSION_TABLE, Base
+from consumers.log._models import ALEMBIC_VERSION_TABLE, Base
 
 config = context.config
 

@@ -4,7 +4,7 @@ aiohttp, not httpx: httpx's ``AsyncClient`` pool collapses under concurrency
 (measured: ~550 req/s at 16 in flight, against aiohttp's ~7,500).
 
 :meth:`DeliveryClient.post` never raises for network trouble: a timeout, a
-refused connection or a malformed answer comes back in :class:`HttpResult`
+refused connection or a malformed answer comes back in the :class:`~integrations.core.SendResult`
 (``error`` and ``error_kind``), so the caller has one shape to classify.
 
 Redirects are not followed: a 3xx is returned as-is and counts as a failure.
@@ -14,7 +14,7 @@ to addresses the destination check refused (server-side request forgery).
 Cookies are not kept, proxies from the environment are not used.
 
 With ``guard_addresses=True`` every name is checked again *when it is resolved*
-(and IP literals before connecting) with the rules of :mod:`consumers._urls`,
+(and IP literals before connecting) with the rules of :mod:`integrations.core` (``validate_destination``),
 so a destination whose DNS changes to a private address after it was saved
 (DNS rebinding) is refused; hosts in ``allowed_hosts`` are exempt.
 """
@@ -29,13 +29,11 @@ from types import TracebackType
 from typing import Final, Self
 
 import aiohttp
-import msgspec
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from ._retry import ErrorKind
-from ._urls import address_problem, host_allowed
+from integrations.core import ErrorKind, SendResult, address_problem, host_allowed
 
 __all__ = ("DeliveryClient", "HttpResult")
 
@@ -43,23 +41,8 @@ _DNS_CACHE_TTL: Final = 60
 _KEEPALIVE: Final = 30.0
 
 
-class HttpResult(msgspec.Struct, kw_only=True):
-    """The outcome of one POST: an answer (``status``), or an error, or (rarely) both.
-
-    Both when the status line arrived but reading the body failed: the status
-    still counts, ``error`` says what went wrong afterwards.
-    """
-
-    status: int | None
-    headers: dict[str, str] = msgspec.field(default_factory=dict)
-    """Response headers, names lower-cased; repeated ones joined with ``, ``."""
-    body: str = ""
-    """The response body, UTF-8 with replacement characters, at most ``response_body_cap`` bytes of it."""
-    truncated: bool = False
-    """Whether the body was longer than the cap (the rest was not downloaded)."""
-    latency_ms: float
-    error: str | None = None
-    error_kind: ErrorKind | None = None
+HttpResult = SendResult
+"""The outcome of one POST: the contract's one result type (:class:`~integrations.core.SendResult`)."""
 
 
 class _BlockedAddressError(OSError):
@@ -239,7 +222,7 @@ class DeliveryClient:
 
     async def post(
         self, url: str, body: bytes, headers: Mapping[str, str], *, timeout: float | None = None
-    ) -> HttpResult:
+    ) -> SendResult:
         """POST ``body`` to ``url`` with exactly ``headers`` (plus aiohttp's framing); never raises for network errors.
 
         Raises :class:`RuntimeError` outside ``async with`` and :class:`ValueError`
@@ -251,7 +234,7 @@ class DeliveryClient:
         limit = self.timeout if timeout is None else timeout
         started = time.perf_counter()
         if self.guard_addresses and (blocked := self._blocked_literal(url)) is not None:
-            return HttpResult(status=None, latency_ms=0.0, error=blocked, error_kind="connect")
+            return SendResult(status=None, latency_ms=0.0, error=blocked, error_kind="connect")
         status: int | None = None
         response_headers: dict[str, str] = {}
         raw = b""
@@ -275,7 +258,7 @@ class DeliveryClient:
                     response.close()  # drop the connection rather than download the rest
         except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
             error, error_kind = _describe(exc, limit)
-        return HttpResult(
+        return SendResult(
             status=status,
             headers=response_headers,
             body=raw.decode("utf-8", errors="replace"),

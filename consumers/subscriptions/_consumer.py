@@ -11,7 +11,7 @@ from nats.js.errors import NotFoundError as JsNotFoundError
 
 from streams import Settings, filter_subjects
 
-from ._messages import Subscription
+from .._messages import Subscription
 
 __all__ = ("MAX_ACK_PENDING", "ack_wait", "consumer_config", "consumer_name", "delete_consumer", "ensure_consumer")
 

@@ -16,15 +16,14 @@ import msgspec
 from nats.js import JetStreamContext
 
 from integrations import get_integration, requires_url
+from integrations.core import RESERVED_HEADERS, generate_secret, validate_destination
 from publishers import EventPublisher
 from streams import EventValidationError, Settings, normalize_patterns
 
+from .._messages import Subscription
+from ..log import SubscriptionStore
 from ._consumer import delete_consumer, ensure_consumer
-from ._messages import Subscription
 from ._registry import SubscriptionRegistry
-from ._signing import RESERVED_HEADERS, generate_secret
-from ._store import SubscriptionStore
-from ._urls import validate_destination
 
 __all__ = (
     "RESERVED_HEADER_PREFIXES",

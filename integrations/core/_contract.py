@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 from nats.js import JetStreamContext
@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from streams import Event, Settings
 
 __all__ = (
+    "ConfigT",
     "ErrorKind",
     "Integration",
     "OutgoingRequest",
@@ -30,6 +31,10 @@ __all__ = (
 )
 
 ErrorKind = Literal["timeout", "connect", "protocol"]
+
+ConfigT = TypeVar("ConfigT", bound=msgspec.Struct)
+"""An integration's config Struct."""
+_ConfigT_contra = TypeVar("_ConfigT_contra", contravariant=True)
 
 
 class OutgoingRequest(msgspec.Struct, kw_only=True):
@@ -42,20 +47,28 @@ class OutgoingRequest(msgspec.Struct, kw_only=True):
 
 
 class SendResult(msgspec.Struct, kw_only=True):
-    """The outcome of a custom transport's send, shaped like an HTTP answer.
+    """The outcome of one send, the engine's POST or a custom transport's: an answer, an error, or both.
 
     ``status`` is the HTTP status of the service's answer (for SMTP: 250 on
     success, the SMTP reply code otherwise); the engine classifies it like any
-    delivery (2xx success, 429/5xx retried, other 4xx failed).
+    delivery (2xx success, 429/5xx retried, other 4xx failed). Both a status
+    and an ``error`` when the status line arrived but reading the body failed:
+    the status still counts, ``error`` says what went wrong afterwards.
+    The one result type of a send: the engine's HTTP client returns it too.
     """
 
     status: int | None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """Response headers (the HTTP client lower-cases names and joins repeated ones with ``, ``)."""
     body: str = ""
+    """The response body, UTF-8 with replacement characters, at most ``response_body_cap`` bytes of it."""
+    truncated: bool = False
+    """Whether the body was longer than the cap (the rest was not downloaded)."""
     latency_ms: float
     error: str | None = None
     error_kind: ErrorKind | None = None
     request_url: str = ""
+    """What a custom transport actually sent, when it differs from the rendered request (empty: as rendered)."""
     request_headers: dict[str, str] = msgspec.field(default_factory=dict)
     request_body: bytes = b""
 
@@ -73,8 +86,9 @@ class Transport(Protocol):
     """Performs the send for integrations that need more than one signed POST."""
 
     async def send(
-        self, request: OutgoingRequest, event: Event, url: str, config: Mapping[str, Any]
+        self, request: OutgoingRequest, event: Event, url: str, config: Any
     ) -> SendResult:  # pragma: no cover - protocol
+        """Send ``request``; ``config`` is the integration's parsed config (a stored mapping is accepted too)."""
         ...
 
 
@@ -85,8 +99,13 @@ class TransportFactory(Protocol):
 
 
 @runtime_checkable
-class Integration(Protocol):
-    """One kind of destination (custom webhook, Slack, Discord, …).
+class Integration(Protocol[_ConfigT_contra]):
+    """One kind of destination (custom webhook, Slack, Discord, …), generic in its config Struct.
+
+    The config is checked when a subscription is saved (:meth:`validate_config`)
+    and parsed once when the worker loads the subscription (:meth:`load_config`);
+    :meth:`render` receives that typed config. ``render`` also accepts the
+    stored mapping (converted on the call) for one-off callers such as a test send.
 
     ``render`` returns ``None`` for an event the integration does not send
     (Claude skips comments written by the AI): the engine acknowledges it and
@@ -104,7 +123,13 @@ class Integration(Protocol):
         """Check a subscription's integration config; raise ``EventValidationError`` naming the field."""
         ...
 
-    def render(self, event: Event, raw: bytes, url: str, config: Mapping[str, Any]) -> OutgoingRequest | None:
+    def load_config(self, config: Mapping[str, Any]) -> Any:
+        """The stored (already validated) config as the integration's Struct; once per subscription load."""
+        ...
+
+    def render(
+        self, event: Event, raw: bytes, url: str, config: _ConfigT_contra | Mapping[str, Any]
+    ) -> OutgoingRequest | None:
         """The request for ``event``; ``raw`` is the envelope exactly as stored in the stream."""
         ...
 

@@ -20,7 +20,7 @@ from nats.js.kv import KeyValue
 
 from streams import Settings, open_bucket
 
-from ._messages import Subscription
+from .._messages import Subscription
 
 __all__ = ("REGISTRY_BUCKET", "RegistryChange", "SubscriptionRegistry")
 

@@ -23,10 +23,13 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
+from integrations.core import secret_bytes, validate_destination
 from streams import ConfigError, ConflictError, EventValidationError
 
+from .._messages import Subscription
+
 if TYPE_CHECKING:
-    from consumers import Subscription, SubscriptionService
+    from ._service import SubscriptionService
 
 __all__ = ("ENV_SUBSCRIPTIONS", "EnvSubscription", "ensure_env_subscriptions")
 
@@ -100,8 +103,8 @@ async def ensure_env_subscriptions(
     A subscription returned just created carries its secret, to be shown once.
     A refused URL raises :class:`~streams.ConfigError` naming the variable.
     """
-    from consumers import SubscriptionCreate, SubscriptionPatch  # consumers imports integrations
-    from consumers._urls import validate_destination
+    # Imported here: the CLI imports this module at start, and the service loads the SQL side.
+    from ._service import SubscriptionCreate, SubscriptionPatch
 
     env = os.environ if environ is None else environ
     settings = service.settings
@@ -151,8 +154,6 @@ async def ensure_env_subscriptions(
 
 async def _adopt_secret(service: SubscriptionService, sub: Subscription, env: Mapping[str, str]) -> Subscription:
     """Sign with ``CLAUDE_WEBHOOK_SECRET`` (its first value) when set, so both ends share it."""
-    from consumers._signing import secret_bytes
-
     secret = env.get("CLAUDE_WEBHOOK_SECRET", "").split(",")[0].strip()
     if not secret or secret == sub.secret:
         return sub

@@ -23,7 +23,7 @@ from nats.js import JetStreamContext
 
 from streams import ATTEMPTS_SUBJECT_ROOT, NATS_ERRORS
 
-from ._messages import AttemptBatch, AttemptRecord
+from .._messages import AttemptBatch, AttemptRecord
 
 __all__ = ("AttemptBatcher",)
 

@@ -1,0 +1,41 @@
+"""The delivery engine: the worker, its pull loops, the batcher, the HTTP client, retries, outcomes.
+
+Imports no SQLAlchemy, Litestar, aiohttp.web or httpx: a worker process loads
+only this, the wire Structs (``consumers._messages``), the registry and consumer
+provisioning (``consumers.subscriptions``) and ``integrations``.
+"""
+
+from __future__ import annotations
+
+from ._batcher import AttemptBatcher
+from ._deliverer import EVENT_SOURCE, Attempted, Deliverer, delivery_headers
+from ._http import DeliveryClient, HttpResult
+from ._outcome import Dead, Delivered, Gone, Outcome, Retry, decide, logged_as
+from ._pull import ContinuousPull
+from ._redeliver import RedeliveryRequest, redeliver_subject
+from ._retry import Classification, RetryPolicy, classify
+from ._worker import Worker
+
+__all__ = (
+    "EVENT_SOURCE",
+    "AttemptBatcher",
+    "Attempted",
+    "Classification",
+    "ContinuousPull",
+    "Dead",
+    "Delivered",
+    "Deliverer",
+    "DeliveryClient",
+    "Gone",
+    "HttpResult",
+    "Outcome",
+    "RedeliveryRequest",
+    "Retry",
+    "RetryPolicy",
+    "Worker",
+    "classify",
+    "decide",
+    "delivery_headers",
+    "logged_as",
+    "redeliver_subject",
+)

@@ -1,0 +1,174 @@
+"""One attempt of one event against one subscription: render, sign, send, classify, record.
+
+Shared by the live path (a subscription's pull loop) and redeliveries; the
+fate of the attempt is an :data:`~consumers.engine.Outcome`, decided once by
+:func:`~consumers.engine.decide`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import msgspec
+from nats.js import JetStreamContext
+
+from integrations import Integration, OutgoingRequest, Transport
+from integrations.core import build_headers
+from streams import DEAD_LETTER_SUBJECT_ROOT, USER_AGENT, Event, Settings
+
+from .._messages import AttemptRecord, AttemptTrigger, DeadLetter, Subscription, delivery_id_for
+from ._batcher import AttemptBatcher
+from ._http import DeliveryClient
+from ._outcome import Gone, Outcome, Retry, decide, logged_as
+from ._retry import RetryPolicy, classify
+
+__all__ = ("EVENT_SOURCE", "Attempted", "Deliverer", "delivery_headers")
+
+EVENT_SOURCE: Final = "/turbo"
+"""``ce-source`` of deliveries."""
+
+_encoder: Final = msgspec.json.Encoder()
+
+
+class Attempted(msgspec.Struct, frozen=True):
+    """An attempt made: its log record and its fate."""
+
+    record: AttemptRecord
+    outcome: Outcome
+
+
+def delivery_headers(
+    sub: Subscription,
+    integration: Integration[Any],
+    event: Event,
+    request: OutgoingRequest,
+    *,
+    source: str = EVENT_SOURCE,
+    now: datetime | None = None,
+    delivery_id: uuid.UUID | None = None,
+) -> dict[str, str]:
+    """Every header of one delivery of ``event`` to ``sub``: identity, signatures, custom headers.
+
+    Signed with the current secret and, during a rotation's grace period, the
+    previous one. Used by the workers and by the gateway's test send alike.
+    """
+    if not integration.signs:
+        return {**sub.headers, **request.headers, "User-Agent": USER_AGENT}
+    moment = now or datetime.now(UTC)
+    secrets = [sub.secret]
+    if sub.previous_secret and sub.previous_secret_expires_at and sub.previous_secret_expires_at > moment:
+        secrets.append(sub.previous_secret)
+    return build_headers(
+        msg_id=delivery_id or delivery_id_for(sub.id, event.event_id),
+        timestamp=int(moment.timestamp()),
+        body=request.body,
+        secrets=secrets,
+        event_type=event.event_type,
+        event_id=event.event_id,
+        event_time=event.timestamp,
+        source=source,
+        user_agent=USER_AGENT,
+        extra={**sub.headers, **request.headers},
+    )
+
+
+class Deliverer:
+    """Turns one event into one attempt against one subscription; shared by live and redelivery paths."""
+
+    def __init__(self, settings: Settings, js: JetStreamContext, client: DeliveryClient) -> None:
+        self.settings = settings
+        self.js = js
+        self.client = client
+        self.attempts = 0
+        """HTTP attempts made by this process (for metrics, and to see copies share the work)."""
+        self.batcher = AttemptBatcher(js)
+        self.transports: dict[str, Transport] = {}
+        """Custom transports of integrations that have one, opened by the worker."""
+
+    async def attempt(
+        self,
+        sub: Subscription,
+        integration: Integration[Any],
+        config: Any,
+        event: Event,
+        raw: bytes,
+        *,
+        attempt: int,
+        trigger: AttemptTrigger,
+        stream_seq: int | None,
+        policy: RetryPolicy | None,
+    ) -> Attempted | None:
+        """One attempt; ``config`` is the subscription's parsed integration config; ``None`` if not sent."""
+        request = integration.render(event, raw, sub.url, config)
+        if request is None:
+            return None
+        delivery_id = delivery_id_for(sub.id, event.event_id)
+        started = datetime.now(UTC)
+        headers = delivery_headers(sub, integration, event, request, now=started, delivery_id=delivery_id)
+        self.attempts += 1
+        transport = self.transports.get(integration.name)
+        if transport is not None:
+            result = await transport.send(request, event, sub.url, config)
+            # What the transport actually sent, when it says (GitHub: the API calls made).
+            url, body, headers = (
+                result.request_url or request.url,
+                result.request_body or request.body,
+                result.request_headers or headers,
+            )
+        else:
+            result = await self.client.post(request.url, request.body, headers)
+            url, body = request.url, request.body
+        finished = datetime.now(UTC)
+        outcome = decide(
+            classify(result.status, result.error_kind),
+            attempt=attempt,
+            policy=policy,
+            retry_after=lambda: integration.retry_after(result.status, result.headers, result.body),
+            finished=finished,
+        )
+        record = AttemptRecord(
+            attempt_id=uuid.uuid4(),
+            delivery_id=delivery_id,
+            subscription_id=sub.id,
+            event_id=event.event_id,
+            event_type=event.event_type,
+            attempt=attempt,
+            outcome=logged_as(outcome),
+            trigger=trigger,
+            stream_seq=stream_seq,
+            request_url=url,
+            request_headers=headers,
+            payload=body,
+            response_code=result.status,
+            response_headers=result.headers,
+            response_body=result.body,
+            error=result.error,
+            latency_ms=result.latency_ms,
+            started_at=started,
+            finished_at=finished,
+            next_attempt_at=finished + timedelta(seconds=outcome.delay) if isinstance(outcome, Retry) else None,
+            disable_subscription=outcome.reason if isinstance(outcome, Gone) else None,
+        )
+        return Attempted(record=record, outcome=outcome)
+
+    async def record(self, record: AttemptRecord) -> None:
+        """Publish the attempt for the recorder; awaited, so the log is written before the ack."""
+        await self.batcher.record(record)
+
+    async def dead_letter(self, sub: Subscription, raw: bytes, stream_seq: int, record: AttemptRecord) -> None:
+        """Copy an event whose attempts ran out to the dead-letter stream, its last attempt attached."""
+        letter = DeadLetter(
+            subscription_id=sub.id,
+            delivery_id=record.delivery_id,
+            event=msgspec.Raw(raw),
+            stream_seq=stream_seq,
+            last_attempt=record,
+            dead_at=datetime.now(UTC),
+        )
+        await self.js.publish(
+            f"{DEAD_LETTER_SUBJECT_ROOT}.{sub.id.hex}",
+            _encoder.encode(letter),
+            headers={"Nats-Msg-Id": f"{record.delivery_id}:{stream_seq}"},
+        )

@@ -1,0 +1,176 @@
+"""The deliveries of one subscription: a continuous pull with a window of ``max_in_flight``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final
+
+from nats.aio.msg import Msg
+
+from integrations import INTEGRATIONS
+from streams import NATS_ERRORS, EventValidationError, decode_event
+
+from .._messages import AttemptRecord, Subscription
+from ..subscriptions._consumer import consumer_name, ensure_consumer
+from ._outcome import Dead, Delivered, Gone, Retry
+from ._pull import ContinuousPull
+from ._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from ._worker import Worker
+
+__all__ = ("SubscriptionLoop", "position")
+
+_log = logging.getLogger("turbohooks.worker")
+
+_GONE_HOLD: Final = 30.0
+
+
+def position(msg: Msg) -> tuple[int, int]:
+    """(delivery count, stream sequence) of a JetStream message, from its reply subject.
+
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>``;
+    nats-py's ``Msg.metadata`` parses every field (and a datetime) into
+    dataclasses, a few percent of the worker's CPU for the two it needs. Other
+    layouts (domains, accounts) go through it.
+    """
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9 and tokens[0] == "$JS":
+        return int(tokens[4]), int(tokens[5])
+    meta = msg.metadata
+    return meta.num_delivered, meta.sequence.stream
+
+
+class SubscriptionLoop:
+    """The deliveries of one subscription: a continuous pull with a window of ``max_in_flight``."""
+
+    def __init__(self, worker: Worker, sub: Subscription) -> None:
+        self.worker = worker
+        self.sub = sub
+        self.integration = INTEGRATIONS[sub.integration]
+        self.config = self.integration.load_config(sub.integration_config)
+        """The integration config, parsed once here (and on :meth:`update`), not per delivery."""
+        self.policy = RetryPolicy.from_settings(worker.settings, sub.retry_schedule)
+        self._limit = sub.max_in_flight or worker.settings.webhook_max_in_flight
+        self._pull: ContinuousPull | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._gone_until = 0.0
+        self._settling = asyncio.Semaphore(4 * self._limit)
+        self._settle_tasks: set[asyncio.Task[None]] = set()
+
+    def update(self, sub: Subscription) -> None:
+        """Take a changed subscription (URL, secret, headers, config) for the next deliveries."""
+        self.config = self.integration.load_config(sub.integration_config)
+        self.sub = sub
+        self.policy = RetryPolicy.from_settings(self.worker.settings, sub.retry_schedule)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._start(), name=f"turbohooks-sub-{self.sub.id.hex[:8]}")
+
+    async def stop(self) -> None:
+        """Stop pulling; let in-flight deliveries finish (and ack) within the attempt timeout."""
+        self._stopping = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._pull is not None:
+            await self._pull.stop(timeout=self.worker.settings.webhook_timeout + 1)
+        if self._settle_tasks:
+            await asyncio.wait(set(self._settle_tasks), timeout=self.worker.settings.publish_timeout + 1)
+
+    async def _start(self) -> None:
+        settings = self.worker.settings
+        while not self._stopping:
+            try:
+                await ensure_consumer(self.worker.js, settings, self.sub)
+                pull = ContinuousPull(
+                    self.worker.nc, settings.stream_name, consumer_name(self.sub), self._deliver, window=self._limit
+                )
+                await pull.start()
+            except NATS_ERRORS as exc:
+                _log.warning("subscription %s: cannot start its consumer (%s); retrying", self.sub.id, exc)
+                await asyncio.sleep(1.0)
+                continue
+            self._pull = pull
+            return
+
+    async def _deliver(self, msg: Msg) -> None:
+        sub = self.sub
+        deliverer = self.worker.deliverer
+        delivered, stream_seq = position(msg)
+        if time.monotonic() < self._gone_until:
+            with contextlib.suppress(*NATS_ERRORS):
+                await msg.nak()
+            return
+        try:
+            event = decode_event(msg.data)
+        except EventValidationError as exc:
+            _log.error("subscription %s: undecodable event at seq %s: %s", sub.id, stream_seq, exc)
+            await msg.term()
+            return
+        attempted = await deliverer.attempt(
+            sub,
+            self.integration,
+            self.config,
+            event,
+            msg.data,
+            attempt=delivered,
+            trigger="live",
+            stream_seq=stream_seq,
+            policy=self.policy,
+        )
+        if attempted is None:
+            await msg.ack()
+            return
+        settle: Callable[[], Awaitable[None]]
+        match attempted.outcome:
+            case Delivered():
+                # The common case: the attempts batch that stores the record
+                # acknowledges the event, and the HTTP slot is free now.
+                deliverer.batcher.record_and_ack(attempted.record, msg)
+                return
+            case Retry(delay=delay):
+                settle = functools.partial(msg.nak, delay=delay)
+            case Dead(reason=reason):
+                settle = functools.partial(self._bury, msg, stream_seq, sub, attempted.record, reason)
+            case Gone():
+                # The recorder disables the subscription; until its status arrives, do not
+                # hammer the receiver (held before the slot frees). The event stays, first
+                # in line: a disabled subscription keeps its backlog.
+                self._gone_until = time.monotonic() + _GONE_HOLD
+                if self._pull is not None:
+                    self._pull.hold(_GONE_HOLD)
+                settle = msg.nak
+        # The HTTP slot is free once the answer is in: recording (an fsynced
+        # write shared by a batch) and settling the event go on in the
+        # background, bounded, so the window keeps receivers busy.
+        await self._settling.acquire()
+        task = asyncio.create_task(self._settle(stream_seq, attempted.record, settle))
+        self._settle_tasks.add(task)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._settle_tasks.discard(task)
+        self._settling.release()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            _log.error("subscription %s: settling crashed: %r", self.sub.id, exc, exc_info=exc)
+
+    async def _settle(self, stream_seq: int, record: AttemptRecord, settle: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await self.worker.deliverer.record(record)
+            await settle()
+        except NATS_ERRORS as exc:
+            # Unacknowledged: JetStream redelivers after ack_wait, so nothing is lost.
+            _log.warning("subscription %s: could not settle seq %s (%s)", self.sub.id, stream_seq, exc)
+
+    async def _bury(self, msg: Msg, stream_seq: int, sub: Subscription, record: AttemptRecord, reason: str) -> None:
+        _log.debug("subscription %s: seq %s goes to the dead letters (%s)", sub.id, stream_seq, reason)
+        await self.worker.deliverer.dead_letter(sub, msg.data, stream_seq, record)
+        await msg.ack()

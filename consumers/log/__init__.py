@@ -1,0 +1,44 @@
+"""The delivery log: the SQL database (SQLAlchemy, Alembic migrations), the stores and the recorder.
+
+Loaded only by processes that touch the database (the gateway, the recorder,
+the CLI); a worker never imports this package.
+
+* :class:`Database`: the engine, migrations applied on enter (``_migrations/``).
+* :class:`SubscriptionStore`: the subscriptions, the source of truth of the KV mirror.
+* :class:`DeliveryStore`: deliveries and attempts: batch recording (``_recording``),
+  log queries (``_queries``), stats (``_stats``); read models in ``_views``.
+* :class:`Recorder`: writes the attempts stream into the store.
+"""
+
+from __future__ import annotations
+
+from ._database import MIGRATIONS_DIR, Database, alembic_config
+from ._recorder import RECORDER_CONSUMER, Recorder
+from ._store import (
+    AttemptDetail,
+    DeliveryDetail,
+    DeliveryStats,
+    DeliveryStore,
+    DeliverySummary,
+    EventTypeActivity,
+    RecordResult,
+    SubscriptionActivity,
+    SubscriptionStore,
+)
+
+__all__ = (
+    "MIGRATIONS_DIR",
+    "RECORDER_CONSUMER",
+    "AttemptDetail",
+    "Database",
+    "DeliveryDetail",
+    "DeliveryStats",
+    "DeliveryStore",
+    "DeliverySummary",
+    "EventTypeActivity",
+    "RecordResult",
+    "Recorder",
+    "SubscriptionActivity",
+    "SubscriptionStore",
+    "alembic_config",
+)

@@ -1,0 +1,113 @@
+"""Delivery statistics over a window: totals, rates, latency percentiles, the busiest subscriptions."""
+
+from __future__ import annotations
+
+import builtins
+import math
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import (
+    case,
+    func,
+    select,
+)
+
+from ._database import Database
+from ._models import AttemptRow, DeliveryRow, SubscriptionRow
+from ._views import (
+    DeliveryStats,
+    EventTypeActivity,
+    SubscriptionActivity,
+    utc,
+)
+
+__all__ = ("DeliveryStatistics",)
+
+
+class DeliveryStatistics:
+    """The statistics of :class:`~consumers.log.DeliveryStore`."""
+
+    _db: Database
+
+    async def stats(self, since: datetime) -> DeliveryStats:
+        """Totals, rates, latency percentiles and the busiest subscriptions and event types since ``since``."""
+        in_window = DeliveryRow.created_at >= since
+        deliveries = func.count().label("deliveries")
+        async with self._db.session() as session:
+            by_status: dict[str, int] = {
+                status: count
+                for status, count in (
+                    await session.execute(
+                        select(DeliveryRow.status, func.count()).where(in_window).group_by(DeliveryRow.status)
+                    )
+                )
+            }
+            # Sorted in SQL, percentiles in Python: fine at this scale, and the same on both databases.
+            latencies: builtins.list[float] = [
+                latency
+                for latency in await session.scalars(
+                    select(AttemptRow.latency_ms)
+                    .where(AttemptRow.started_at >= since, AttemptRow.latency_ms.is_not(None))
+                    .order_by(AttemptRow.latency_ms)
+                )
+                if latency is not None
+            ]
+            busiest = await session.execute(
+                select(
+                    SubscriptionRow.id,
+                    SubscriptionRow.name,
+                    deliveries,
+                    func.sum(case((DeliveryRow.status == "success", 1), else_=0)),
+                    func.sum(case((DeliveryRow.status == "failed", 1), else_=0)),
+                )
+                .join(SubscriptionRow, SubscriptionRow.id == DeliveryRow.subscription_id)
+                .where(in_window)
+                .group_by(SubscriptionRow.id, SubscriptionRow.name)
+                .order_by(deliveries.desc(), SubscriptionRow.name)
+                .limit(10)
+            )
+            event_types = await session.execute(
+                select(DeliveryRow.event_type, deliveries)
+                .where(in_window)
+                .group_by(DeliveryRow.event_type)
+                .order_by(deliveries.desc(), DeliveryRow.event_type)
+                .limit(10)
+            )
+            active = (
+                await session.execute(
+                    select(func.count()).select_from(SubscriptionRow).where(SubscriptionRow.status == "active")
+                )
+            ).scalar_one()
+            total = sum(by_status.values())
+            return DeliveryStats(
+                since=utc(since),
+                deliveries=total,
+                success=by_status.get("success", 0),
+                failed=by_status.get("failed", 0),
+                pending=by_status.get("pending", 0),
+                success_rate=by_status.get("success", 0) / total if total else 0.0,
+                failure_rate=by_status.get("failed", 0) / total if total else 0.0,
+                latency_p50_ms=_percentile(latencies, 0.50),
+                latency_p95_ms=_percentile(latencies, 0.95),
+                latency_p99_ms=_percentile(latencies, 0.99),
+                most_active_subscriptions=[
+                    SubscriptionActivity(
+                        subscription_id=sub_id, name=name, deliveries=count, success=int(ok or 0), failed=int(ko or 0)
+                    )
+                    for sub_id, name, count, ok, ko in busiest
+                ],
+                top_event_types=[
+                    EventTypeActivity(event_type=event_type, deliveries=count) for event_type, count in event_types
+                ],
+                active_subscriptions=active,
+            )
+
+
+def _percentile(ordered: Sequence[float], q: float) -> float | None:
+    """The ``q`` quantile of sorted values, interpolated linearly (numpy's default)."""
+    if not ordered:
+        return None
+    position = (len(ordered) - 1) * q
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
