@@ -21,14 +21,19 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event, make_url, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from streams._errors import TurbohooksError
+from streams._errors import DatabaseUnavailableError, TurbohooksError
 
 from ._models import ALEMBIC_VERSION_TABLE
 
-__all__ = ("MIGRATIONS_DIR", "Database", "alembic_config")
+__all__ = ("DATABASE_OUTAGES", "MIGRATIONS_DIR", "Database", "alembic_config")
+
+DATABASE_OUTAGES: Final = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError, OSError)
+"""The driver's errors that mean "the database is unavailable" (not a bug in a statement): refused or
+lost connections, a pool or lock timeout. The stores translate these into :class:`DatabaseUnavailableError`."""
 
 MIGRATIONS_DIR: Final = Path(__file__).with_name("_migrations")
 
@@ -116,9 +121,26 @@ class Database:
     ) -> None:
         await self._engine.dispose()
 
-    def session(self) -> AsyncSession:
-        """A new session, to use as ``async with db.session() as session:``."""
-        return self._sessions()
+    def unavailable(self, exc: BaseException, doing: str = "is unavailable") -> DatabaseUnavailableError:
+        """The one-line error a database outage becomes: which database, what happened, what to check."""
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        detail = next(iter(str(cause).splitlines()), "") or "no detail"
+        return DatabaseUnavailableError(
+            f"turbohooks: database {self.url} {doing} ({type(cause).__name__}: {detail});"
+            " check that it is running and reachable, and that DATABASE_URL names it"
+        )
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A new session, as ``async with db.session() as session:``.
+
+        Outages become :class:`DatabaseUnavailableError`.
+        """
+        try:
+            async with self._sessions() as session:
+                yield session
+        except DATABASE_OUTAGES as exc:
+            raise self.unavailable(exc) from exc
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -126,11 +148,15 @@ class Database:
 
         On SQLite the transaction takes the write lock when it starts (``BEGIN
         IMMEDIATE``), so concurrent writers queue for ``busy_timeout`` rather than fail.
+        Outages become :class:`DatabaseUnavailableError`.
         """
-        async with self._sessions() as session, session.begin():
-            if self.dialect_name == "sqlite":
-                await session.connection(execution_options={_SQLITE_BEGIN: "IMMEDIATE"})
-            yield session
+        try:
+            async with self._sessions() as session, session.begin():
+                if self.dialect_name == "sqlite":
+                    await session.connection(execution_options={_SQLITE_BEGIN: "IMMEDIATE"})
+                yield session
+        except DATABASE_OUTAGES as exc:
+            raise self.unavailable(exc) from exc
 
     async def ping(self, timeout: float = 5.0) -> None:
         """Raise :class:`TurbohooksError` unless the database answers within ``timeout`` seconds."""
@@ -138,14 +164,16 @@ class Database:
             async with asyncio.timeout(timeout), self._engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except (OSError, SQLAlchemyError, TimeoutError) as exc:
-            raise TurbohooksError(f"turbohooks: database {self.url} does not answer: {exc}") from exc
+            raise self.unavailable(exc, "does not answer") from exc
 
     async def migrate(self) -> None:
         """Apply the migrations up to head; a no-op when the schema is already there."""
         try:
             async with self._engine.connect() as connection:
                 await connection.run_sync(_upgrade_to_head)
-        except (OSError, SQLAlchemyError) as exc:
+        except DATABASE_OUTAGES as exc:
+            raise self.unavailable(exc, "cannot apply migrations") from exc
+        except SQLAlchemyError as exc:
             raise TurbohooksError(f"turbohooks: database {self.url}: cannot apply migrations: {exc}") from exc
 
     async def _create_sqlite_folder(self) -> None:

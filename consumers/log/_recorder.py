@@ -20,7 +20,15 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from sqlalchemy.exc import SQLAlchemyError
 
-from streams import ATTEMPTS_STREAM, NATS_ERRORS, RECORDER_CONSUMER, RECORDER_FETCH, Settings, recorder_consumer_config
+from streams import (
+    ATTEMPTS_STREAM,
+    NATS_ERRORS,
+    RECORDER_CONSUMER,
+    RECORDER_FETCH,
+    DatabaseUnavailableError,
+    Settings,
+    recorder_consumer_config,
+)
 
 from .._messages import AttemptBatch, AttemptRecord
 from ._store import DeliveryStore
@@ -70,7 +78,7 @@ class Recorder:
                     continue
                 try:
                     await self._record(msgs)
-                except (SQLAlchemyError, OSError) as exc:
+                except (DatabaseUnavailableError, SQLAlchemyError) as exc:
                     # Not acknowledged: the batch comes back after ack_wait, and
                     # writing it twice is harmless (attempt ids are unique).
                     _log.error("recorder: could not write %d attempts (%s); retrying", len(msgs), exc)
