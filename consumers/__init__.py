@@ -29,7 +29,6 @@ from ._worker import EVENT_SOURCE, USER_AGENT, RedeliveryRequest, Worker, delive
 if TYPE_CHECKING:
     from ._database import Database
     from ._recorder import RECORDER_CONSUMER, Recorder
-    from ._redelivery import event_envelope, queue_redelivery, retry_delivery
     from ._runtime import Engine, open_engine
     from ._service import (
         SubscriptionCreate,
@@ -66,10 +65,7 @@ _LAZY: dict[str, str] = {
     "SubscriptionService": "._service",
     "SubscriptionStore": "._store",
     "SubscriptionView": "._service",
-    "event_envelope": "._redelivery",
     "open_engine": "._runtime",
-    "queue_redelivery": "._redelivery",
-    "retry_delivery": "._redelivery",
     "subscription_view": "._service",
 }
 
@@ -121,14 +117,11 @@ __all__ = (
     "delivery_headers",
     "delivery_id_for",
     "ensure_consumer",
-    "event_envelope",
     "generate_secret",
     "github_signature",
     "open_engine",
     "parse_retry_after",
-    "queue_redelivery",
     "redeliver_subject",
-    "retry_delivery",
     "sign",
     "subscription_view",
     "validate_destination",
