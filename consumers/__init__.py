@@ -63,7 +63,6 @@ from .subscriptions import (
 )
 
 if TYPE_CHECKING:
-    from ._redelivery import event_envelope, queue_redelivery, retry_delivery
     from ._runtime import Engine, open_engine
     from .log import (
         RECORDER_CONSUMER,
@@ -109,10 +108,7 @@ _LAZY: dict[str, str] = {
     "SubscriptionStore": ".log",
     "SubscriptionView": ".subscriptions",
     "ensure_env_subscriptions": ".subscriptions",
-    "event_envelope": "._redelivery",
     "open_engine": "._runtime",
-    "queue_redelivery": "._redelivery",
-    "retry_delivery": "._redelivery",
     "subscription_view": ".subscriptions",
 }
 
@@ -167,14 +163,11 @@ __all__ = (
     "delivery_id_for",
     "ensure_consumer",
     "ensure_env_subscriptions",
-    "event_envelope",
     "generate_secret",
     "github_signature",
     "open_engine",
     "parse_retry_after",
-    "queue_redelivery",
     "redeliver_subject",
-    "retry_delivery",
     "sign",
     "subscription_view",
     "validate_destination",

@@ -1,4 +1,8 @@
-"""The admin API of turbohooks (Litestar) and the ``turbohooks`` command line.
+"""The gateway of turbohooks: the admin API, the operations it shares with the CLI, and the CLI.
+
+    gateway/api/         the Litestar app: one Router per area carrying its guard, problems, schemas, metrics
+    gateway/operations/  retry, recover, replay, test-send (and their one "not active" rule)
+    gateway/cli/         the ``turbohooks`` command and the composition root of every process
 
 ``create_app(engine, admin_token=...)`` builds the app over an open
 :class:`~consumers.Engine`; ``serve_gateway(...)`` runs it under uvicorn until a
@@ -13,14 +17,17 @@ from typing import TYPE_CHECKING
 from streams import lazy_exports
 
 if TYPE_CHECKING:
-    from ._app import MAX_BODY_SIZE, create_app, serve_gateway
-    from ._auth import ADMIN_TOKEN_FILE, ADMIN_TOKEN_VARIABLE, load_or_create_admin_token
-    from ._metrics import GatewayMetrics
-    from ._problems import PROBLEM_MEDIA_TYPE
-    from ._routes.deliveries import MAX_RECOVER
-    from ._routes.events import MAX_EVENT_ID_SCAN, MAX_EVENT_SCAN
-    from ._routes.replay import MAX_REPLAY_EVENTS, ReplayRange, replay_subscription
-    from ._schemas import (
+    from ._token import ADMIN_TOKEN_FILE, ADMIN_TOKEN_VARIABLE, load_or_create_admin_token
+    from .api import (
+        MAX_BODY_SIZE,
+        MAX_EVENT_ID_SCAN,
+        MAX_EVENT_SCAN,
+        PROBLEM_MEDIA_TYPE,
+        GatewayMetrics,
+        create_app,
+        serve_gateway,
+    )
+    from .api._schemas import (
         DeliveryDetailView,
         DeliveryPage,
         DeliveryTestResult,
@@ -37,39 +44,40 @@ if TYPE_CHECKING:
         SubscriptionPage,
         SubscriptionUpdateBody,
     )
+    from .operations import MAX_RECOVER, MAX_REPLAY_EVENTS, ReplayRange, replay_subscription
 
 # Loaded on first use: importing the command line (``gateway.cli``) must not
 # load Litestar and every route, which a worker process never needs.
 _LAZY: dict[str, str] = {
-    "ADMIN_TOKEN_FILE": "._auth",
-    "ADMIN_TOKEN_VARIABLE": "._auth",
-    "DeliveryDetailView": "._schemas",
-    "DeliveryPage": "._schemas",
-    "DeliveryTestResult": "._schemas",
-    "EventPage": "._schemas",
-    "FieldProblem": "._schemas",
-    "GatewayMetrics": "._metrics",
-    "MAX_BODY_SIZE": "._app",
-    "MAX_EVENT_ID_SCAN": "._routes.events",
-    "MAX_EVENT_SCAN": "._routes.events",
-    "MAX_RECOVER": "._routes.deliveries",
-    "MAX_REPLAY_EVENTS": "._routes.replay",
-    "PROBLEM_MEDIA_TYPE": "._problems",
-    "Problem": "._schemas",
-    "PublishEventBody": "._schemas",
-    "PublishedEvent": "._schemas",
-    "ReplayBody": "._schemas",
-    "ReplayRange": "._routes.replay",
-    "ReplayResult": "._schemas",
-    "StatsView": "._schemas",
-    "StoredEvent": "._schemas",
-    "SubscriptionCreateBody": "._schemas",
-    "SubscriptionPage": "._schemas",
-    "SubscriptionUpdateBody": "._schemas",
-    "create_app": "._app",
-    "load_or_create_admin_token": "._auth",
-    "replay_subscription": "._routes.replay",
-    "serve_gateway": "._app",
+    "ADMIN_TOKEN_FILE": "._token",
+    "ADMIN_TOKEN_VARIABLE": "._token",
+    "DeliveryDetailView": ".api._schemas",
+    "DeliveryPage": ".api._schemas",
+    "DeliveryTestResult": ".operations",
+    "EventPage": ".api._schemas",
+    "FieldProblem": ".api._schemas",
+    "GatewayMetrics": ".api",
+    "MAX_BODY_SIZE": ".api",
+    "MAX_EVENT_ID_SCAN": ".api",
+    "MAX_EVENT_SCAN": ".api",
+    "MAX_RECOVER": ".operations",
+    "MAX_REPLAY_EVENTS": ".operations",
+    "PROBLEM_MEDIA_TYPE": ".api",
+    "Problem": ".api._schemas",
+    "PublishEventBody": ".api._schemas",
+    "PublishedEvent": ".api._schemas",
+    "ReplayBody": ".api._schemas",
+    "ReplayRange": ".operations",
+    "ReplayResult": ".operations",
+    "StatsView": ".api._schemas",
+    "StoredEvent": ".api._schemas",
+    "SubscriptionCreateBody": ".api._schemas",
+    "SubscriptionPage": ".api._schemas",
+    "SubscriptionUpdateBody": ".api._schemas",
+    "create_app": ".api",
+    "load_or_create_admin_token": "._token",
+    "replay_subscription": ".operations",
+    "serve_gateway": ".api",
 }
 
 

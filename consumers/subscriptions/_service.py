@@ -10,9 +10,10 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
+from msgspec import Meta
 from nats.js import JetStreamContext
 
 from integrations import get_integration, requires_url
@@ -40,35 +41,61 @@ RESERVED_HEADER_PREFIXES: Final = ("webhook-", "ce-", "x-turbo-")
 _RESERVED_HEADERS: Final = RESERVED_HEADERS | {"content-type", "content-length", "user-agent", "host", "connection"}
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _MAX_NAME: Final = 100
+_MAX_RETRIES: Final = 50
+_MAX_IN_FLIGHT: Final = 1024
+
+
+# The limits and descriptions of the wire fields, written once: msgspec enforces
+# them when a body is decoded (the admin API accepts these Structs), the OpenAPI
+# schema shows them, and the checks below give the same refusals to Python callers.
+_Name = Annotated[str, Meta(max_length=_MAX_NAME, description="Unique; for people.")]
+_Url = Annotated[str, Meta(max_length=2048, description="Where to deliver: https unless WEBHOOK_ALLOW_HTTP.")]
+_Headers = Annotated[dict[str, str], Meta(description="Custom headers sent with every delivery.")]
+_Patterns = Annotated[
+    list[str],
+    Meta(
+        max_length=100,
+        description="Event type patterns: `issue.created`, `issue.*`, `*.created`, or `*` for every event.",
+        examples=[["issue.*", "comment.created"]],
+    ),
+]
+_Schedule = Annotated[
+    list[float],
+    Meta(max_length=_MAX_RETRIES, description="Seconds before each retry; `null` uses the global schedule."),
+]
+_InFlight = Annotated[
+    int, Meta(ge=1, le=_MAX_IN_FLIGHT, description="Concurrent deliveries; `null` uses the global setting.")
+]
 
 
 class SubscriptionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What a user gives to create a subscription."""
 
-    name: str
-    url: str
-    event_types: list[str]
+    name: _Name
+    url: _Url
+    event_types: _Patterns
     integration: str = "webhook"
     integration_config: dict[str, Any] = msgspec.field(default_factory=dict)
-    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    headers: _Headers = msgspec.field(default_factory=dict)
     active: bool = True
-    retry_schedule: list[float] | None = None
-    max_in_flight: int | None = None
+    """``false`` creates it paused."""
+    retry_schedule: _Schedule | None = None
+    max_in_flight: _InFlight | None = None
     filters: dict[str, Any] | None = None
 
 
 class SubscriptionPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A partial update: only the fields given change."""
 
-    name: str | msgspec.UnsetType = UNSET
-    url: str | msgspec.UnsetType = UNSET
-    event_types: list[str] | msgspec.UnsetType = UNSET
+    name: Annotated[str, Meta(max_length=_MAX_NAME)] | msgspec.UnsetType = UNSET
+    url: Annotated[str, Meta(max_length=2048)] | msgspec.UnsetType = UNSET
+    event_types: _Patterns | msgspec.UnsetType = UNSET
     integration_config: dict[str, Any] | msgspec.UnsetType = UNSET
-    headers: dict[str, str] | msgspec.UnsetType = UNSET
+    headers: _Headers | msgspec.UnsetType = UNSET
     active: bool | msgspec.UnsetType = UNSET
     """``false`` pauses, ``true`` resumes (also a disabled subscription)."""
-    retry_schedule: list[float] | msgspec.UnsetType | None = UNSET
-    max_in_flight: int | msgspec.UnsetType | None = UNSET
+    retry_schedule: _Schedule | msgspec.UnsetType | None = UNSET
+    max_in_flight: _InFlight | msgspec.UnsetType | None = UNSET
     filters: dict[str, Any] | msgspec.UnsetType | None = UNSET
 
 
@@ -147,8 +174,8 @@ def _check_headers(headers: Mapping[str, str]) -> dict[str, str]:
 def _check_schedule(schedule: Sequence[float] | None) -> list[float] | None:
     if schedule is None:
         return None
-    if len(schedule) > 50:
-        raise EventValidationError("retry_schedule", "has more than 50 retries")
+    if len(schedule) > _MAX_RETRIES:
+        raise EventValidationError("retry_schedule", f"has more than {_MAX_RETRIES} retries")
     for index, delay in enumerate(schedule):
         if not isinstance(delay, int | float) or delay < 0 or delay > 7 * 86400:
             raise EventValidationError(f"retry_schedule[{index}]", "must be a delay in seconds between 0 and 7 days")
@@ -156,8 +183,8 @@ def _check_schedule(schedule: Sequence[float] | None) -> list[float] | None:
 
 
 def _check_in_flight(value: int | None) -> int | None:
-    if value is not None and not 1 <= value <= 1024:
-        raise EventValidationError("max_in_flight", "must be between 1 and 1024")
+    if value is not None and not 1 <= value <= _MAX_IN_FLIGHT:
+        raise EventValidationError("max_in_flight", f"must be between 1 and {_MAX_IN_FLIGHT}")
     return value
 
 

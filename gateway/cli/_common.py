@@ -8,16 +8,29 @@ import gc
 import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 import msgspec
 import typer
 from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
 from rich.console import Console
+from rich.markup import escape
 
-from streams import ConfigError, Settings, TurbohooksError, connect_nats
+from streams import ConfigError, EventValidationError, Settings, TurbohooksError, connect_nats
 
-__all__ = ("console", "err_console", "fail", "freeze_heap", "load_settings", "nats_connection", "print_json", "run")
+__all__ = (
+    "console",
+    "err_console",
+    "fail",
+    "freeze_heap",
+    "load_settings",
+    "nats_connection",
+    "print_json",
+    "run",
+    "when",
+)
 
 T = TypeVar("T")
 
@@ -39,8 +52,8 @@ def freeze_heap() -> None:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print ``message`` in red on stderr and exit with ``code``."""
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
+    """Print ``message`` (plain text, never markup) in red on stderr and exit with ``code``."""
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -52,8 +65,26 @@ def load_settings() -> Settings:
         fail(str(exc), 2)
 
 
+def when(value: str | None, option: str) -> datetime | None:
+    """``--since``/``--until``: a duration before now or an RFC 3339 time; exit 2 naming ``option``."""
+    from ..operations import parse_when
+
+    if value is None:
+        return None
+    try:
+        return parse_when(value, option)
+    except EventValidationError as exc:
+        fail(f"{option}: {exc.problem}", 2)
+
+
 def run(main: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine on uvloop when available; turn turbohooks errors into exit 1."""
+    """Run a coroutine on uvloop when available; the CLI's one translation of errors.
+
+    Every :class:`~streams.TurbohooksError` is one line on stderr, never a
+    traceback: a refused input (``EventValidationError``) exits 2, anything
+    else (not found, conflict, NATS or the database unavailable) exits 1. A
+    NATS error that escaped translation below is said like ``NatsUnavailableError``.
+    """
     try:
         import uvloop
 
@@ -62,8 +93,12 @@ def run(main: Callable[[], Awaitable[T]]) -> T:
         runner = asyncio.run  # type: ignore[assignment]
     try:
         return runner(main())
+    except EventValidationError as exc:
+        fail(str(exc), 2)
     except TurbohooksError as exc:
         fail(str(exc))
+    except NatsError as exc:
+        fail(f"turbohooks: NATS is unavailable ({type(exc).__name__}: {exc}); retry later")
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 

@@ -88,17 +88,14 @@ def publish(
 
     async def main() -> None:
         async with nats_connection(settings) as nc, EventPublisher(settings, nc=nc, name="cli") as publisher:
-            try:
-                ack = await publisher.emit(
-                    event_type=event_type,
-                    entity_id=entity_id,
-                    data=event_data,
-                    context=_context_arg(context or []),
-                    actor={"type": actor_type, "name": actor_name},
-                    event_id=event_id,
-                )
-            except EventValidationError as exc:
-                fail(str(exc), 2)
+            ack = await publisher.emit(  # a refused event is exit 2, in run()
+                event_type=event_type,
+                entity_id=entity_id,
+                data=event_data,
+                context=_context_arg(context or []),
+                actor={"type": actor_type, "name": actor_name},
+                event_id=event_id,
+            )
         if as_json:
             print_json(ack)
         else:

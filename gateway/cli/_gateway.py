@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
@@ -11,13 +10,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from consumers import ensure_env_subscriptions
-from streams import ConfigError, ConflictError, EventValidationError, NotFoundError
+from streams import ConfigError, EventValidationError
 
-from ._common import console, err_console, fail, freeze_heap, load_settings, print_json, run
+from ._common import console, err_console, fail, freeze_heap, load_settings, print_json, run, when
 from ._processes import _stop_on_signal
 
 if TYPE_CHECKING:
-    from .._schemas import ReplayItem
+    from ..operations import ReplayItem
 
 __all__ = ("register",)
 
@@ -33,8 +32,8 @@ def gateway(
     # Litestar, the routes and the SQL side load with this command only.
     from consumers import open_engine
 
-    from .._app import serve_gateway
-    from .._auth import ADMIN_TOKEN_FILE, ADMIN_TOKEN_VARIABLE, load_or_create_admin_token
+    from .._token import ADMIN_TOKEN_FILE, ADMIN_TOKEN_VARIABLE, load_or_create_admin_token
+    from ..api import serve_gateway
 
     settings = load_settings()
     try:
@@ -69,17 +68,6 @@ def gateway(
     run(main)
 
 
-def _when(value: str | None, option: str) -> datetime | None:
-    from .._routes._params import parse_when
-
-    if value is None:
-        return None
-    try:
-        return parse_when(value, option)
-    except EventValidationError as exc:
-        fail(f"{option}: {exc.problem}", 2)
-
-
 def _show(items: list[ReplayItem], dry_run: bool) -> None:
     table = Table(title="would be sent" if dry_run else "queued")
     for col in ("seq", "event type", "event id", "stored at"):
@@ -111,7 +99,7 @@ def replay(
     """Deliver stored events again to one subscription (its live consumer is not touched)."""
     from consumers import open_engine
 
-    from .._routes.replay import ReplayRange, replay_subscription
+    from ..operations import ReplayRange, replay_subscription
 
     settings = load_settings()
     try:
@@ -119,8 +107,8 @@ def replay(
     except ValueError:
         fail(f"--subscription: {subscription!r} is not a UUID", 2)
     spec = ReplayRange(
-        since=_when(since, "--since"),
-        until=_when(until, "--until"),
+        since=when(since, "--since"),
+        until=when(until, "--until"),
         from_seq=from_seq,
         to_seq=to_seq,
         event_types=event_type,
@@ -133,47 +121,42 @@ def replay(
 
     async def main() -> None:
         async with open_engine(settings, name="cli") as engine:
-            try:
-                sub = await engine.service.get(sid)
-                items: list[ReplayItem] = []
-                handled = queued = 0
-                keep = dry_run or as_json  # a real replay of millions need not hold them all
-                with Progress(
-                    TextColumn("[bold]{task.description}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TimeElapsedColumn(),
-                    console=err_console,
-                    transient=True,
-                ) as progress:
-                    task = progress.add_task("reading" if dry_run else "queueing", total=None)
-                    overall: int | None = None
+            sub = await engine.service.get(sid)
+            items: list[ReplayItem] = []
+            handled = queued = 0
+            keep = dry_run or as_json  # a real replay of millions need not hold them all
+            with Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err_console,
+                transient=True,
+            ) as progress:
+                task = progress.add_task("reading" if dry_run else "queueing", total=None)
+                overall: int | None = None
 
-                    def update(done: int, planned: int) -> None:
-                        progress.update(task, completed=handled + done, total=overall or planned)
+                def update(done: int, planned: int) -> None:
+                    progress.update(task, completed=handled + done, total=overall or planned)
 
-                    current = spec
-                    # One call handles MAX_REPLAY_EVENTS at most: continue from next_seq, up to the
-                    # end the first call saw, so events published meanwhile are not chased forever.
-                    while True:
-                        result = await replay_subscription(engine, sub, current, progress=update)
-                        overall = overall or result.matched
-                        handled += len(result.events)
-                        queued += result.queued
-                        if keep:
-                            items.extend(result.events)
-                        if result.next_seq is None:
-                            break
-                        current = ReplayRange(
-                            from_seq=result.next_seq,
-                            to_seq=result.last_seq,
-                            event_types=spec.event_types,
-                            dry_run=dry_run,
-                        )
-            except EventValidationError as exc:
-                fail(f"{exc.field}: {exc.problem}", 2)
-            except (NotFoundError, ConflictError) as exc:
-                fail(str(exc))
+                current = spec
+                # One call handles MAX_REPLAY_EVENTS at most: continue from next_seq, up to the
+                # end the first call saw, so events published meanwhile are not chased forever.
+                while True:
+                    result = await replay_subscription(engine, sub, current, progress=update)
+                    overall = overall or result.matched
+                    handled += len(result.events)
+                    queued += result.queued
+                    if keep:
+                        items.extend(result.events)
+                    if result.next_seq is None:
+                        break
+                    current = ReplayRange(
+                        from_seq=result.next_seq,
+                        to_seq=result.last_seq,
+                        event_types=spec.event_types,
+                        dry_run=dry_run,
+                    )
         if as_json:
             print_json(items)
             return

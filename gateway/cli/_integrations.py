@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from integrations import ClaudeServer, ClaudeServerConfig
 from streams import ConfigError, Event
 
 from ._common import console, fail, load_settings, run
@@ -43,6 +42,9 @@ def claude_server(
     ] = None,
 ) -> None:
     """Receive Claude webhooks and run Claude Code on them, one run per issue at a time."""
+    # The receiving server (aiohttp.web) loads here: the CLI module is imported by every command, workers included.
+    from integrations import ClaudeServer, ClaudeServerConfig
+
     settings = load_settings()
     try:
         config = ClaudeServerConfig.from_env(

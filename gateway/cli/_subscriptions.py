@@ -1,4 +1,8 @@
-"""`turbohooks subscriptions …` and `turbohooks deliveries …`."""
+"""`turbohooks subscriptions …` and `turbohooks deliveries …`.
+
+What the admin API does, the CLI does too, through the same operations
+(``gateway.operations``): retry, recover, replay, test-send.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,9 @@ from rich.table import Table
 
 from consumers import DeliveryStatus, Subscription
 from integrations import INTEGRATION_NAMES
-from streams import ConflictError, EventValidationError, NotFoundError, parse_duration
+from streams import parse_duration
 
-from ._common import console, fail, load_settings, print_json, run
+from ._common import console, fail, load_settings, print_json, run, when
 
 if TYPE_CHECKING:
     from consumers import Engine
@@ -34,12 +38,7 @@ def _with_engine(body: Callable[[Engine], Awaitable[None]]) -> None:
         from consumers import open_engine
 
         async with open_engine(settings, name="cli") as engine:
-            try:
-                await body(engine)
-            except EventValidationError as exc:
-                fail(str(exc), 2)
-            except (NotFoundError, ConflictError) as exc:
-                fail(str(exc))
+            await body(engine)  # its errors are one line each, translated once in run()
 
     run(main)
 
@@ -176,6 +175,67 @@ _action("resume", "Resume delivery (also of a disabled subscription), backlog fi
 _action("rotate-secret", "New secret (printed once); the old one keeps signing for WEBHOOK_SECRET_GRACE.", True)
 
 
+@subscriptions_app.command("test")
+def send_test(
+    subscription_id: Annotated[str, typer.Argument(help="Subscription id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+) -> None:
+    """Send a signed test event now (not queued, not logged); exit 1 unless the receiver answers 2xx."""
+    sid = _uuid(subscription_id, "subscription id")
+
+    async def body(engine: Engine) -> None:
+        from ..operations import send_test_event
+
+        result = await send_test_event(engine, sid)
+        if as_json:
+            print_json(result)
+        else:
+            answer = str(result.status) if result.status is not None else "no answer"
+            console.print(
+                f"{result.event_type} to {result.url}: {answer} in {result.latency_ms:.0f} ms",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+            if result.body:
+                note = "\n… (truncated)" if result.truncated else ""
+                console.print(result.body + note, highlight=False, markup=False, soft_wrap=True)
+        if not result.success:
+            fail(f"the receiver did not answer 2xx: {result.error or f'status {result.status}'}")
+
+    _with_engine(body)
+
+
+@subscriptions_app.command("recover")
+def recover(
+    subscription_id: Annotated[str, typer.Argument(help="Subscription id.")],
+    since: Annotated[str, typer.Option("--since", help="Failed since: 2h, 30m, 7d ago, or an RFC 3339 time.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+) -> None:
+    """Queue one more attempt of every delivery that failed since --since (the workers deliver them)."""
+    sid = _uuid(subscription_id, "subscription id")
+    start = when(since, "--since")
+    assert start is not None
+
+    async def body(engine: Engine) -> None:
+        from ..operations import recover_failed
+
+        result = await recover_failed(engine, sid, start)
+        if as_json:
+            print_json(result)
+            return
+        console.print(
+            f"queued {result.queued} failed deliveries of subscription {sid} since "
+            f"{result.since:%Y-%m-%d %H:%M:%S} UTC; the workers deliver them",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if result.truncated:
+            console.print(f"more than {result.max_deliveries} failed: run it again once these are delivered")
+
+    _with_engine(body)
+
+
 @subscriptions_app.command("delete")
 def delete(subscription_id: Annotated[str, typer.Argument(help="Subscription id.")]) -> None:
     """Delete a subscription, its backlog and its delivery log."""
@@ -254,7 +314,7 @@ def deliveries_retry(delivery_id: Annotated[str, typer.Argument(help="Delivery i
     did = _uuid(delivery_id, "delivery id")
 
     async def body(engine: Engine) -> None:
-        from consumers import retry_delivery
+        from ..operations import retry_delivery
 
         sub = await retry_delivery(engine, did)
         console.print(f"queued a retry of delivery {did} to {sub.name} ({sub.url})")

@@ -224,7 +224,7 @@ async def test_rotated_secret_signs_beside_the_old_one(running: Running, receive
 
 
 async def test_manual_retry_makes_one_more_attempt(running: Running, receiver: Receiver, unique: str) -> None:
-    from consumers import retry_delivery
+    from gateway.operations import retry_delivery
 
     path = f"/manual-{unique}"
     sub = await running.subscribe(

@@ -99,3 +99,25 @@ async def test_each_app_has_its_own_registry(engine: Engine) -> None:
     async with _client(engine) as first, _client(engine) as second:
         await first.get("/api/event-types")
         assert "/api/event-types" not in (await second.get("/metrics")).text
+
+
+async def test_an_unreachable_database_is_a_503_problem_on_every_route_that_reads_it(engine: Engine) -> None:
+    # The engine's database broken for real (a file that cannot be opened), not mocked: what the
+    # SQL side raises (DatabaseUnavailableError once translated) is answered 503 like NATS being down.
+    gone = Database("sqlite+aiosqlite:////nonexistent-dir/turbohooks.db")
+    broken = dataclasses.replace(engine, db=gone, deliveries=DeliveryStore(gone), subscriptions=SubscriptionStore(gone))
+    some = "00000000-0000-4000-8000-000000000000"
+    async with _client(broken) as http:
+        for method, path, params in [
+            ("GET", "/api/subscriptions", {}),
+            ("GET", "/api/deliveries", {}),
+            ("GET", f"/api/deliveries/{some}", {}),
+            ("POST", f"/api/deliveries/{some}/retry", {}),
+            ("GET", "/api/stats", {}),
+        ]:
+            response = await http.request(method, path, params=params)
+            assert response.status_code == 503, (path, response.text)
+            assert response.headers["content-type"].startswith("application/problem+json")
+            assert response.headers["retry-after"] == "5"
+            problem = response.json()
+            assert problem["type"] == "urn:turbohooks:problem:unavailable" and "database" in problem["detail"]

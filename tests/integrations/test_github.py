@@ -11,7 +11,8 @@ import msgspec
 import pytest
 from nats.js import JetStreamContext
 
-from consumers import delivery_id_for, queue_redelivery
+from consumers import delivery_id_for
+from gateway.operations import queue_redelivery
 from integrations import (
     INTEGRATIONS,
     GitHubPlan,

@@ -1,9 +1,8 @@
-"""Query parameters and values several routes share: paging, times, durations."""
+"""Query parameters and values several routes share: the engine, paging, times, windows, NUL checks."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Final
 
 from litestar.di import NamedDependency
@@ -12,9 +11,9 @@ from litestar.params import QueryParameter
 from consumers import Engine
 from streams import EventValidationError, parse_duration
 
-from .._metrics import GatewayMetrics
+from ._metrics import GatewayMetrics
 
-__all__ = ("EngineDep", "Limit", "MetricsDep", "Offset", "When", "parse_when", "parse_window", "refuse_nul")
+__all__ = ("EngineDep", "Limit", "MetricsDep", "Offset", "When", "parse_window", "refuse_nul")
 
 _MAX_OFFSET: Final = 2**31 - 1
 
@@ -32,25 +31,6 @@ When = Annotated[
         "or a duration before now (`30m`, `2h`, `7d`).",
     ),
 ]
-
-
-def parse_when(value: str, field: str, now: datetime | None = None) -> datetime:
-    """``value`` as an aware UTC time: a duration before ``now``, or an RFC 3339 time."""
-    text = value.strip()
-    now = now or datetime.now(UTC)
-    try:
-        return now - timedelta(seconds=parse_duration(text))
-    except ValueError:
-        pass
-    except OverflowError:
-        raise EventValidationError(field, f"{value!r} reaches before the year 1") from None
-    try:
-        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text)
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise EventValidationError(
-            field, f"{value!r} is neither an RFC 3339 time (2026-11-29T05:07:26Z) nor a duration (30m, 2h, 7d)"
-        ) from None
 
 
 def parse_window(value: str, field: str = "window") -> float:

@@ -1,31 +1,23 @@
-"""The admin token: where it comes from, and the guard that checks it on every request."""
+"""The admin token: where it comes from (the API's guard checks it, the CLI prints where it is)."""
 
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 import os
 import secrets
 from collections.abc import Mapping
-from typing import Any, Final
-
-from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException
-from litestar.handlers import BaseRouteHandler
-from litestar.types import Guard
+from typing import Final
 
 from streams import ConfigError, Settings
 
-__all__ = ("ADMIN_TOKEN_FILE", "ADMIN_TOKEN_VARIABLE", "PUBLIC", "bearer_guard", "load_or_create_admin_token")
+__all__ = ("ADMIN_TOKEN_FILE", "ADMIN_TOKEN_VARIABLE", "load_or_create_admin_token")
 
 _log = logging.getLogger("turbohooks.gateway")
 
 ADMIN_TOKEN_VARIABLE: Final = "TURBOHOOKS_ADMIN_TOKEN"  # noqa: S105 — a variable name, not a secret
 ADMIN_TOKEN_FILE: Final = "admin-token"  # noqa: S105 — a file name, not a secret
 """The file in the data dir holding the generated token."""
-PUBLIC: Final = "public"
-"""Route option (``opt={PUBLIC: True}``) of the routes that need no token."""
 _MIN_LENGTH: Final = 16
 
 
@@ -61,21 +53,3 @@ def load_or_create_admin_token(settings: Settings, environ: Mapping[str, str] | 
     os.chmod(path, 0o600)
     _log.info("gateway: generated an admin token in %s", path)
     return token, True
-
-
-def bearer_guard(token: str) -> Guard:
-    """A guard refusing requests without ``Authorization: Bearer <token>`` (except public routes)."""
-    expected = token.encode()
-
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-        if handler.opt.get(PUBLIC):
-            return
-        scheme, _, value = connection.headers.get("authorization", "").partition(" ")
-        # compare_digest: the time taken must not tell how much of a guess was right.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), expected):
-            raise NotAuthorizedException(
-                detail=f"send the admin token as 'Authorization: Bearer <token>' (see {ADMIN_TOKEN_VARIABLE})",
-                headers={"WWW-Authenticate": 'Bearer realm="turbohooks"'},
-            )
-
-    return guard

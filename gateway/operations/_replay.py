@@ -3,8 +3,8 @@
 The events are read with an ephemeral consumer and each is queued on the
 redelivery stream (``trigger="replay"``), where a worker of the subscription's
 integration makes one attempt and records it. The live consumer's position,
-backlog and retries are left exactly as they were. ``turbohooks replay`` calls
-:func:`replay_subscription` too.
+backlog and retries are left exactly as they were. ``POST .../replay`` and
+``turbohooks replay`` both call :func:`replay_subscription`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from litestar import post
-from litestar.params import FromPath, JSONBody
+import msgspec
 
-from consumers import Subscription, queue_redelivery
 from streams import (
     EventValidationError,
     decode_event,
@@ -30,13 +28,13 @@ from streams import (
     normalize_patterns,
 )
 
-from .._problems import responses
-from .._schemas import ReplayBody, ReplayItem, ReplayResult
-from ._params import EngineDep, parse_when
+from ._queue import queue_redelivery, require_active
 from ._stream import count_matching, read_forward, seq_at_time, stream_bounds
-from .deliveries import require_active
 
-__all__ = ("MAX_REPLAY_EVENTS", "ReplayRange", "replay_events", "replay_subscription")
+if TYPE_CHECKING:
+    from consumers import Engine, Subscription
+
+__all__ = ("MAX_REPLAY_EVENTS", "ReplayItem", "ReplayRange", "ReplayResult", "replay_subscription")
 
 MAX_REPLAY_EVENTS: Final = 10_000
 """Events one replay reads and queues at most; the answer's ``next_seq`` continues."""
@@ -44,6 +42,38 @@ _QUEUE_BATCH: Final = 64
 
 Progress = Callable[[int, int], None]
 """Called with (events handled, events planned) as a replay goes."""
+
+
+class ReplayItem(msgspec.Struct, kw_only=True):
+    """One event of a replay."""
+
+    seq: int
+    event_id: uuid.UUID | None
+    """``null`` for a message that is not a valid event (it is skipped)."""
+    event_type: str
+    stored_at: datetime
+
+
+class ReplayResult(msgspec.Struct, kw_only=True):
+    """What a replay queued (or, with ``dry_run``, would queue)."""
+
+    subscription_id: uuid.UUID
+    dry_run: bool
+    event_types: list[str]
+    """The event types replayed: the subscription's, narrowed by the request's patterns."""
+    first_seq: int
+    """The range read: ``[first_seq, last_seq]``."""
+    last_seq: int
+    matched: int
+    """Events of the range that match."""
+    queued: int
+    """Events queued for delivery (0 for a dry run)."""
+    max_events: int
+    """The most events one replay handles."""
+    truncated: bool
+    """True when the range held more than ``max_events``: replay again from ``next_seq``."""
+    next_seq: int | None = None
+    events: list[ReplayItem] = msgspec.field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +116,7 @@ def _event_types(sub: Subscription, patterns: list[str] | None) -> list[str]:
 
 
 async def replay_subscription(
-    engine: EngineDep,
+    engine: Engine,
     sub: Subscription,
     spec: ReplayRange,
     *,
@@ -174,28 +204,3 @@ async def replay_subscription(
         next_seq=next_seq,
         events=items,
     )
-
-
-@post(
-    "/api/subscriptions/{subscription_id:uuid}/replay",
-    tags=["subscriptions"],
-    status_code=200,
-    summary="Deliver stored events again to this subscription",
-    description=f"A time (`since`, `until`) or sequence (`from_seq`, `to_seq`) range, optionally narrowed by "
-    f"event type patterns. Its live consumer is not touched. At most {MAX_REPLAY_EVENTS} events per call: "
-    "when `truncated`, call again with `from_seq` = `next_seq`. `dry_run` lists what would be sent.",
-    responses=responses(400, 404, 409, 413, 422, 503),
-)
-async def replay_events(
-    engine: EngineDep, subscription_id: FromPath[uuid.UUID], data: JSONBody[ReplayBody]
-) -> ReplayResult:
-    sub = await engine.service.get(subscription_id)
-    spec = ReplayRange(
-        since=parse_when(data.since, "since") if data.since is not None else None,
-        until=parse_when(data.until, "until") if data.until is not None else None,
-        from_seq=data.from_seq,
-        to_seq=data.to_seq,
-        event_types=data.event_types,
-        dry_run=data.dry_run,
-    )
-    return await replay_subscription(engine, sub, spec)

@@ -2,40 +2,30 @@
 
 Retries are queued for the workers (the API never delivers itself); the
 attempt shows up in the log once a worker made it and the recorder wrote it.
+Retry and recover are operations (``gateway.operations``) that the CLI runs too.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from typing import Annotated, Final
+from typing import Annotated
 
-from litestar import get, post
+from litestar import Router, get, post
 from litestar.params import FromPath, QueryParameter
 
-from consumers import DeliveryStatus, DeliverySummary, Subscription, event_envelope, queue_redelivery
-from consumers import retry_delivery as queue_retry
-from streams import ConflictError
+from consumers import DeliveryStatus, DeliverySummary
 
+from ...operations import MAX_RECOVER, RecoverResult, parse_when, recover_failed
+from ...operations import retry_delivery as queue_retry
+from .._guard import ADMIN_GUARDS, ADMIN_SECURITY
+from .._params import EngineDep, Limit, Offset, When
 from .._problems import responses
-from .._schemas import DeliveryDetailView, DeliveryPage, RecoverResult, RetryQueued
-from ._params import EngineDep, Limit, Offset, When, parse_when
+from .._schemas import DeliveryDetailView, DeliveryPage, RetryQueued
 
-__all__ = ("MAX_RECOVER", "get_delivery", "list_deliveries", "recover_subscription", "retry_delivery")
-
-MAX_RECOVER: Final = 10_000
-"""Failed deliveries one recover call queues at most."""
-_QUEUE_CONCURRENCY: Final = 32
-_TAGS: Final = ["deliveries"]
+__all__ = ("router",)
 
 
-def require_active(sub: Subscription, action: str) -> None:
-    """Refuse to queue deliveries for a subscription that is paused or disabled: it would deliver anyway."""
-    if sub.status != "active":
-        raise ConflictError(f"subscription {sub.id} is {sub.status}; resume it (PATCH active=true) before you {action}")
-
-
-@get("/api/deliveries", tags=_TAGS, summary="The delivery log, newest first", responses=responses(400, 422, 503))
+@get("/deliveries", summary="The delivery log, newest first", responses=responses(400, 422, 503))
 async def list_deliveries(
     engine: EngineDep,
     subscription_id: Annotated[uuid.UUID | None, QueryParameter(description="Only this subscription's.")] = None,
@@ -65,8 +55,7 @@ async def list_deliveries(
 
 
 @get(
-    "/api/deliveries/{delivery_id:uuid}",
-    tags=_TAGS,
+    "/deliveries/{delivery_id:uuid}",
     summary="One delivery: request, latest answer, every attempt",
     responses=responses(400, 404, 503),
 )
@@ -84,21 +73,18 @@ async def get_delivery(engine: EngineDep, delivery_id: FromPath[uuid.UUID]) -> D
 
 
 @post(
-    "/api/deliveries/{delivery_id:uuid}/retry",
-    tags=_TAGS,
+    "/deliveries/{delivery_id:uuid}/retry",
     status_code=202,
     summary="Deliver once more (queued for a worker)",
     responses=responses(400, 404, 409, 503),
 )
 async def retry_delivery(engine: EngineDep, delivery_id: FromPath[uuid.UUID]) -> RetryQueued:
-    # The engine's own retry (shared with the CLI): 404 unknown, 409 not active.
     sub = await queue_retry(engine, delivery_id)
     return RetryQueued(delivery_id=delivery_id, subscription_id=sub.id)
 
 
 @post(
-    "/api/subscriptions/{subscription_id:uuid}/recover",
-    tags=_TAGS,
+    "/subscriptions/{subscription_id:uuid}/recover",
     status_code=202,
     summary="Retry every failed delivery since a time",
     description=f"Queues one more attempt of each failed delivery created since `since` (at most {MAX_RECOVER}).",
@@ -111,24 +97,14 @@ async def recover_subscription(
         str, QueryParameter(max_length=64, description="An RFC 3339 time or a duration before now (`2h`).")
     ],
 ) -> RecoverResult:
-    start = parse_when(since, "since")
-    sub = await engine.service.get(subscription_id)
-    require_active(sub, "recover")
-    failed = await engine.deliveries.failed_since(sub.id, start)
-    chosen = failed[:MAX_RECOVER]
-    limit = asyncio.Semaphore(_QUEUE_CONCURRENCY)
+    return await recover_failed(engine, subscription_id, parse_when(since, "since"))
 
-    async def queue(delivery_id: uuid.UUID) -> None:
-        async with limit:
-            detail = await engine.deliveries.get(delivery_id)
-            envelope = await event_envelope(engine, detail)
-            await queue_redelivery(engine, sub, envelope, trigger="manual", stream_seq=detail.stream_seq)
 
-    await asyncio.gather(*(queue(d.id) for d in chosen))
-    return RecoverResult(
-        subscription_id=sub.id,
-        since=start,
-        queued=len(chosen),
-        max_deliveries=MAX_RECOVER,
-        truncated=len(failed) > len(chosen),
-    )
+router = Router(
+    path="/api",
+    tags=["deliveries"],
+    guards=ADMIN_GUARDS,
+    security=ADMIN_SECURITY,
+    route_handlers=[list_deliveries, get_delivery, retry_delivery, recover_subscription],
+)
+"""Under ``/api``: recovering a subscription is about its deliveries (and tagged so)."""

@@ -28,7 +28,14 @@ from nats.js.errors import APIError as JsAPIError
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from streams import ConflictError, EventValidationError, NatsUnavailableError, NotFoundError, PublishError
+from streams import (
+    ConflictError,
+    DatabaseUnavailableError,
+    EventValidationError,
+    NatsUnavailableError,
+    NotFoundError,
+    PublishError,
+)
 
 from ._schemas import FieldProblem, Problem
 
@@ -253,6 +260,7 @@ EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
     NotFoundError: _on_not_found,
     ConflictError: _on_conflict,
     NatsUnavailableError: _on_turbohooks_unavailable,
+    DatabaseUnavailableError: _on_turbohooks_unavailable,
     PublishError: _on_turbohooks_unavailable,
     NatsError: _on_nats,
     DBAPIError: _on_database,

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from litestar import get
+from litestar import Router, get
 
 from streams import EVENT_CATALOG, event_subject
 
+from .._guard import ADMIN_GUARDS, ADMIN_SECURITY
 from .._problems import responses
 from .._schemas import EventTypeList, EventTypeView
 
-__all__ = ("list_event_types",)
+__all__ = ("router",)
 
 
-@get("/api/event-types", tags=["events"], summary="The catalog of event types", responses=responses())
+@get("/", summary="The catalog of event types", responses=responses())
 async def list_event_types() -> EventTypeList:
     items = [
         EventTypeView(
@@ -26,3 +27,12 @@ async def list_event_types() -> EventTypeList:
         for info in EVENT_CATALOG.values()
     ]
     return EventTypeList(items=items, total=len(items))
+
+
+router = Router(
+    path="/api/event-types",
+    tags=["events"],
+    guards=ADMIN_GUARDS,
+    security=ADMIN_SECURITY,
+    route_handlers=[list_event_types],
+)

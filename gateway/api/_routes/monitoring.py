@@ -1,30 +1,26 @@
-"""``GET /health`` (alive, no token) and ``GET /ready`` (NATS, streams, database)."""
+"""``GET /ready`` (NATS, streams, database) and ``GET /metrics`` (Prometheus text format)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Final
 
-from litestar import get
-from nats.errors import Error as NatsError
-from sqlalchemy.exc import SQLAlchemyError
+from litestar import Response, Router, get
 
-from streams import ATTEMPTS_STREAM, DEAD_LETTER_STREAM, REDELIVER_STREAM, TurbohooksError
+from streams import ATTEMPTS_STREAM, DEAD_LETTER_STREAM, NATS_ERRORS, REDELIVER_STREAM, TurbohooksError
 
-from .._auth import PUBLIC
+from .._guard import ADMIN_GUARDS, ADMIN_SECURITY
+from .._params import EngineDep, MetricsDep
 from .._problems import ProblemException, problem, responses
-from .._schemas import FieldProblem, HealthStatus, ReadyCheck, ReadyStatus
-from ._params import EngineDep
+from .._schemas import FieldProblem, ReadyCheck, ReadyStatus
 
-__all__ = ("health", "ready")
+__all__ = ("router",)
 
 _CHECK_TIMEOUT: Final = 2.0
-_FAILURES: Final = (NatsError, TimeoutError, OSError, SQLAlchemyError, TurbohooksError)
-
-
-@get("/health", tags=["health"], opt={PUBLIC: True}, summary="The process is alive (no token needed)")
-async def health() -> HealthStatus:
-    return HealthStatus()
+_FAILURES: Final = (*NATS_ERRORS, TurbohooksError)
+"""What a check may fail with: NATS unreachable, or the database's ``ping`` refusing."""
+# The classic text format, which every Prometheus version reads; Litestar adds the charset.
+_CONTENT_TYPE: Final = "text/plain; version=0.0.4"
 
 
 async def _streams(engine: EngineDep) -> str | None:
@@ -39,7 +35,6 @@ async def _streams(engine: EngineDep) -> str | None:
 
 @get(
     "/ready",
-    tags=["health"],
     summary="NATS connected, streams present, database reachable",
     responses=responses(503),
 )
@@ -59,3 +54,22 @@ async def ready(engine: EngineDep) -> ReadyStatus:
         detail = "not ready: " + "; ".join(f"{f.field} {f.message}" for f in failed)
         raise ProblemException(problem(503, detail, field=failed[0].field, errors=failed))
     return ReadyStatus(checks=checks)
+
+
+@get(
+    "/metrics",
+    summary="Prometheus metrics",
+    description="Deliveries of the last 24 hours by status, subscriptions by status, each subscription's "
+    "pending and in-flight events, and the API's own request counts.",
+    media_type="text/plain",
+    response_description="The Prometheus text exposition format.",
+    responses=responses(),
+)
+async def metrics(engine: EngineDep, gateway_metrics: MetricsDep) -> Response[bytes]:
+    await gateway_metrics.refresh(engine)
+    return Response(content=gateway_metrics.render(), media_type=_CONTENT_TYPE)
+
+
+router = Router(
+    path="/", tags=["health"], guards=ADMIN_GUARDS, security=ADMIN_SECURITY, route_handlers=[ready, metrics]
+)

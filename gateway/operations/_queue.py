@@ -1,4 +1,4 @@
-"""Queueing one more attempt of a stored event: manual retries, recovery, replays.
+"""Queueing one more attempt of a stored event, and the one rule that allows it.
 
 The API and the CLI never deliver themselves: they queue a request on the
 internal redelivery stream, and a worker of the subscription's integration
@@ -7,29 +7,39 @@ makes the attempt and records it like any other.
 
 from __future__ import annotations
 
-import uuid
+from typing import TYPE_CHECKING
 
 import msgspec
 from nats.js.errors import NotFoundError as JsNotFoundError
 
+from consumers import RedeliveryRequest, redeliver_subject
 from streams import ConflictError, EventValidationError, decode_event
 
-from ._messages import AttemptTrigger, Subscription
-from ._runtime import Engine
-from .engine import RedeliveryRequest, redeliver_subject
-from .log import DeliveryDetail
+if TYPE_CHECKING:
+    from consumers import AttemptTrigger, DeliveryDetail, Engine, Subscription
 
-__all__ = ("event_envelope", "queue_redelivery", "retry_delivery")
+__all__ = ("event_envelope", "queue_redelivery", "require_active")
+
+
+def require_active(sub: Subscription, action: str) -> None:
+    """Refuse to ``action`` for a paused or disabled subscription (``ConflictError``).
+
+    The one rule of retry, recover and replay: a queued request is delivered by
+    the worker at once, which would bypass the pause; resuming delivers the
+    backlog anyway.
+    """
+    if sub.status != "active":
+        raise ConflictError(
+            f"subscription {sub.id} is {sub.status}; resume it (PATCH active=true, or "
+            f"`turbohooks subscriptions resume {sub.id}`) before you {action}: its backlog is delivered on resume"
+        )
 
 
 async def queue_redelivery(
     engine: Engine, sub: Subscription, payload: bytes, *, trigger: AttemptTrigger, stream_seq: int | None
 ) -> None:
     """Queue ``payload`` (an event envelope) for one attempt to ``sub``; ``ConflictError`` unless it is active."""
-    if sub.status != "active":
-        raise ConflictError(
-            f"subscription {sub.id} is {sub.status}: resume it first (its backlog is delivered on resume)"
-        )
+    require_active(sub, "queue a delivery")
     request = RedeliveryRequest(
         subscription_id=sub.id, trigger=trigger, event=msgspec.Raw(payload), stream_seq=stream_seq
     )
@@ -59,12 +69,3 @@ async def event_envelope(engine: Engine, detail: DeliveryDetail) -> bytes:
         f"event {detail.event_id} of delivery {detail.id} is no longer in the events stream "
         "(older than TURBOHOOKS_STREAM_MAX_AGE); it cannot be delivered again"
     )
-
-
-async def retry_delivery(engine: Engine, delivery_id: uuid.UUID) -> Subscription:
-    """Queue one more attempt of a logged delivery; ``NotFoundError`` if unknown, ``ConflictError`` if not active."""
-    detail = await engine.deliveries.get(delivery_id)
-    sub = await engine.service.get(detail.subscription_id)
-    envelope = await event_envelope(engine, detail)
-    await queue_redelivery(engine, sub, envelope, trigger="manual", stream_seq=detail.stream_seq)
-    return sub

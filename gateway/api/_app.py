@@ -15,6 +15,7 @@ from typing import Final
 
 import uvicorn
 from litestar import Litestar, Router
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
@@ -23,16 +24,16 @@ from litestar.types import Message, Scope
 from consumers import Engine
 from streams import VERSION, TurbohooksError
 
-from ._auth import ADMIN_TOKEN_VARIABLE, bearer_guard
+from .._token import ADMIN_TOKEN_VARIABLE
+from ._guard import ADMIN_GUARDS, SECURITY_SCHEME, TOKEN_STATE
 from ._metrics import GatewayMetrics
 from ._problems import EXCEPTION_HANDLERS
-from ._routes import PROTECTED_ROUTES, PUBLIC_ROUTES
+from ._routes import ROUTERS
 
 __all__ = ("MAX_BODY_SIZE", "create_app", "serve_gateway")
 
 MAX_BODY_SIZE: Final = 1 << 20
 """Request bodies larger than this (1 MiB) are refused with 413."""
-_SECURITY_SCHEME: Final = "adminToken"
 _SHUTDOWN_GRACE: Final = 10
 _VERSION: Final = VERSION
 
@@ -46,7 +47,10 @@ _TAGS: Final = [
 
 
 def create_app(engine: Engine, *, admin_token: str, max_body_size: int = MAX_BODY_SIZE) -> Litestar:
-    """The admin API over ``engine``; every route but ``/health`` wants ``Authorization: Bearer <admin_token>``."""
+    """The admin API over ``engine``; every route but ``/health`` and the inbound webhooks wants the token.
+
+    Which routes are public is said by their routers (``_routes``), never by a list.
+    """
     if not admin_token.strip():
         raise ValueError("create_app() needs a non-empty admin token")
     metrics = GatewayMetrics()
@@ -63,14 +67,13 @@ def create_app(engine: Engine, *, admin_token: str, max_body_size: int = MAX_BOD
     def provide_metrics() -> GatewayMetrics:
         return metrics
 
-    api = Router(path="/", route_handlers=list(PROTECTED_ROUTES), security=[{_SECURITY_SCHEME: []}])
     return Litestar(
-        route_handlers=[*PUBLIC_ROUTES, api],
+        route_handlers=list(ROUTERS),
+        state=State({TOKEN_STATE: admin_token.encode()}),
         dependencies={
             "engine": Provide(provide_engine, sync_to_thread=False),
             "gateway_metrics": Provide(provide_metrics, sync_to_thread=False),
         },
-        guards=[bearer_guard(admin_token)],
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[count_request],
         request_max_body_size=max_body_size,
@@ -80,11 +83,12 @@ def create_app(engine: Engine, *, admin_token: str, max_body_size: int = MAX_BOD
             description="Manage webhook subscriptions, read the delivery log, retry, replay, test, and read "
             f"analytics. Every route but `/health` wants `Authorization: Bearer <{ADMIN_TOKEN_VARIABLE}>`. "
             "Errors are RFC 9457 problem details (`application/problem+json`) naming the offending field.",
-            path="/schema",
+            # The schema's pages want the token too: its router carries the same guard.
+            openapi_router=Router(path="/schema", guards=ADMIN_GUARDS, include_in_schema=False, route_handlers=[]),
             tags=_TAGS,
             components=Components(
                 security_schemes={
-                    _SECURITY_SCHEME: SecurityScheme(
+                    SECURITY_SCHEME: SecurityScheme(
                         type="http", scheme="bearer", description=f"The admin token ({ADMIN_TOKEN_VARIABLE})."
                     )
                 }

@@ -5,20 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from litestar import get
+from litestar import Router, get
 from litestar.params import QueryParameter
 
+from .._guard import ADMIN_GUARDS, ADMIN_SECURITY
 from .._metrics import read_lags
+from .._params import EngineDep, parse_window
 from .._problems import responses
 from .._schemas import StatsView
-from ._params import EngineDep, parse_window
 
-__all__ = ("get_stats",)
+__all__ = ("router",)
 
 
 @get(
-    "/api/stats",
-    tags=["stats"],
+    "/",
     summary="Success and failure rates, latencies, busiest webhooks and events, lag",
     responses=responses(400, 422, 503),
 )
@@ -34,3 +34,8 @@ async def get_stats(
     return StatsView(
         window=window.strip(), window_seconds=seconds, since=since, deliveries=stats, lag=await read_lags(engine)
     )
+
+
+router = Router(
+    path="/api/stats", tags=["stats"], guards=ADMIN_GUARDS, security=ADMIN_SECURITY, route_handlers=[get_stats]
+)

@@ -6,7 +6,7 @@ import contextlib
 import uuid
 from typing import Annotated, Final
 
-from litestar import get, post
+from litestar import Router, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -22,12 +22,13 @@ from streams import (
     normalize_patterns,
 )
 
+from ...operations import ALL_SUBJECTS, parse_when, read_backward, seq_at_time, stream_bounds
+from .._guard import ADMIN_GUARDS, ADMIN_SECURITY
+from .._params import EngineDep, Limit, When, refuse_nul
 from .._problems import responses
 from .._schemas import EventEnvelope, EventPage, PublishedEvent, PublishEventBody, StoredEvent
-from ._params import EngineDep, Limit, When, parse_when, refuse_nul
-from ._stream import ALL_SUBJECTS, read_backward, seq_at_time, stream_bounds
 
-__all__ = ("MAX_EVENT_ID_SCAN", "MAX_EVENT_SCAN", "get_event", "list_events", "publish_event")
+__all__ = ("MAX_EVENT_ID_SCAN", "MAX_EVENT_SCAN", "router")
 
 MAX_EVENT_SCAN: Final = 10_000
 """Events one ``GET /api/events`` reads at most (the ``entity_id`` filter is applied after reading)."""
@@ -38,8 +39,7 @@ _MSG_ID: Final = "Nats-Msg-Id"
 
 
 @post(
-    "/api/events",
-    tags=["events"],
+    "/",
     summary="Publish an event",
     description="For the parts of Turbo that are not Python. Returns once JetStream stored the event.",
     responses=responses(400, 413, 422, 503),
@@ -81,8 +81,7 @@ def _stored(msg: Msg) -> StoredEvent | None:
 
 
 @get(
-    "/api/events",
-    tags=["events"],
+    "/",
     summary="Read event history from the stream, newest first",
     description=f"Reads at most {MAX_EVENT_SCAN} events per call; `next_before_seq` continues.",
     responses=responses(400, 422, 503),
@@ -152,8 +151,7 @@ async def _full(js: JetStreamContext, stream: str, headers_only: Msg) -> StoredE
 
 
 @get(
-    "/api/events/{event_id:uuid}",
-    tags=["events"],
+    "/{event_id:uuid}",
     summary="One event, by id",
     description=f"Looks through the newest {MAX_EVENT_ID_SCAN} events of the stream.",
     responses=responses(400, 404, 503),
@@ -175,3 +173,12 @@ async def get_event(engine: EngineDep, event_id: FromPath[uuid.UUID]) -> StoredE
             if scanned >= MAX_EVENT_ID_SCAN:
                 break
     raise NotFoundError(f"event {event_id} is not among the newest {scanned} events of stream {stream}")
+
+
+router = Router(
+    path="/api/events",
+    tags=["events"],
+    guards=ADMIN_GUARDS,
+    security=ADMIN_SECURITY,
+    route_handlers=[publish_event, list_events, get_event],
+)

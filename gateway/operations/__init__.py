@@ -1,0 +1,48 @@
+"""What the admin API and the CLI both do: retry, recover, replay, test-send.
+
+Each operation is one module and takes an open :class:`~consumers.Engine`;
+the API's handlers and the CLI's commands only translate their inputs and
+print or serialize the result. None of them delivers: retry, recover and
+replay queue requests for the workers (refused, by one rule,
+:func:`require_active`, unless the subscription is active); test-send is the
+one exception, a synthetic event sent now and recorded nowhere.
+
+Failures are the :class:`~streams.TurbohooksError` tree: ``NotFoundError``,
+``ConflictError``, ``EventValidationError`` (naming the field), and the
+``NatsUnavailableError``/``DatabaseUnavailableError`` of the layers below.
+"""
+
+from __future__ import annotations
+
+from ._queue import event_envelope, queue_redelivery, require_active
+from ._recover import MAX_RECOVER, RecoverResult, recover_failed
+from ._replay import MAX_REPLAY_EVENTS, ReplayItem, ReplayRange, ReplayResult, replay_subscription
+from ._retry import retry_delivery
+from ._stream import ALL_SUBJECTS, StreamBounds, count_matching, read_backward, read_forward, seq_at_time, stream_bounds
+from ._test_send import DeliveryTestResult, send_test_event
+from ._when import parse_when
+
+__all__ = (
+    "ALL_SUBJECTS",
+    "MAX_RECOVER",
+    "MAX_REPLAY_EVENTS",
+    "DeliveryTestResult",
+    "RecoverResult",
+    "ReplayItem",
+    "ReplayRange",
+    "ReplayResult",
+    "StreamBounds",
+    "count_matching",
+    "event_envelope",
+    "parse_when",
+    "queue_redelivery",
+    "read_backward",
+    "read_forward",
+    "recover_failed",
+    "replay_subscription",
+    "require_active",
+    "retry_delivery",
+    "send_test_event",
+    "seq_at_time",
+    "stream_bounds",
+)
