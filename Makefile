@@ -29,10 +29,11 @@ bench: $(STAMP) ## benchmark suite: BENCHMARKS.md, docs/bench/*.png, README figu
 	@$(BIN)/python -c 'import matplotlib, faststream, psutil' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks $(if $(QUICK),--quick,--profile --readme) $(BENCH_ARGS)
 
-lint: $(STAMP) ## ruff (format check and lint) and mypy --strict
+lint: $(STAMP) ## ruff (format check and lint), mypy --strict and the import contracts (lint-imports)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## format and fix what ruff can
 	$(BIN)/ruff format .
