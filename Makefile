@@ -33,7 +33,7 @@ lint: $(STAMP) ## ruff (format check and lint), mypy --strict and the import con
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/lint-imports
+	$(BIN)/lint-imports --no-logo
 
 format: $(STAMP) ## format and fix what ruff can
 	$(BIN)/ruff format .
