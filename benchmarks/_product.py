@@ -40,25 +40,10 @@ from streams import ATTEMPTS_STREAM, DEFAULT_CONFIG, USER_AGENT, build_event, de
 
 from . import _profile
 from ._ceilings import measure_publish, measure_publish_async
-from ._helpers import (
-    TURBOHOOKS,
-    Burst,
-    Children,
-    Receiver,
-    Results,
-    Scale,
-    bench_settings,
-    child_env,
-    cpu_and_rss,
-    measure_burst,
-    measure_paced,
-    nats_server,
-    peak_rss,
-    sample_event,
-    sample_fields,
-    wait_until,
-)
 from ._peers import RATE, Firing, Watched, record_burst, record_latency, record_stored
+from ._processes import TURBOHOOKS, Children, bench_settings, child_env, cpu_and_rss, nats_server, peak_rss, wait_until
+from ._results import Results, Scale
+from ._traffic import Burst, Receiver, measure_burst, measure_paced, sample_event, sample_fields
 
 __all__ = ("run",)
 

@@ -18,7 +18,7 @@ import psutil
 
 from streams import find_nats_server
 
-from ._helpers import Results
+from ._results import Results
 
 __all__ = (
     "Context",
