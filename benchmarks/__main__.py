@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import _ceilings, _peers, _product
+from ._plots import plot
 from ._processes import ROOT, Children
-from ._report import Context, plot, readme_section, update_readme, write_json, write_markdown
+from ._report import Context, readme_section, update_readme, write_json, write_markdown
 from ._results import Results, Scale
 from ._traffic import Receiver
 
