@@ -25,18 +25,19 @@ up: $(STAMP) ## run NATS, the workers, the recorder and the gateway on embedded 
 test: $(STAMP) ## run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) ## benchmark suite: BENCHMARKS.md, docs/bench/*.png, README figures (QUICK=1: ~1 min, report only)
+bench: $(STAMP) ## benchmark suite: BENCHMARKS.md, docs/bench/*, README figures (QUICK=1: ~1 min, to build/bench/quick/)
 	@$(BIN)/python -c 'import matplotlib, faststream, psutil' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks $(if $(QUICK),--quick,--profile --readme) $(BENCH_ARGS)
 
-lint: $(STAMP) ## ruff (format check and lint) and mypy --strict
+lint: $(STAMP) ## ruff (format check and lint), mypy --strict and the import contracts (lint-imports)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 format: $(STAMP) ## format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-clean: ## remove the venv and the local data dir
-	rm -rf $(VENV) .turbohooks .mypy_cache .ruff_cache .pytest_cache
+clean: ## remove the venv, the local data dir, the caches and the quick bench report (build/)
+	rm -rf $(VENV) .turbohooks .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache build dist

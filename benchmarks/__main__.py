@@ -16,10 +16,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import _ceilings, _peers, _product
-from ._helpers import ROOT, Children, Receiver, Results, Scale
-from ._report import Context, plot, readme_section, update_readme, write_json, write_markdown
+from ._plots import plot
+from ._processes import ROOT, Children
+from ._report import Context, readme_section, update_readme, write_json, write_markdown
+from ._results import Results, Scale
+from ._traffic import Receiver
 
 GROUPS = ("ceilings", "peers", "product")
+# A quick run is a smoke run: its report goes here (gitignored), never over the tracked
+# BENCHMARKS.md and docs/bench/, which only a full run refreshes.
+QUICK_DIR = ROOT / "build" / "bench" / "quick"
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,14 +37,34 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks",
         description="turbohooks' benchmark suite: ceilings, peers and the product, measured in one run.",
     )
-    parser.add_argument("--quick", action="store_true", help="smaller counts: about a minute")
-    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md", help="the report (default: BENCHMARKS.md)")
-    parser.add_argument("--plots", type=Path, default=ROOT / "docs" / "bench", help="where the PNG plots go")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"smaller counts, about a minute; writes under {_rel(QUICK_DIR)}/"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"the report (default: BENCHMARKS.md; with --quick {_rel(QUICK_DIR / 'BENCHMARKS.md')})",
+    )
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        default=None,
+        help=f"where the PNG plots and results.json go (default: docs/bench; with --quick {_rel(QUICK_DIR)})",
+    )
     parser.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated groups among {', '.join(GROUPS)}")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker at saturation (adds ~20 s)")
     parser.add_argument("--readme", action="store_true", help="also rewrite README.md's Performance section")
     parser.add_argument("--timeout", type=float, default=None, help="stop everything after this many seconds")
     return parser
+
+
+def _outputs(args: argparse.Namespace) -> None:
+    """Fill in ``--out`` and ``--plots``: the tracked report for a full run, ``QUICK_DIR`` for a quick one."""
+    if args.out is None:
+        args.out = QUICK_DIR / "BENCHMARKS.md" if args.quick else ROOT / "BENCHMARKS.md"
+    if args.plots is None:
+        args.plots = QUICK_DIR if args.quick else ROOT / "docs" / "bench"
 
 
 async def _run(args: argparse.Namespace, command: str) -> int:
@@ -49,7 +79,7 @@ async def _run(args: argparse.Namespace, command: str) -> int:
     started_at = datetime.now(UTC)
     started = time.monotonic()
     load_before = os.getloadavg()
-    print(f"benchmarks: {'quick' if args.quick else 'full'} run of {', '.join(groups)}", flush=True)
+    print(f"benchmarks: {'quick' if args.quick else 'full'} run of {', '.join(groups)}, report: {args.out}", flush=True)
     with tempfile.TemporaryDirectory(prefix="turbohooks-bench-") as tmp:
         workdir = Path(tmp)
         async with Children() as children, Receiver.running(children, max_seconds=3600) as receiver:
@@ -105,6 +135,7 @@ def _standing_notes() -> list[str]:
 
 def main() -> None:
     args = _parser().parse_args()
+    _outputs(args)
     command = "make bench QUICK=1" if args.quick else "make bench"
     if os.environ.get("BENCH_COMMAND"):
         command = os.environ["BENCH_COMMAND"]

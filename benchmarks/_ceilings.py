@@ -26,7 +26,9 @@ from nats.js.errors import NotFoundError
 
 from streams import encode_event, provision
 
-from ._helpers import Children, Receiver, Results, Scale, bench_settings, connect, nats_server, percentile, sample_event
+from ._processes import Children, bench_settings, connect, nats_server
+from ._results import Results, Scale, percentile
+from ._traffic import Receiver, sample_event
 
 __all__ = ("IN_FLIGHT", "measure_publish", "measure_publish_async", "run")
 

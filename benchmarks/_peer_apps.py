@@ -39,7 +39,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 import nats
 from streams import encode_event
 
-from ._helpers import sample_event
+from ._traffic import sample_event
 
 __all__ = ("main",)
 

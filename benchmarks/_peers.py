@@ -26,21 +26,9 @@ from nats.js.errors import NotFoundError
 from publishers import EventPublisher
 from streams import Event, connect_nats, provision
 
-from ._helpers import (
-    PYTHON,
-    Burst,
-    Children,
-    LatencyRun,
-    Receiver,
-    Results,
-    Scale,
-    bench_settings,
-    measure_burst,
-    measure_paced,
-    nats_server,
-    percentile,
-    sample_event,
-)
+from ._processes import PYTHON, Children, bench_settings, nats_server
+from ._results import Results, Scale, percentile
+from ._traffic import Burst, LatencyRun, Receiver, measure_burst, measure_paced, sample_event
 
 __all__ = ("PEERS", "Peer", "publish_burst", "record_stored", "run")
 

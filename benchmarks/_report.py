@@ -18,12 +18,20 @@ import psutil
 
 from streams import find_nats_server
 
-from ._helpers import Results
+from ._results import Results
+from ._tables import (
+    diagnosis_section,
+    figure_label,
+    figures_table,
+    format_number,
+    format_ratio,
+    peers_table,
+    targets_table,
+)
 
 __all__ = (
     "Context",
     "machine",
-    "plot",
     "readme_section",
     "update_readme",
     "versions",
@@ -32,14 +40,6 @@ __all__ = (
 )
 
 _PACKAGES: Final = ("nats-py", "aiohttp", "httpx", "msgspec", "uvloop", "faststream", "turbohooks")
-_SHORT: Final = {
-    "peer.background_httpx": "(a) background task + httpx",
-    "peer.nats_httpx": "(b) nats-py + httpx",
-    "peer.faststream_httpx": "(c) FastStream + httpx",
-    "peer.nats_aiohttp": "(d) nats-py + aiohttp",
-    "product.e2e": "turbohooks, 1 worker",
-    "product.e2e2": "turbohooks, 2 workers",
-}
 
 
 @dataclass
@@ -86,283 +86,6 @@ def versions() -> dict[str, str]:
     return found
 
 
-# -- formatting ---------------------------------------------------------------------------------
-
-
-def _number(value: float | None, unit: str = "") -> str:
-    if value is None or math.isnan(value):
-        return "n/a"
-    if math.isinf(value):
-        return "∞"
-    if abs(value) >= 100:
-        text = f"{value:,.0f}"
-    elif abs(value) >= 10:
-        text = f"{value:,.1f}"
-    else:
-        text = f"{value:,.2f}"
-    return f"{text} {unit}".strip()
-
-
-def _ratio(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "n/a"
-    if value >= 10:
-        return f"{value:,.0f}×"
-    if value >= 1:
-        return f"{value:.2f}×"
-    return f"{value:.0%}"
-
-
-def _threshold(op: str, threshold: float, ref: str | None, results: Results, unit: str) -> str:
-    op = {">=": "≥", "<=": "≤"}.get(op, op)
-    if ref is None:
-        return f"{op} {_number(threshold, unit)}"
-    figure = results.figures.get(ref)
-    name = figure.label if figure else ref
-    shown = f"{threshold:.0%}" if threshold < 1 else f"{threshold:g}×"
-    return f"{op} {shown} of {name}"
-
-
-def _label(results: Results, key: str) -> str:
-    figure = results.figures.get(key)
-    return figure.label if figure else key
-
-
-def _targets_table(results: Results) -> list[str]:
-    lines = ["| target | measured | needed | result |", "| --- | ---: | --- | --- |"]
-    for target in results.targets:
-        measured, ok = results.check(target)
-        figure = results.figures.get(target.key)
-        unit = figure.unit if figure else ""
-        if target.ref is not None:
-            value, base = _number(results.value(target.key), unit), _number(results.value(target.ref), unit)
-            shown = f"{_ratio(measured)} ({value} vs {base})"
-        else:
-            shown = _number(measured, unit)
-            if ok is False and measured is not None and shown == _number(target.threshold, unit):
-                shown = f"{measured:,.1f} {unit}".strip()  # do not show a miss as the threshold itself
-        verdict = "not measured" if ok is None else ("**pass**" if ok else "**FAIL**")
-        if target.scale_note:
-            verdict += f" ({target.scale_note})"
-        needed = _threshold(target.op, target.threshold, target.ref, results, unit)
-        lines.append(f"| {target.label} | {shown} | {needed} | {verdict} |")
-    return lines
-
-
-def _target_cell(results: Results, key: str) -> str:
-    """The targets that speak of figure ``key``, each with its verdict."""
-    cells = []
-    for target in results.targets:
-        if target.key != key:
-            continue
-        figure = results.figures.get(key)
-        needed = _threshold(target.op, target.threshold, target.ref, results, figure.unit if figure else "")
-        if target.ref is not None:
-            needed = needed.split(" of ", 1)[0] + f" of {_short(results, target.ref)}"
-        _, ok = results.check(target)
-        verdict = "not measured" if ok is None else ("**pass**" if ok else "**FAIL**")
-        cells.append(f"{needed}: {verdict}{' (scaled)' if target.scale_note else ''}")
-    return "<br>".join(cells)
-
-
-def _short(results: Results, key: str) -> str:
-    return _label(results, key).removesuffix(": deliveries/s at saturation")
-
-
-def _figures_table(results: Results, group: str, prefix: tuple[str, ...] = ()) -> list[str]:
-    lines = [
-        "| figure | value | ratio | compared with | target | note |",
-        "| --- | ---: | ---: | --- | --- | --- |",
-    ]
-    for figure in results.figures.values():
-        if figure.group != group or (prefix and not figure.key.startswith(prefix)):
-            continue
-        ratio = results.ratio(figure.key, figure.ref) if figure.ref else None
-        versus = _label(results, figure.ref) if figure.ref and figure.ref != figure.key else ""
-        shown_ratio = _ratio(ratio) if figure.ref and figure.ref != figure.key else ""
-        target = _target_cell(results, figure.key)
-        lines.append(
-            f"| {figure.label} | {_number(figure.value, figure.unit)} | {shown_ratio} | {versus} | {target} "
-            f"| {figure.note} |"
-        )
-    return lines
-
-
-def _diagnosis(results: Results) -> list[str]:
-    if not any(key.startswith("diag.") for key in results.figures):
-        return []
-    return [
-        "### What the latency is made of",
-        "",
-        "The same 500 events/s, on a fresh server each: without the recorder process, and with the recorder "
-        "under nats-server's default sync (full mode only). Each run also times publish → stored (JetStream's "
-        "ack): when its tail is as long as the end-to-end one, the stalls are in the store (the disk's fsyncs), "
-        "before any consumer sees the event.",
-        "",
-        *_figures_table(results, "product", ("diag.",)),
-        "",
-    ]
-
-
-def _peers_table(results: Results) -> list[str]:
-    rows = [
-        ("(a) no broker: background task + httpx", "peer.background_httpx"),
-        ("(b) nats-py pull consumer + httpx", "peer.nats_httpx"),
-        ("(c) FastStream + httpx", "peer.faststream_httpx"),
-        ("(d) nats-py pull consumer + aiohttp", "peer.nats_aiohttp"),
-        ("**turbohooks**, 1 worker, signed + recorded", "product.e2e"),
-        ("**turbohooks**, 2 workers", "product.e2e2"),
-    ]
-    lines = [
-        "| contender | deliveries/s at saturation | vs (d) | consumer CPU per delivery | p50 at 500/s | p95 | p99 "
-        "| p99 publish → stored | saturation run |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
-    latency = results.series.get("latency", {})
-    for name, key in rows:
-        rate = results.value(f"{key}.rate")
-        if rate is None and key not in latency:
-            continue
-        lat = latency.get(key, {})
-        figure = results.figures.get(f"{key}.rate")
-        cpu = results.figures.get(f"{key}.cpu_us")
-        versus = _ratio(results.ratio(f"{key}.rate", "peer.nats_aiohttp.rate"))
-        quantiles = " | ".join(_latency(lat, q) for q in ("p50", "p95", "p99"))
-        notes = "; ".join(n for n in (figure.note if figure else "", cpu.note if cpu else "") if n)
-        stored = results.value(f"{key}.stored_p99")
-        lines.append(
-            f"| {name} | {_number(rate)} | {versus} | {_number(cpu.value if cpu else None, 'µs')} | {quantiles} "
-            f"| {'' if stored is None else f'{stored:,.2f} ms'} | {notes} |"
-        )
-    return lines
-
-
-def _latency(data: dict[str, Any], key: str) -> str:
-    if not data:
-        return ""
-    value = data.get(key)
-    return "> drain window (events lost or late)" if value is None else f"{value:,.2f} ms"
-
-
-# -- plots --------------------------------------------------------------------------------------
-
-
-def plot(results: Results, out_dir: Path) -> dict[str, Path]:
-    """PNG plots beside the report; returns {name: path}."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    made: dict[str, Path] = {}
-
-    def save(fig: Any, name: str) -> None:
-        path = out_dir / f"{name}.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        made[name] = path
-
-    http = results.series.get("http")
-    if http:
-        fig, ax = plt.subplots(figsize=(6.5, 3.8))
-        for client, points in http.items():
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=client)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks([p[0] for p in next(iter(http.values()))], labels=[str(p[0]) for p in next(iter(http.values()))])
-        ax.set_xlabel("requests in flight")
-        ax.set_ylabel("requests/s")
-        ax.set_title("Loopback HTTP ceiling against the minimal receiver")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        save(fig, "http_ceiling")
-
-    rows = [
-        ("(a) background+httpx", "peer.background_httpx.rate"),
-        ("(b) nats-py+httpx", "peer.nats_httpx.rate"),
-        ("(c) FastStream+httpx", "peer.faststream_httpx.rate"),
-        ("(d) nats-py+aiohttp", "peer.nats_aiohttp.rate"),
-        ("turbohooks, 1 worker", "product.e2e.rate"),
-        ("turbohooks, 2 workers", "product.e2e2.rate"),
-    ]
-    bars = [(name, results.value(key)) for name, key in rows if results.value(key) is not None]
-    if bars:
-        fig, ax = plt.subplots(figsize=(7, 3.8))
-        names = [b[0] for b in bars]
-        values = [b[1] or 0.0 for b in bars]
-        colors = ["#c44" if n.startswith("turbohooks") else "#888" for n in names]
-        ax.barh(names, values, color=colors)
-        ax.axvline(4000, color="k", linestyle="--", linewidth=1, label="target 4,000/s")
-        reference = results.value("peer.nats_aiohttp.rate")
-        if reference:
-            ax.axvline(0.85 * reference, color="#36c", linestyle=":", linewidth=1.5, label="85 % of (d)")
-        ax.invert_yaxis()
-        ax.set_xlabel("deliveries/s at saturation (backlog drained)")
-        ax.set_title("End to end: publish → POST received")
-        ax.legend(loc="lower right", fontsize=8)
-        ax.grid(axis="x", alpha=0.3)
-        save(fig, "e2e_saturation")
-
-    latency = results.series.get("latency")
-    if latency:
-        fig, ax = plt.subplots(figsize=(7, 3.8))
-        for key, data in latency.items():
-            values = sorted(data["latencies"])
-            if not values:
-                continue
-            sent = max(data["sent"], len(values))
-            ax.plot(values, [(i + 1) / sent for i in range(len(values))], label=_SHORT.get(key, key))
-        ax.axvline(3.0, color="k", linestyle="--", linewidth=1, label="p99 target 3 ms")
-        ax.axhline(0.99, color="#999", linestyle=":", linewidth=1)
-        ax.set_xscale("log")
-        ax.set_xlabel("publish → received (ms)")
-        ax.set_ylabel("fraction of events")
-        ax.set_title("Latency at 500 events/s (measured at the receiver)")
-        ax.legend(fontsize=7, loc="lower right")
-        ax.grid(alpha=0.3)
-        save(fig, "latency_500")
-
-    backlog = results.series.get("backlog")
-    if backlog and backlog["arrivals"]:
-        arrivals = backlog["arrivals"]
-        start = arrivals[0]
-        fig, ax = plt.subplots(figsize=(7, 3.8))
-        step = max(1, len(arrivals) // 500)
-        ax.plot([a - start for a in arrivals[::step]], list(range(1, len(arrivals) + 1, step)), color="#c44")
-        ax.set_xlabel("seconds since the first delivery")
-        ax.set_ylabel("events delivered", color="#c44")
-        rss = [(t - start, mb) for t, mb in backlog["rss"] if t >= start - 1]
-        if rss:
-            twin = ax.twinx()
-            twin.plot([r[0] for r in rss], [r[1] for r in rss], color="#36c")
-            twin.axhline(300, color="#36c", linestyle="--", linewidth=1)
-            twin.set_ylabel("worker RSS (MB); target < 300", color="#36c")
-            twin.set_ylim(bottom=0)
-        ax.set_title(f"Draining a backlog of {backlog['count']:,} events (1 worker)")
-        ax.grid(alpha=0.3)
-        save(fig, "backlog")
-
-    sync = results.series.get("sync")
-    if sync:
-        fig, ax = plt.subplots(figsize=(7, 3.8))
-        kinds = ("publish", "publish_async", "emit_many")
-        width = 0.38
-        for offset, (policy, color) in enumerate((("always", "#c44"), ("default", "#888"))):
-            if policy not in sync:
-                continue
-            xs = [i + (offset - 0.5) * width for i in range(len(kinds))]
-            ax.bar(xs, [sync[policy][k] for k in kinds], width, label=f"sync_interval: {policy}", color=color)
-        ax.set_xticks(range(len(kinds)), labels=["publish (awaited)", "publish_async", "emit_many"])
-        ax.set_ylabel("acked publishes/s")
-        ax.set_yscale("log")
-        ax.set_title("Cost of the disk-sync policy on acked publishes")
-        ax.legend(fontsize=8)
-        ax.grid(axis="y", alpha=0.3)
-        save(fig, "sync_policy")
-    return made
-
-
 # -- the markdown -------------------------------------------------------------------------------
 
 
@@ -396,7 +119,7 @@ def write_markdown(results: Results, context: Context, plots: dict[str, Path], o
         "(other work on the machine shows here) |"
     )
     lines.append(f"| date | {context.started:%Y-%m-%d %H:%M:%S} UTC |")
-    lines += ["", "## Targets", "", *_targets_table(results), ""]
+    lines += ["", "## Targets", "", *targets_table(results), ""]
     if context.failures:
         lines += ["**Groups that failed in this run** (their figures are missing):", ""]
         lines += [f"- {failure}" for failure in context.failures]
@@ -408,7 +131,7 @@ def write_markdown(results: Results, context: Context, plots: dict[str, Path], o
         "`publish_async`; a pull consumer fetching and acking), and each HTTP client against the minimal "
         "receiver (`benchmarks/_receiver.py`, its own process, answering 200 at once).",
         "",
-        *_figures_table(results, "ceilings"),
+        *figures_table(results, "ceilings"),
         "",
     ]
     if "http_ceiling" in rel:
@@ -432,7 +155,7 @@ def write_markdown(results: Results, context: Context, plots: dict[str, Path], o
         "time the consumer process(es) used while deliveries arrived, divided by those deliveries: the figure "
         "that other work on the machine disturbs least; the shares of a core of every process involved follow.",
         "",
-        *_peers_table(results),
+        *peers_table(results),
         "",
     ]
     for name, title in (("e2e_saturation", "End to end at saturation"), ("latency_500", "Latency at 500/s")):
@@ -448,11 +171,11 @@ def write_markdown(results: Results, context: Context, plots: dict[str, Path], o
         "disk; the disk-sync section below shows the same paths under nats-server's default policy, where "
         "the Python cost shows.",
         "",
-        *_figures_table(results, "product", ("product.raw", "product.emit")),
+        *figures_table(results, "product", ("product.raw", "product.emit")),
         "",
         "### End to end, scale",
         "",
-        *_figures_table(
+        *figures_table(
             results,
             "product",
             ("product.e2e", "product.recorder", "product.backlog", "product.create", "product.fan", "product.idle"),
@@ -462,13 +185,13 @@ def write_markdown(results: Results, context: Context, plots: dict[str, Path], o
     if "backlog" in rel:
         lines += [f"![Backlog drain]({rel['backlog']})", ""]
     lines += [
-        *_diagnosis(results),
+        *diagnosis_section(results),
         "### Cost of the hot path",
         "",
         "Microbenchmarks (`timeit`, best of the repeats), quoted against the time one delivery takes at "
         "the end-to-end rate measured above.",
         "",
-        *_figures_table(results, "product", ("hot.",)),
+        *figures_table(results, "product", ("hot.",)),
         "",
         "### Disk-sync policy",
         "",
@@ -476,7 +199,7 @@ def write_markdown(results: Results, context: Context, plots: dict[str, Path], o
         "the same file without that line (nats-server's default: flush every two minutes, which loses "
         "acknowledged writes on a power loss or kernel crash).",
         "",
-        *_figures_table(results, "product", ("sync.",)),
+        *figures_table(results, "product", ("sync.",)),
         "",
     ]
     if "sync_policy" in rel:
@@ -546,14 +269,14 @@ def _finite(value: Any) -> Any:
 
 def readme_section(results: Results, context: Context) -> str:
     def fig(key: str, unit: str = "") -> str:
-        return _number(results.value(key), unit)
+        return format_number(results.value(key), unit)
 
     def ratio(key: str, ref: str) -> str:
-        return _ratio(results.ratio(key, ref))
+        return format_ratio(results.ratio(key, ref))
 
     mode = " (quick mode)" if context.quick else ""
     cores = machine()["nproc"]
-    idle_label = _label(results, "product.idle.cpu").split(":")[0]
+    idle_label = figure_label(results, "product.idle.cpu").split(":")[0]
     e2e = "product.e2e.rate"
     return "\n".join(
         [
@@ -594,7 +317,7 @@ def readme_section(results: Results, context: Context) -> str:
 
 
 def _backlog_count(results: Results) -> str:
-    label = _label(results, "product.backlog.rate")
+    label = figure_label(results, "product.backlog.rate")
     match = re.search(r"backlog of ([\d,]+) events", label)
     return match.group(1) if match else "n/a"
 

@@ -1,0 +1,114 @@
+"""The hot path's costs: microbenchmarks of what the worker does per delivery."""
+
+from __future__ import annotations
+
+import time
+import timeit
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import msgspec
+
+from consumers import AttemptRecord, build_headers, delivery_id_for, generate_secret
+from streams import USER_AGENT, build_event, decode_event, encode_event
+
+from .._results import Results, Scale
+from .._traffic import sample_event, sample_fields
+from ._common import GROUP
+
+__all__ = ("hot_path",)
+
+
+def _per_call_us(call: Callable[[], object], seconds: float) -> float:
+    """Best of 5 repeats of about ``seconds`` each, per call, in microseconds."""
+    timer = timeit.Timer(call)
+    number = 1
+    while (elapsed := timer.timeit(number)) < 0.01:
+        number *= 10
+    number = max(1, int(number * seconds / elapsed))
+    return min(timer.repeat(repeat=5, number=number)) / number * 1e6
+
+
+def hot_path(results: Results, scale: Scale) -> None:
+    event = sample_event()
+    raw = encode_event(event)
+    secret, previous = generate_secret(), generate_secret()
+    sub_id = uuid.uuid4()
+    delivery = delivery_id_for(sub_id, event.event_id)
+    now = datetime.now(UTC)
+    headers: dict[str, str] = {}
+
+    def sign(secrets: list[str]) -> Callable[[], object]:
+        return lambda: build_headers(
+            msg_id=delivery,
+            timestamp=int(time.time()),
+            body=raw,
+            secrets=secrets,
+            event_type=event.event_type,
+            event_id=event.event_id,
+            event_time=event.timestamp,
+            source="/turbo",
+            user_agent=USER_AGENT,
+            extra={"Content-Type": "application/json"},
+        )
+
+    headers = build_headers(
+        msg_id=delivery,
+        timestamp=int(time.time()),
+        body=raw,
+        secrets=[secret],
+        event_type=event.event_type,
+        event_id=event.event_id,
+        event_time=event.timestamp,
+        source="/turbo",
+        user_agent=USER_AGENT,
+    )
+    encoder = msgspec.json.Encoder()
+    calls: list[tuple[str, str, Callable[[], object] | None]] = [
+        ("hot.build_event", "build_event (validate + build a ~1 KiB event)", lambda: build_event(**sample_fields())),
+        ("hot.encode_event", "msgspec: encode_event", lambda: encode_event(event)),
+        ("hot.decode_event", "msgspec: decode_event (the worker, per message)", lambda: decode_event(raw)),
+        ("hot.sign1", "signing: build_headers, one secret", sign([secret])),
+        ("hot.sign2", "signing: build_headers, two secrets (rotation)", sign([secret, previous])),
+        ("hot.delivery_id", "delivery_id_for (uuid5)", lambda: delivery_id_for(sub_id, event.event_id)),
+    ]
+    try:
+        record = AttemptRecord(
+            attempt_id=uuid.uuid4(),
+            delivery_id=delivery,
+            subscription_id=sub_id,
+            event_id=event.event_id,
+            event_type=event.event_type,
+            attempt=1,
+            outcome="success",
+            stream_seq=1,
+            request_url="http://127.0.0.1:9000/hook",
+            request_headers=headers,
+            payload=raw,
+            response_code=200,
+            response_headers={"content-length": "0"},
+            response_body="",
+            latency_ms=0.4,
+            started_at=now,
+            finished_at=now,
+        )
+        calls.append(("hot.record", "recording: encode the AttemptRecord (msgspec)", lambda: encoder.encode(record)))
+    except (TypeError, msgspec.ValidationError) as exc:
+        results.notes.append(f"recording cost not measured: AttemptRecord changed ({exc})")
+    calls.append(("hot.filters", "filters (subscription `filters`)", None))
+    calls.append(("hot.templates", "templates (payload templates)", None))
+    rate = results.value("product.e2e.rate")
+    budget = 1e6 / rate if rate else None
+    results.add(
+        "hot.budget",
+        GROUP,
+        "time per delivery at the measured end-to-end rate (1 worker)",
+        budget,
+        "µs",
+    )
+    for key, label, call in calls:
+        if call is None:
+            results.add(key, GROUP, label, None, "µs", note="not implemented yet: nothing to measure")
+            continue
+        results.add(key, GROUP, label, _per_call_us(call, scale.pick(0.04, 0.2)), "µs", ref="hot.budget")
