@@ -36,11 +36,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 from typing import Any, Final, Literal
@@ -53,7 +52,6 @@ from nats.js.kv import KeyValue
 from streams import (
     NATS_ERRORS,
     Actor,
-    ConfigError,
     Event,
     EventContext,
     EventData,
@@ -63,8 +61,8 @@ from streams import (
     decode_event,
     event_subject,
     open_bucket,
-    parse_duration,
 )
+from streams.settings import SCHEDULER_VARIABLES, SchedulerSettings
 
 from ._changes import CLOSED_STATUS
 from ._follow import FollowingProcessor, RecordStore, StreamFollower, decode_messages, kv_key
@@ -115,72 +113,7 @@ _DONE_STATUSES: Final[dict[str, frozenset[str]]] = {
 _STATE_FIELDS: Final = ("title", "name", "status", "priority", "assignee", "project_id", "milestone_id", "location")
 
 
-# -- settings ------------------------------------------------------------------------
-
-
-def _positive(text: str) -> float:
-    value = parse_duration(text)
-    if value <= 0:
-        raise ValueError(f"{text!r} must be longer than zero")
-    return value
-
-
-def _thresholds(text: str) -> tuple[float, ...]:
-    parts = [p for p in (part.strip() for part in text.split(",")) if p]
-    return tuple(sorted({_positive(p) for p in parts}, reverse=True))
-
-
-def _clock(text: str) -> clock_time:
-    try:
-        parsed = clock_time.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not a time of day; write HH:MM in UTC, e.g. 09:00") from None
-    return parsed.replace(tzinfo=None)
-
-
-def _weekday(text: str) -> int:
-    lowered = text.strip().lower()
-    for index, name in enumerate(_WEEKDAYS):
-        if lowered and len(lowered) >= 3 and name.startswith(lowered):
-            return index
-    raise ValueError(f"{text!r} is not a day of the week; write e.g. monday")
-
-
-class SchedulerSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """The scheduler's settings; :meth:`from_env` reads them from the environment."""
-
-    due_thresholds: tuple[float, ...] = (7 * 86400.0, 3 * 86400.0, 86400.0)
-    """``TURBOHOOKS_DUE_THRESHOLDS``: seconds before a due date to warn, longest first (``7d,3d,1d``)."""
-    starting_soon: float = 900.0
-    """``TURBOHOOKS_STARTING_SOON``: how long before a calendar event it is "starting soon" (``15m``)."""
-    digest_time: clock_time = clock_time(9, 0)
-    """``TURBOHOOKS_DIGEST_TIME``: when the daily digest and the weekly report go out, UTC (``09:00``)."""
-    weekly_report_day: int = 0
-    """``TURBOHOOKS_WEEKLY_REPORT_DAY``: the weekly report's day, 0 = Monday (``monday``)."""
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> SchedulerSettings:
-        """Read every variable of :data:`SCHEDULER_VARIABLES`; raise :class:`~streams.ConfigError` naming a bad one."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for variable, (field, parse) in SCHEDULER_VARIABLES.items():
-            raw = env.get(variable)
-            if raw is None:
-                continue
-            try:
-                values[field] = parse(raw)
-            except ValueError as exc:
-                raise ConfigError(variable, str(exc)) from None
-        return cls(**values)
-
-
-SCHEDULER_VARIABLES: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
-    "TURBOHOOKS_DUE_THRESHOLDS": ("due_thresholds", _thresholds),
-    "TURBOHOOKS_STARTING_SOON": ("starting_soon", _positive),
-    "TURBOHOOKS_DIGEST_TIME": ("digest_time", _clock),
-    "TURBOHOOKS_WEEKLY_REPORT_DAY": ("weekly_report_day", _weekday),
-}
-"""Environment variable → (field, parser)."""
+# -- settings: streams.settings.SchedulerSettings (rows TURBOHOOKS_DUE_THRESHOLDS, ...) ----------
 
 
 def label(seconds: float) -> str:

@@ -34,7 +34,6 @@ from ._errors import (
 from ._kv import open_bucket
 from ._lazy import lazy_exports
 from ._server import DEFAULT_CONFIG, EmbeddedNats, find_nats_server
-from ._settings import SETTINGS_VARIABLES, Settings, parse_duration, parse_size
 from ._subjects import (
     SUBJECT_ROOT,
     event_subject,
@@ -59,6 +58,7 @@ from ._topology import (
     recorder_consumer_config,
 )
 from ._version import USER_AGENT, VERSION
+from .settings import SETTINGS_VARIABLES, Settings, parse_duration, parse_size
 
 __all__ = (
     "ATTEMPTS_STREAM",

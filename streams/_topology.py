@@ -14,8 +14,8 @@ from nats.js.errors import APIError
 from nats.js.errors import NotFoundError as JsNotFoundError
 
 from ._errors import TurbohooksError
-from ._settings import Settings
 from ._subjects import SUBJECT_ROOT
+from .settings import Settings
 
 __all__ = (
     "ATTEMPTS_STREAM",
