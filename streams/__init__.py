@@ -5,7 +5,16 @@ event types, subjects and subscription patterns, settings, errors, the streams,
 and the embedded nats-server.
 """
 
-from ._catalog import ENTITY_TYPES, EVENT_CATALOG, EventTypeInfo, event_type_info
+from ._catalog import (
+    ENTITY_TYPES,
+    EVENT_CATALOG,
+    EXTERNAL_EVENT_TYPES,
+    EXTERNAL_SOURCES,
+    KNOWN_EVENT_TYPES,
+    TURBO_SOURCE,
+    EventTypeInfo,
+    event_type_info,
+)
 from ._connection import connect_nats
 from ._envelope import (
     SCHEMA_VERSION,
@@ -68,6 +77,9 @@ __all__ = (
     "DEFAULT_CONFIG",
     "ENTITY_TYPES",
     "EVENT_CATALOG",
+    "EXTERNAL_EVENT_TYPES",
+    "EXTERNAL_SOURCES",
+    "KNOWN_EVENT_TYPES",
     "NATS_ERRORS",
     "RECORDER_CONSUMER",
     "RECORDER_FETCH",
@@ -76,6 +88,7 @@ __all__ = (
     "SCHEMA_VERSION",
     "SETTINGS_VARIABLES",
     "SUBJECT_ROOT",
+    "TURBO_SOURCE",
     "USER_AGENT",
     "VERSION",
     "Actor",
