@@ -67,6 +67,7 @@ from streams import (
     EventData,
     EventValidationError,
     build_event,
+    json_object,
 )
 
 from ._rules import CLOSED_STATUS, CONTEXT_FIELD, RULES, Change, Derived, mentions
@@ -92,17 +93,6 @@ class SupportsEmitMany(Protocol):
     async def emit_many(self, events: Iterable[Event]) -> list[PublishAck]: ...
 
 
-def _state(value: object, field: str) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise EventValidationError(field, f"must be a JSON object, got {type(value).__name__}")
-    try:
-        # As stored: datetimes become ISO strings, so comparisons see what subscribers see.
-        state: dict[str, Any] = msgspec.json.decode(_encoder.encode(dict(value)))
-    except (TypeError, msgspec.EncodeError) as exc:
-        raise EventValidationError(field, f"is not JSON-serialisable: {exc}") from exc
-    return state
-
-
 def derive_events(
     entity_type: str,
     entity_id: object,
@@ -126,8 +116,8 @@ def derive_events(
     change = Change(
         entity_type=entity_type,
         entity_id=str(entity_id),
-        previous={} if previous is None else _state(previous, "previous"),
-        current=_state(current, "current"),
+        previous={} if previous is None else json_object(previous, "previous"),
+        current=json_object(current, "current"),
         created=created,
     )
     if created:

@@ -26,6 +26,7 @@ from ._envelope import (
     build_event,
     decode_event,
     encode_event,
+    json_object,
 )
 from ._errors import (
     NATS_ERRORS,
@@ -121,6 +122,7 @@ __all__ = (
     "filter_subjects",
     "find_nats_server",
     "internal_stream_configs",
+    "json_object",
     "lazy_exports",
     "match_event_types",
     "normalize_patterns",

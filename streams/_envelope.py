@@ -29,6 +29,7 @@ __all__ = (
     "build_event",
     "decode_event",
     "encode_event",
+    "json_object",
 )
 
 SCHEMA_VERSION: Final = 1
@@ -138,7 +139,8 @@ def _convert(value: object, kind: type[msgspec.Struct], field: str) -> Any:
         raise EventValidationError(f"{field}.{inner}" if inner else field, message.split(" - at ")[0]) from exc
 
 
-def _json_object(value: object, field: str) -> dict[str, Any]:
+def json_object(value: object, field: str) -> dict[str, Any]:
+    """``value`` as the JSON object subscribers will see (datetimes as ISO strings); refused naming ``field``."""
     if not isinstance(value, Mapping):
         raise EventValidationError(field, f"must be a JSON object, got {type(value).__name__}")
     try:
@@ -183,7 +185,7 @@ def build_event(
         event_data = EventData()
     else:
         if not isinstance(data, EventData):
-            data = _json_object(data, "data")
+            data = json_object(data, "data")
         event_data = _convert(data, EventData, "data")
     if timestamp is None:
         timestamp = datetime.now(UTC)
