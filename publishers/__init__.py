@@ -2,15 +2,23 @@
 
 The publisher's ``emit_change`` derives the events a change implies; the
 scheduler publishes time-based events; the milestone processor follows the
-stream for ``milestone.completed``; the simulator plays Turbo activity.
+stream for ``milestone.completed`` (both in :mod:`publishers.processors`); the
+simulator plays Turbo activity. The processors and the simulator are imported
+on first use: an application that only publishes never loads them.
 """
 
+from typing import TYPE_CHECKING
+
+from streams import lazy_exports
+from streams.settings import SCHEDULER_VARIABLES, SchedulerSettings
+
 from ._changes import derive_events, mentions
-from ._milestones import MILESTONES_BUCKET, MilestoneProcessor
 from ._outbox import Outbox
 from ._publisher import EventPublisher, PublishAck
-from ._scheduler import SCHEDULER_BUCKET, SCHEDULER_VARIABLES, Scheduler, SchedulerSettings
-from ._simulator import SimulationStats, Simulator
+
+if TYPE_CHECKING:
+    from ._simulator import SimulationStats, Simulator
+    from .processors import MILESTONES_BUCKET, SCHEDULER_BUCKET, MilestoneProcessor, Scheduler
 
 __all__ = (
     "MILESTONES_BUCKET",
@@ -26,4 +34,16 @@ __all__ = (
     "Simulator",
     "derive_events",
     "mentions",
+)
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "MILESTONES_BUCKET": ".processors",
+        "MilestoneProcessor": ".processors",
+        "SCHEDULER_BUCKET": ".processors",
+        "Scheduler": ".processors",
+        "SimulationStats": "._simulator",
+        "Simulator": "._simulator",
+    },
 )

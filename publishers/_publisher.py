@@ -99,14 +99,27 @@ class EventPublisher:
 
     # -- lifecycle ---------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> None:
+        """Connect (unless given a connection), open the outbox and start flushing it.
+
+        A closed publisher may be opened again: it reconnects and flushes what
+        its outbox kept. Opening an open publisher does nothing.
+        """
+        if self._flusher is not None:
+            return
         if self._nc is None:
             self._nc = await connect_nats(self.settings, name=f"turbohooks-{self.name}")
         self._js = self._nc.jetstream(timeout=self.settings.publish_timeout)
         self._outbox = Outbox(self._outbox_path)
+        self._closing = False
+        self._wake.clear()
+        self._emptied.clear()
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"turbohooks-{self.name}-outbox")
         if len(self._outbox):
             self._wake.set()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
         return self
 
     async def __aexit__(
@@ -128,8 +141,11 @@ class EventPublisher:
         if self._outbox is not None:
             self._outbox.close()
             self._outbox = None
-        if self._owns_nc and self._nc is not None and not self._nc.is_closed:
-            await self._nc.close()
+        self._js = None
+        if self._owns_nc and self._nc is not None:
+            if not self._nc.is_closed:
+                await self._nc.close()
+            self._nc = None  # a reopened publisher connects again
 
     @property
     def js(self) -> JetStreamContext:

@@ -5,7 +5,16 @@ event types, subjects and subscription patterns, settings, errors, the streams,
 and the embedded nats-server.
 """
 
-from ._catalog import ENTITY_TYPES, EVENT_CATALOG, EventTypeInfo, event_type_info
+from ._catalog import (
+    ENTITY_TYPES,
+    EVENT_CATALOG,
+    EXTERNAL_EVENT_TYPES,
+    EXTERNAL_SOURCES,
+    KNOWN_EVENT_TYPES,
+    TURBO_SOURCE,
+    EventTypeInfo,
+    event_type_info,
+)
 from ._connection import connect_nats
 from ._envelope import (
     SCHEMA_VERSION,
@@ -17,6 +26,7 @@ from ._envelope import (
     build_event,
     decode_event,
     encode_event,
+    json_object,
 )
 from ._errors import (
     NATS_ERRORS,
@@ -34,7 +44,6 @@ from ._errors import (
 from ._kv import open_bucket
 from ._lazy import lazy_exports
 from ._server import DEFAULT_CONFIG, EmbeddedNats, find_nats_server
-from ._settings import SETTINGS_VARIABLES, Settings, parse_duration, parse_size
 from ._subjects import (
     SUBJECT_ROOT,
     event_subject,
@@ -59,6 +68,7 @@ from ._topology import (
     recorder_consumer_config,
 )
 from ._version import USER_AGENT, VERSION
+from .settings import SETTINGS_VARIABLES, Settings, parse_duration, parse_size
 
 __all__ = (
     "ATTEMPTS_STREAM",
@@ -68,6 +78,9 @@ __all__ = (
     "DEFAULT_CONFIG",
     "ENTITY_TYPES",
     "EVENT_CATALOG",
+    "EXTERNAL_EVENT_TYPES",
+    "EXTERNAL_SOURCES",
+    "KNOWN_EVENT_TYPES",
     "NATS_ERRORS",
     "RECORDER_CONSUMER",
     "RECORDER_FETCH",
@@ -76,6 +89,7 @@ __all__ = (
     "SCHEMA_VERSION",
     "SETTINGS_VARIABLES",
     "SUBJECT_ROOT",
+    "TURBO_SOURCE",
     "USER_AGENT",
     "VERSION",
     "Actor",
@@ -108,6 +122,7 @@ __all__ = (
     "filter_subjects",
     "find_nats_server",
     "internal_stream_configs",
+    "json_object",
     "lazy_exports",
     "match_event_types",
     "normalize_patterns",

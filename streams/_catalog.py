@@ -1,8 +1,12 @@
-"""The catalog of every event type Turbo publishes: the one source of truth.
+"""The catalog of every event type: the one source of truth.
 
 Validation, the CLI (``turbohooks events``), the gateway (``GET /api/event-types``)
-and the UI all read this table. The entries follow the design document
-(``shared/mission/webhook-system-design.md``), section by section.
+and the UI all read this table. :data:`EVENT_CATALOG` holds the 58 types Turbo
+publishes, following the design document (``shared/mission/webhook-system-design.md``)
+section by section. :data:`EXTERNAL_EVENT_TYPES` holds the events turbohooks
+receives from outside (``external.<source>.<name>``: the inbound GitHub webhook),
+their ``source`` naming where they come from. Patterns and validation read
+:data:`KNOWN_EVENT_TYPES`, both together.
 """
 
 from __future__ import annotations
@@ -12,14 +16,26 @@ from typing import Final
 
 import msgspec
 
-__all__ = ("ENTITY_TYPES", "EVENT_CATALOG", "EventTypeInfo", "event_type_info")
+__all__ = (
+    "ENTITY_TYPES",
+    "EVENT_CATALOG",
+    "EXTERNAL_EVENT_TYPES",
+    "EXTERNAL_SOURCES",
+    "KNOWN_EVENT_TYPES",
+    "TURBO_SOURCE",
+    "EventTypeInfo",
+    "event_type_info",
+)
+
+TURBO_SOURCE: Final = "turbo"
+"""The ``source`` of the types Turbo publishes."""
 
 
 class EventTypeInfo(msgspec.Struct, frozen=True, kw_only=True):
     """One event type of the catalog."""
 
     event_type: str
-    """Dotted name, ``<entity>.<action>``: the subject is ``turbo.`` + this."""
+    """Dotted name, ``<entity>.<action>`` (external: ``external.<source>.<name>``); the subject is ``turbo.`` + it."""
     entity_type: str
     """The kind of entity the event is about."""
     action: str
@@ -28,6 +44,8 @@ class EventTypeInfo(msgspec.Struct, frozen=True, kw_only=True):
     """When the event is published."""
     description: str
     """What subscribers typically do with it."""
+    source: str = TURBO_SOURCE
+    """Who publishes it: ``turbo``, or the outside service it is received from (``github``)."""
 
 
 def _e(event_type: str, trigger: str, description: str) -> EventTypeInfo:
@@ -150,7 +168,79 @@ _ENTRIES: Final = (
 )
 
 EVENT_CATALOG: Final = MappingProxyType({info.event_type: info for info in _ENTRIES})
-"""Every event type, by name, in the design document's order."""
+"""Every event type Turbo publishes, by name, in the design document's order."""
+
+
+def _github(name: str, entity_type: str, trigger: str, description: str) -> EventTypeInfo:
+    return EventTypeInfo(
+        event_type=f"external.github.{name}",
+        entity_type=entity_type,
+        action=name,
+        trigger=trigger,
+        description=description,
+        source="github",
+    )
+
+
+# The GitHub events the inbound webhook (POST /api/inbound/github) turns into events: the
+# ones its payload reader knows (issues and pull requests, their comments and reviews, pushes)
+# and a few repository-level ones whose scalar fields it keeps. The entity type is the one the
+# inbound code sets: a comment on a pull request is about a github_pull_request.
+_EXTERNAL: Final = (
+    _github(
+        "issues",
+        "github_issue",
+        "An issue of the repository is opened, edited, closed, labeled...",
+        "Mirror into Turbo; notify.",
+    ),
+    _github(
+        "issue_comment",
+        "github_issue",
+        "A comment on an issue or pull request is created, edited or deleted.",
+        "Answer it (an AI reply); mirror the conversation.",
+    ),
+    _github(
+        "pull_request",
+        "github_pull_request",
+        "A pull request is opened, synchronized, closed or merged.",
+        "Link to the Turbo issue; move it to review or closed.",
+    ),
+    _github(
+        "pull_request_review",
+        "github_pull_request",
+        "A review of a pull request is submitted, edited or dismissed.",
+        "Notify the author; track review state.",
+    ),
+    _github(
+        "pull_request_review_comment",
+        "github_pull_request",
+        "A comment on a pull request's diff.",
+        "Notify the author; mirror review threads.",
+    ),
+    _github(
+        "push", "github_repository", "Commits are pushed to a branch or tag.", "Link commits to issues; trigger builds."
+    ),
+    _github("create", "github_repository", "A branch or tag is created.", "Track branches per issue."),
+    _github("delete", "github_repository", "A branch or tag is deleted.", "Clean up branch links."),
+    _github(
+        "release", "github_repository", "A release is published, edited or deleted.", "Announce; close the milestone."
+    ),
+    _github(
+        "workflow_run",
+        "github_repository",
+        "A GitHub Actions workflow run is requested or completed.",
+        "Report CI results on the Turbo issue.",
+    ),
+)
+
+EXTERNAL_EVENT_TYPES: Final = MappingProxyType({info.event_type: info for info in _EXTERNAL})
+"""The event types received from outside services, by name: ``external.github.<GitHub event name>``."""
+
+EXTERNAL_SOURCES: Final = tuple(dict.fromkeys(info.source for info in _EXTERNAL))
+"""The outside services events are received from (``github``)."""
+
+KNOWN_EVENT_TYPES: Final = MappingProxyType({**EVENT_CATALOG, **EXTERNAL_EVENT_TYPES})
+"""Every event type a pattern may name: Turbo's first, then the external ones."""
 
 ENTITY_TYPES: Final = tuple(dict.fromkeys(info.entity_type for info in _ENTRIES))
 """The entity types, in catalog order."""
@@ -159,5 +249,5 @@ assert len(EVENT_CATALOG) == len(_ENTRIES) == 58, "the design document lists 58 
 
 
 def event_type_info(event_type: str) -> EventTypeInfo | None:
-    """The catalog entry of ``event_type``, or ``None`` when it is not in the catalog."""
-    return EVENT_CATALOG.get(event_type)
+    """The catalog entry of ``event_type`` (Turbo's or external), or ``None`` when it is not in the catalog."""
+    return KNOWN_EVENT_TYPES.get(event_type)

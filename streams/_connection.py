@@ -11,7 +11,7 @@ from nats.errors import Error as NatsError
 import nats
 
 from ._errors import NatsUnavailableError
-from ._settings import Settings
+from .settings import Settings
 
 __all__ = ("connect_nats",)
 

@@ -15,7 +15,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from ._catalog import EVENT_CATALOG
+from ._catalog import KNOWN_EVENT_TYPES, TURBO_SOURCE
 from ._errors import EventValidationError
 from ._subjects import event_subject
 
@@ -29,6 +29,7 @@ __all__ = (
     "build_event",
     "decode_event",
     "encode_event",
+    "json_object",
 )
 
 SCHEMA_VERSION: Final = 1
@@ -138,7 +139,8 @@ def _convert(value: object, kind: type[msgspec.Struct], field: str) -> Any:
         raise EventValidationError(f"{field}.{inner}" if inner else field, message.split(" - at ")[0]) from exc
 
 
-def _json_object(value: object, field: str) -> dict[str, Any]:
+def json_object(value: object, field: str) -> dict[str, Any]:
+    """``value`` as the JSON object subscribers will see (datetimes as ISO strings); refused naming ``field``."""
     if not isinstance(value, Mapping):
         raise EventValidationError(field, f"must be a JSON object, got {type(value).__name__}")
     try:
@@ -166,12 +168,13 @@ def build_event(
     ``data`` has the design's shape ``{"current": ..., "previous": ..., "changes": [...]}``.
     Raises :class:`EventValidationError` naming the first bad field.
     """
-    info = EVENT_CATALOG.get(event_type) if isinstance(event_type, str) else None
+    info = KNOWN_EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
     if info is None:
         raise EventValidationError(
             "event_type", f"unknown event type {event_type!r}; `turbohooks events` lists the catalog"
         )
-    if entity_type is not None and entity_type != info.entity_type:
+    # An external event names the entity its payload is about (a comment on a pull request).
+    if entity_type is not None and entity_type != info.entity_type and info.source == TURBO_SOURCE:
         raise EventValidationError("entity_type", f"{event_type} is about a {info.entity_type!r}, not {entity_type!r}")
     if entity_id is None or (isinstance(entity_id, str) and not entity_id.strip()):
         raise EventValidationError("entity_id", "is required")
@@ -182,7 +185,7 @@ def build_event(
         event_data = EventData()
     else:
         if not isinstance(data, EventData):
-            data = _json_object(data, "data")
+            data = json_object(data, "data")
         event_data = _convert(data, EventData, "data")
     if timestamp is None:
         timestamp = datetime.now(UTC)
@@ -192,7 +195,7 @@ def build_event(
         event_id=_uuid(event_id, "event_id") if event_id is not None else uuid.uuid4(),
         event_type=event_type,
         timestamp=timestamp.astimezone(UTC),
-        entity_type=info.entity_type,
+        entity_type=entity_type or info.entity_type,
         entity_id=str(entity_id),
         action=info.action,
         actor=_convert(actor, Actor, "actor") if actor is not None else Actor(),

@@ -7,7 +7,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
-from ._settings import Settings
+from .settings import Settings
 
 __all__ = ("open_bucket",)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.resources
 import re
 import shutil
 import socket
@@ -16,10 +17,24 @@ from typing import Final, Self
 
 from ._errors import EmbeddedServerError, PortInUseError
 
-__all__ = ("DEFAULT_CONFIG", "EmbeddedNats", "find_nats_server")
+__all__ = ("DEFAULT_CONFIG", "EmbeddedNats", "find_nats_server", "shipped_config")
 
-DEFAULT_CONFIG: Final = Path(__file__).resolve().parent.parent / "nats" / "dev.conf"
-"""``nats/dev.conf`` of the source tree (the project is installed editable)."""
+
+def shipped_config(name: str) -> Path:
+    """A nats-server configuration shipped with turbohooks: ``streams/_nats/<name>`` of the wheel.
+
+    The wheel carries the source tree's ``nats/`` folder as package data (see
+    ``[tool.hatch.build.targets.wheel.force-include]``); an editable install has
+    no copy and reads the source tree's file.
+    """
+    packaged = importlib.resources.files(__package__) / "_nats" / name
+    if isinstance(packaged, Path) and packaged.is_file():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "nats" / name
+
+
+DEFAULT_CONFIG: Final = shipped_config("dev.conf")
+"""``dev.conf``: ``sync_interval: always`` and the payload limit (the wheel's copy, or the source tree's)."""
 
 _READY: Final = "Server is ready"
 _LISTEN = re.compile(r"Listening for client connections on (\S+):(\d+)")
@@ -105,7 +120,10 @@ class EmbeddedNats:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         args = [find_nats_server(), "-js", "-sd", str(self.store_dir), "-a", self.host]
         args += ["-p", str(self.port) if self.port is not None else "-1"]
-        if self.config is not None and self.config.exists():
+        if self.config is not None:
+            if not self.config.is_file():
+                # Running without it would silently drop `sync_interval: always` and the payload limit.
+                raise EmbeddedServerError(f"turbohooks: the nats-server configuration {self.config} is missing")
             args += ["-c", str(self.config)]
         self._process = await asyncio.create_subprocess_exec(
             *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE

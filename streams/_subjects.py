@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from ._catalog import ENTITY_TYPES, EVENT_CATALOG
+from ._catalog import KNOWN_EVENT_TYPES
 from ._errors import EventValidationError
 
 __all__ = (
@@ -48,8 +48,9 @@ def normalize_patterns(patterns: Iterable[str], *, field: str = "event_types") -
     """Check subscription patterns against the catalog; return them cleaned, in order.
 
     A pattern is an event type (``issue.created``), an entity wildcard (``issue.*``),
-    an action wildcard (``*.created``) or ``*`` for every event. A pattern that is
-    malformed, or that matches no type of the catalog, is refused naming it.
+    an action wildcard (``*.created``) or ``*`` for every event; the external types
+    have three tokens (``external.github.issues``, ``external.github.*``). A pattern
+    that is malformed, or that matches no type of the catalog, is refused naming it.
     """
     cleaned: list[str] = []
     for index, raw in enumerate(patterns):
@@ -61,12 +62,13 @@ def normalize_patterns(patterns: Iterable[str], *, field: str = "event_types") -
             raise EventValidationError(where, "is empty")
         if pattern != _ALL:
             tokens = pattern.split(".")
-            if len(tokens) != 2 or not all(tokens) or any(t != "*" and ("*" in t or ">" in t) for t in tokens):
+            if len(tokens) not in (2, 3) or not all(tokens) or any(t != "*" and ("*" in t or ">" in t) for t in tokens):
                 raise EventValidationError(
                     where,
-                    f"{raw!r} is not an event type pattern; use 'issue.created', 'issue.*', '*.created' or '*'",
+                    f"{raw!r} is not an event type pattern; use 'issue.created', 'issue.*', '*.created', "
+                    "'external.github.*' or '*'",
                 )
-        if not any(_matches(pattern, event_type) for event_type in EVENT_CATALOG):
+        if not any(_matches(pattern, event_type) for event_type in KNOWN_EVENT_TYPES):
             raise EventValidationError(where, f"{raw!r} matches no event type of the catalog (see `turbohooks events`)")
         if pattern not in cleaned:
             cleaned.append(pattern)
@@ -76,24 +78,28 @@ def normalize_patterns(patterns: Iterable[str], *, field: str = "event_types") -
 
 
 def match_event_types(patterns: Iterable[str]) -> list[str]:
-    """The catalog event types matched by any of ``patterns``, in catalog order."""
+    """The catalog event types (Turbo's, then the external ones) matched by any of ``patterns``, in catalog order."""
     pats = list(patterns)
-    return [t for t in EVENT_CATALOG if any(_matches(p, t) for p in pats)]
+    return [t for t in KNOWN_EVENT_TYPES if any(_matches(p, t) for p in pats)]
 
 
 def _covers(a: str, b: str) -> bool:
     """Whether every subject matched by pattern ``b`` is matched by pattern ``a``."""
     if a == _ALL:
         return True
-    if b == _ALL:
+    a_tokens, b_tokens = a.split("."), b.split(".")
+    if b == _ALL or len(a_tokens) != len(b_tokens):
         return False
-    return all(x in ("*", y) for x, y in zip(a.split("."), b.split("."), strict=True))
+    return all(x in ("*", y) for x, y in zip(a_tokens, b_tokens, strict=True))
 
 
 def _overlap(a: str, b: str) -> bool:
     if _ALL in (a, b):
         return True
-    return all("*" in (x, y) or x == y for x, y in zip(a.split("."), b.split("."), strict=True))
+    a_tokens, b_tokens = a.split("."), b.split(".")
+    if len(a_tokens) != len(b_tokens):
+        return False  # subjects of different lengths: no subject matches both
+    return all("*" in (x, y) or x == y for x, y in zip(a_tokens, b_tokens, strict=True))
 
 
 def filter_subjects(patterns: Iterable[str]) -> list[str]:
@@ -102,7 +108,8 @@ def filter_subjects(patterns: Iterable[str]) -> list[str]:
     JetStream refuses a consumer whose filter subjects overlap, so a pattern
     covered by another is dropped, and patterns that overlap without one covering
     the other (``issue.*`` with ``*.created``) are expanded to the catalog types
-    they match, keeping whole-entity wildcards where every type of an entity is in.
+    they match, keeping whole-group wildcards (``issue.*``, ``external.github.*``)
+    where every type of a group is in.
     """
     pats = normalize_patterns(patterns)
     kept = [p for p in pats if not any(q != p and _covers(q, p) for q in pats)]
@@ -112,10 +119,14 @@ def filter_subjects(patterns: Iterable[str]) -> list[str]:
         return [event_subject(p) for p in kept]
     wanted = set(match_event_types(kept))
     subjects: list[str] = []
-    for entity in ENTITY_TYPES:
-        of_entity = [t for t in EVENT_CATALOG if t.startswith(entity + ".")]
-        if all(t in wanted for t in of_entity):
-            subjects.append(event_subject(f"{entity}.*"))
+    groups: dict[str, list[str]] = {}
+    for event_type in KNOWN_EVENT_TYPES:
+        groups.setdefault(event_type.rpartition(".")[0], []).append(event_type)
+    for group, members in groups.items():
+        if not any(t in wanted for t in members):
+            continue
+        if all(t in wanted for t in members):
+            subjects.append(event_subject(f"{group}.*"))
         else:
-            subjects.extend(event_subject(t) for t in of_entity if t in wanted)
+            subjects.extend(event_subject(t) for t in members if t in wanted)
     return subjects

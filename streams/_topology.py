@@ -14,8 +14,8 @@ from nats.js.errors import APIError
 from nats.js.errors import NotFoundError as JsNotFoundError
 
 from ._errors import TurbohooksError
-from ._settings import Settings
 from ._subjects import SUBJECT_ROOT
+from .settings import Settings
 
 __all__ = (
     "ATTEMPTS_STREAM",
@@ -69,43 +69,52 @@ def events_stream_config(settings: Settings) -> js_api.StreamConfig:
     )
 
 
+def _internal_stream(
+    settings: Settings, name: str, description: str, root: str, retention: js_api.RetentionPolicy, max_age: float
+) -> js_api.StreamConfig:
+    return js_api.StreamConfig(
+        name=name,
+        description=description,
+        subjects=[f"{root}.>"],
+        retention=retention,
+        storage=js_api.StorageType.FILE,
+        max_age=max_age,
+        num_replicas=settings.stream_replicas,
+        duplicate_window=settings.duplicate_window,
+    )
+
+
 def internal_stream_configs(settings: Settings) -> list[js_api.StreamConfig]:
     """The delivery engine's own streams, kept outside ``turbo.>``."""
     return [
-        js_api.StreamConfig(
-            name=ATTEMPTS_STREAM,
-            description="turbohooks: delivery attempt outcomes, for the recorder",
-            subjects=[f"{ATTEMPTS_SUBJECT_ROOT}.>"],
-            # Interest: a batch is removed once the recorder acknowledged it (it
-            # is in SQL). Kept for max_age instead, at a few KB per delivery, it
-            # filled the server's store within hours under load. Safe because
-            # provision() creates the recorder's consumer with the stream: a
-            # batch published before any recorder ran is kept for it.
-            retention=js_api.RetentionPolicy.INTEREST,
-            storage=js_api.StorageType.FILE,
-            max_age=settings.stream_max_age,
-            num_replicas=settings.stream_replicas,
-            duplicate_window=settings.duplicate_window,
+        # Interest: a batch is removed once the recorder acknowledged it (it
+        # is in SQL). Kept for max_age instead, at a few KB per delivery, it
+        # filled the server's store within hours under load. Safe because
+        # provision() creates the recorder's consumer with the stream: a
+        # batch published before any recorder ran is kept for it.
+        _internal_stream(
+            settings,
+            ATTEMPTS_STREAM,
+            "turbohooks: delivery attempt outcomes, for the recorder",
+            ATTEMPTS_SUBJECT_ROOT,
+            js_api.RetentionPolicy.INTEREST,
+            settings.stream_max_age,
         ),
-        js_api.StreamConfig(
-            name=DEAD_LETTER_STREAM,
-            description="turbohooks: events whose delivery attempts ran out",
-            subjects=[f"{DEAD_LETTER_SUBJECT_ROOT}.>"],
-            retention=js_api.RetentionPolicy.LIMITS,
-            storage=js_api.StorageType.FILE,
-            max_age=max(settings.stream_max_age, 30 * 86400.0),
-            num_replicas=settings.stream_replicas,
-            duplicate_window=settings.duplicate_window,
+        _internal_stream(
+            settings,
+            DEAD_LETTER_STREAM,
+            "turbohooks: events whose delivery attempts ran out",
+            DEAD_LETTER_SUBJECT_ROOT,
+            js_api.RetentionPolicy.LIMITS,
+            max(settings.stream_max_age, 30 * 86400.0),
         ),
-        js_api.StreamConfig(
-            name=REDELIVER_STREAM,
-            description="turbohooks: manual retries and replays, for the workers",
-            subjects=[f"{REDELIVER_SUBJECT_ROOT}.>"],
-            retention=js_api.RetentionPolicy.WORK_QUEUE,
-            storage=js_api.StorageType.FILE,
-            max_age=settings.stream_max_age,
-            num_replicas=settings.stream_replicas,
-            duplicate_window=settings.duplicate_window,
+        _internal_stream(
+            settings,
+            REDELIVER_STREAM,
+            "turbohooks: manual retries and replays, for the workers",
+            REDELIVER_SUBJECT_ROOT,
+            js_api.RetentionPolicy.WORK_QUEUE,
+            settings.stream_max_age,
         ),
     ]
 

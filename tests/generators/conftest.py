@@ -14,7 +14,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from publishers import EventPublisher
-from publishers._follow import StreamFollower, decode_messages
+from publishers.processors import StreamFollower, decode_messages
 from streams import Event, Settings
 
 T = TypeVar("T")

@@ -10,8 +10,7 @@ from nats.js import JetStreamContext
 
 from publishers import EventPublisher
 from publishers._changes import emit_change
-from publishers._follow import kv_key
-from publishers._milestones import MilestoneProcessor, completion_event_id
+from publishers.processors import MilestoneProcessor, completion_event_id, kv_key
 from streams import Event, Settings
 
 from .conftest import eventually, stored_events

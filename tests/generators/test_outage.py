@@ -12,8 +12,7 @@ from nats.js import JetStreamContext
 
 from publishers import EventPublisher
 from publishers._changes import emit_change
-from publishers._milestones import MilestoneProcessor
-from publishers._scheduler import Scheduler
+from publishers.processors import MilestoneProcessor, Scheduler
 from streams import EmbeddedNats, Settings, connect_nats, provision
 
 from .conftest import eventually, stored_events

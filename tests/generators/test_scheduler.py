@@ -15,16 +15,16 @@ from nats.js import JetStreamContext
 
 from publishers import EventPublisher
 from publishers._changes import emit_change
-from publishers._scheduler import (
+from publishers.processors import (
     ScheduledItem,
     Scheduler,
-    SchedulerSettings,
     due_now,
     label,
     learn,
     parse_when,
 )
 from streams import ConfigError, Event, Settings, build_event, connect_nats
+from streams.settings import SchedulerSettings
 
 from .conftest import FakeClock, eventually, stored_events
 

@@ -191,3 +191,19 @@ async def test_outbox_keeps_events_across_restarts(settings: Settings, js: JetSt
         assert await publisher.flush(10)
     stored = await _stream_events(js, settings, entity_id)
     assert [decode_event(data).event_id for _, data in stored] == [event.event_id]
+
+
+async def test_a_reopened_publisher_flushes_its_outbox(
+    js: JetStreamContext, settings: Settings, entity_id: str
+) -> None:
+    """Closed and opened again, the same publisher reconnects and sends what its outbox holds."""
+    publisher = EventPublisher(settings, name="reopened")
+    async with publisher:
+        first = publisher.emit_background(event_type="tag.created", entity_id=entity_id)
+        assert await publisher.flush(10)
+    async with publisher:
+        second = publisher.emit_background(event_type="tag.applied", entity_id=entity_id)
+        assert await publisher.flush(10), f"{publisher.outbox_pending} events still in the outbox"
+        assert (await publisher.emit(event_type="tag.removed", entity_id=entity_id)).seq > 0
+    stored = [decode_event(data).event_id for _, data in await _stream_events(js, settings, entity_id)]
+    assert stored[:2] == [first, second]

@@ -21,9 +21,7 @@ its records in a :class:`~publishers._follow.RecordStore`, as the scheduler does
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -32,28 +30,23 @@ import msgspec
 from nats.aio.msg import Msg
 
 from streams import (
-    NATS_ERRORS,
     Event,
     EventContext,
     EventData,
-    PublishError,
     event_subject,
     open_bucket,
 )
 
-from ._changes import CLOSED_STATUS
-from ._follow import FollowingProcessor, RecordStore, StreamFollower, decode_messages, kv_key
-from ._publisher import EventPublisher
+from .._publisher import EventPublisher
+from .._rules import CLOSED_STATUS
+from ._base import FollowingProcessor
+from ._follow import RecordStore, StreamFollower, decode_messages, kv_key
 
 __all__ = ("MILESTONES_BUCKET", "MilestoneProcessor", "completion_event_id")
 
 _log = logging.getLogger("turbohooks.milestones")
 
 MILESTONES_BUCKET: Final = "turbohooks_milestones"
-_BATCH: Final = 256
-_FETCH_TIMEOUT: Final = 1.0
-_CAS_ATTEMPTS: Final = 16
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 _ISSUE_EVENTS: Final = (
     "issue.created",
@@ -136,6 +129,8 @@ class MilestoneProcessor(FollowingProcessor):
             await MilestoneProcessor(publisher).run(stop)
     """
 
+    name = "milestones"
+
     def __init__(self, publisher: EventPublisher, *, bucket: str = MILESTONES_BUCKET, start_seq: int = 1) -> None:
         self.publisher = publisher
         self.bucket = bucket
@@ -171,24 +166,8 @@ class MilestoneProcessor(FollowingProcessor):
             published.extend(await self._apply(msgs))
         return published
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Follow the stream until ``stop`` is set; through NATS outages, from the last event applied."""
-        await self.open()
-        assert self._follower is not None
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            while not stop.is_set():
-                msgs = await self._follower.fetch_or_stop(stopper, _FETCH_TIMEOUT)
-                if msgs is None:
-                    break
-                try:
-                    await self._apply(msgs)
-                except (PublishError, *NATS_ERRORS) as exc:
-                    _log.warning("milestones: %s; starting again after seq %d", exc, self._applied)
-                    await self._follower.restart(self._applied + 1, stop)
-        finally:
-            stopper.cancel()
-            await self.close()
+    async def step(self, msgs: list[Msg]) -> None:
+        await self._apply(msgs)
 
     async def _apply(self, msgs: list[Msg]) -> list[Event]:
         assert self._links is not None

@@ -1,4 +1,4 @@
-"""Following the events stream in order, with state in NATS KV: what the scheduler and the milestone processor share.
+"""Following the events stream in order, with state in NATS KV: the tools of the stream processors.
 
 :class:`StreamFollower` reads a stream in order from a sequence (surviving
 NATS restarts); :class:`RecordStore` keeps typed records in a KV bucket with
@@ -14,8 +14,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Final, Generic, Self, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 from nats.aio.msg import Msg
@@ -34,7 +33,7 @@ from streams import (
     decode_event,
 )
 
-__all__ = ("FollowingProcessor", "RecordStore", "StreamFollower", "decode_messages", "kv_key")
+__all__ = ("RecordStore", "StreamFollower", "decode_messages", "kv_key")
 
 _log = logging.getLogger("turbohooks.follow")
 
@@ -282,31 +281,3 @@ def decode_messages(msgs: list[Msg]) -> list[tuple[int, Event]]:
         except EventValidationError as exc:
             _log.error("skipping undecodable event at seq %d: %s", msg.metadata.sequence.stream, exc)
     return events
-
-
-# -- the milestone processor ---------------------------------------------------------
-
-
-class FollowingProcessor:
-    """The lifecycle of a processor that follows the stream: ``open`` it, or use it as an async context manager."""
-
-    _follower: StreamFollower | None = None
-
-    async def open(self) -> None:
-        """Start following the stream (subclasses load their state first)."""
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        """Stop following the stream."""
-        if self._follower is not None:
-            await self._follower.close()
-            self._follower = None
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
