@@ -117,6 +117,10 @@ class Proc:
         self.ready = ready
         self.process: asyncio.subprocess.Process | None = None
         self.starts = 0
+        self.exits: list[tuple[float, int, str]] = []
+        """(monotonic(), return code, last line of output) of every exit not asked for."""
+        self._expected_exit = False
+        self._watcher: asyncio.Task[None] | None = None
 
     async def start(self, timeout: float = 40.0) -> None:
         """Start and wait for the ready line in its output."""
@@ -134,6 +138,8 @@ class Proc:
                 start_new_session=True,
             )
         self.starts += 1
+        self._expected_exit = False
+        self._watcher = asyncio.create_task(self._watch(self.process, offset))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = read_log(self.log, offset)
@@ -144,9 +150,16 @@ class Proc:
             await asyncio.sleep(0.1)
         raise RuntimeError(f"{self.name} not ready within {timeout:g}s:\n{read_log(self.log, offset)[-2000:]}")
 
+    async def _watch(self, process: asyncio.subprocess.Process, offset: int) -> None:
+        code = await process.wait()
+        if not self._expected_exit:
+            lines = [line for line in read_log(self.log, offset).splitlines() if line.strip()]
+            self.exits.append((time.monotonic(), code, lines[-1][:300] if lines else ""))
+
     def kill9(self) -> None:
         """SIGKILL the whole process group (the process and any child it started), as a crash would."""
         if self.process is not None and self.process.returncode is None:
+            self._expected_exit = True
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
 
@@ -160,6 +173,7 @@ class Proc:
         process = self.process
         if process is None or process.returncode is not None:
             return
+        self._expected_exit = True
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -208,8 +222,8 @@ class Burst:
     published: int = 0
     acked: dict[str, int] = field(default_factory=dict)
     """event id → stream sequence, for every publish JetStream acknowledged."""
-    acked_at: dict[str, float] = field(default_factory=dict)
-    """event id → monotonic() of its acknowledgement."""
+    sent_at: dict[str, float] = field(default_factory=dict)
+    """event id → monotonic() when its publish began."""
     refused: dict[str, str] = field(default_factory=dict)
     """event id → the error the publisher raised."""
     started: float = 0.0
@@ -232,6 +246,7 @@ class Burst:
                 data={"current": {"id": index, "body": f"comment {index} of the fault suite"}},
             )
             key = str(event.event_id)
+            self.sent_at[key] = time.monotonic()
             try:
                 ack = await publisher.publish(event)
             except PublishError as exc:
@@ -240,7 +255,6 @@ class Burst:
                 self.refused[key] = f"{type(exc).__name__}: {exc}"
             else:
                 self.acked[key] = ack.seq
-                self.acked_at[key] = time.monotonic()
             finally:
                 in_flight.release()
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ._run import RETRY_SCHEDULE, WEBHOOK_TIMEOUT, Options, Result, Scenario
+from ._run import RETRY_SCHEDULE, Options, Result, Scenario
 
 __all__ = ("markdown", "table")
 
@@ -66,7 +66,8 @@ def markdown(results: Sequence[Result], scenarios: Sequence[Scenario], options: 
         f"on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {options.events} events at {options.rate:g}/s per scenario, "
         "the fault injected after 30% of them. The worker, the recorder, the gateway and the scheduler run as "
         "separate `turbohooks` processes (`up` in its own scenario); the receiver is a real HTTP server on "
-        f"loopback. Environment: `WEBHOOK_TIMEOUT={WEBHOOK_TIMEOUT}` (ack_wait 15 s), "
+        f"loopback. Environment: `WEBHOOK_TIMEOUT={options.webhook_timeout:g}s` (so ack_wait, after which a crashed "
+        f"worker's events come back, is {options.webhook_timeout + max(2.0, options.webhook_timeout / 2):g}s), "
         f"`WEBHOOK_RETRY_SCHEDULE={RETRY_SCHEDULE}`, SQLite in the data dir unless said otherwise.",
         "",
         "- **lost**: acknowledged by JetStream, never received; **missing from log**: received, no row in the "

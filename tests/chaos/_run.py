@@ -31,8 +31,6 @@ PG_ADMIN: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
 STREAM: Final = "TURBO_EVENTS"
 RETRY_SCHEDULE: Final = "1s,2s,4s,8s" + ",10s" * 14
 """Short first retries, then every 10 s for 2.5 min: a receiver down 2 min still gets every event."""
-WEBHOOK_TIMEOUT: Final = "10s"
-"""Shorter than the default 30 s so that ack_wait (timeout + 5 s = 15 s) bounds the run."""
 
 Fault = Callable[["Run"], Awaitable[None]]
 
@@ -64,6 +62,8 @@ class Options:
     pg_restart: bool = False
     """Really restart the machine's PostgreSQL (pg_ctlcluster); off: block and terminate this run's backends."""
     keep: bool = False
+    webhook_timeout: float = 10.0
+    """WEBHOOK_TIMEOUT of the processes; ack_wait (a crashed worker's events come back) is this + max(2, half)."""
 
 
 @dataclass
@@ -245,9 +245,10 @@ def _resume(run: Run, burst: Burst) -> float | None:
         base = before[-1] if before else 0
         later = [t for t, c in run.log_samples if t > ref and c > base]
         return later[0] - ref if later else None
-    # The first delivery of an event acknowledged after the reference moment:
+    # The first delivery of an event published after the reference moment:
     # new events flow again (a backlog drained by in-hand messages does not count).
-    fresh = [run.receiver.first_seen[e] for e, t in burst.acked_at.items() if t > ref and e in run.receiver.first_seen]
+    seen = run.receiver.first_seen
+    fresh = [seen[e] for e, t in burst.sent_at.items() if t > ref and e in burst.acked and e in seen]
     if fresh:
         return max(0.0, min(fresh) - ref)
     return run.receiver.first_after(ref)
@@ -256,7 +257,10 @@ def _resume(run: Run, burst: Burst) -> float | None:
 async def _quiesce(run: Run, burst: Burst, log: DeliveryLog, subscription_id: str) -> dict[str, str]:
     """Wait (bounded) until every acknowledged event was received and every received one is in the log."""
     settle = run.scenario.settle if not run.short else min(run.scenario.settle, 60.0)
-    stall_limit = 30.0
+    # Longer than ack_wait plus the longest retry gap (10 s): a pause that long is a stall.
+    ack_wait = run.options.webhook_timeout + max(2.0, run.options.webhook_timeout / 2)
+    # And longer than the known ~21 s stall after nats-server restarts (issue 16, item 5).
+    stall_limit = max(ack_wait + 15.0, 45.0)
     deadline = time.monotonic() + settle
     last_change = time.monotonic()
     last: tuple[int, int] = (-1, -1)
@@ -283,6 +287,17 @@ async def _quiesce(run: Run, burst: Burst, log: DeliveryLog, subscription_id: st
     return rows
 
 
+def _note_exits(run: Run) -> None:
+    """Every process that exited by itself during the run, and when."""
+    for name, proc in run.procs.items():
+        for moment, code, last in proc.exits:
+            when = ""
+            if run.fault_at is not None:
+                offset = moment - run.fault_at
+                when = f" {abs(offset):.1f}s {'after' if offset >= 0 else 'before'} the fault"
+            run.notes.append(f"{name} EXITED by itself (rc {code}){when}, not restarted: {last}")
+
+
 def burst_ids(burst: Burst) -> set[str]:
     return set(burst.acked) | set(burst.refused)
 
@@ -307,7 +322,7 @@ async def run_scenario(scenario: Scenario, options: Options) -> Result:
             "WEBHOOK_ALLOW_HTTP": "true",
             "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
             "WEBHOOK_RETRY_SCHEDULE": RETRY_SCHEDULE,
-            "WEBHOOK_TIMEOUT": WEBHOOK_TIMEOUT,
+            "WEBHOOK_TIMEOUT": f"{options.webhook_timeout:g}s",
             "PYTHONUNBUFFERED": "1",
             "COLUMNS": "250",
             "NO_COLOR": "1",
@@ -354,6 +369,7 @@ async def run_scenario(scenario: Scenario, options: Options) -> Result:
             async with EventPublisher(settings, nc=nc, name="chaos") as publisher:
                 await burst.run(publisher, 0.3, lambda: scenario.fault(run))
             rows = await _quiesce(run, burst, log, subscription_id)
+            _note_exits(run)
             stop_sampling.set()
             await sampler
             with contextlib.suppress(Exception):
