@@ -18,12 +18,12 @@ import sqlite3
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 from aiohttp import web
 
 from publishers import EventPublisher
@@ -230,7 +230,7 @@ class Burst:
     ended: float = 0.0
 
     async def run(
-        self, publisher: EventPublisher, at_fraction: float, fault: Callable[[], Awaitable[None]] | None
+        self, publisher: EventPublisher, at_fraction: float, fault: Callable[[], Coroutine[object, object, None]] | None
     ) -> None:
         """Publish; when ``at_fraction`` of the events are sent, start ``fault`` (it runs alongside)."""
         in_flight = asyncio.Semaphore(4_000)

@@ -11,12 +11,12 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 from nats.aio.client import Client as NATS
 
 from publishers import EventPublisher
@@ -32,7 +32,7 @@ STREAM: Final = "TURBO_EVENTS"
 RETRY_SCHEDULE: Final = "1s,2s,4s,8s" + ",10s" * 14
 """Short first retries, then every 10 s for 2.5 min: a receiver down 2 min still gets every event."""
 
-Fault = Callable[["Run"], Awaitable[None]]
+Fault = Callable[["Run"], Coroutine[object, object, None]]
 
 
 @dataclass(frozen=True)
