@@ -116,8 +116,8 @@ async def _receiver_down(run: Run) -> None:
     run.mark_fault()
     await run.receiver.stop()
     await asyncio.sleep(down)
-    await run.receiver.start()
     run.mark_heal()
+    await run.receiver.start()
 
 
 async def _receiver_slow(run: Run) -> None:
