@@ -137,7 +137,12 @@ def decode_event(payload: bytes | str, *, subject: str | None = None) -> Event:
     stored under), the subject decides the type: ``turbo.X.Y`` requires type
     ``X.Y`` to be in the catalog and to be the envelope's ``event_type``.
     """
-    raw = payload.encode("utf-8", errors="surrogatepass") if isinstance(payload, str) else payload
+    if isinstance(payload, str):
+        raw = payload.encode("utf-8", errors="surrogatepass")
+    elif isinstance(payload, bytes):
+        raw = payload
+    else:  # any buffer msgspec reads: bytearray, memoryview, msgspec.Raw (a redelivery request's event)
+        raw = bytes(memoryview(payload))
     if len(raw) > MAX_EVENT_BYTES:
         raise EventValidationError("body", f"is larger than {MAX_EVENT_BYTES} bytes ({len(raw)})")
     _check_depth(raw)

@@ -117,3 +117,10 @@ _json = st.recursive(
 def test_any_bytes_decode_or_raise_a_validation_error(payload: bytes) -> None:
     with contextlib.suppress(EventValidationError):
         decode_event(payload, subject="turbo.issue.created")
+
+
+def test_any_buffer_is_read() -> None:
+    event = build_event(event_type="issue.created", entity_id="1")
+    raw = encode_event(event)
+    for payload in (raw, raw.decode(), bytearray(raw), memoryview(raw), msgspec.Raw(raw)):
+        assert decode_event(payload) == event  # type: ignore[arg-type]
