@@ -141,12 +141,12 @@ async def test_the_redelivery_loop_survives_every_nasty_request(
     assert not any(t.done() for t in running.tasks)
 
 
-async def _publish_nasty(publisher: EventPublisher, entity_id: str) -> None:
+async def _publish_nasty(publisher: EventPublisher, entity_id: str, *, odd: bool = True) -> None:
     js = publisher.js
     for payload in nasty_inputs(publisher._nc.max_payload if publisher._nc else 1 << 20):
         for subject in ("turbo.issue.updated", "turbo.milestone.updated", "turbo.calendar.event_created"):
             await js.publish(subject, payload)
-    for payload in odd_but_valid(entity_id):
+    for payload in odd_but_valid(entity_id) if odd else []:
         await js.publish("turbo." + msgspec.json.decode(payload)["event_type"], payload)
 
 
@@ -163,12 +163,21 @@ async def _stored(publisher: EventPublisher, settings: Settings, event_type: str
     "status that is a list or an object raises TypeError (unhashable) out of Scheduler.run; fixed by the lead "
     "after the publishers restructure",
 )
-async def test_the_scheduler_survives_every_nasty_message(settings: Settings, unique: str) -> None:
+async def test_the_scheduler_survives_every_nasty_message(settings: Settings, js: object, unique: str) -> None:
+    await _scheduler_survives(settings, unique, odd=True)
+
+
+async def test_the_scheduler_survives_undecodable_messages(settings: Settings, js: object, unique: str) -> None:
+    """Deep JSON (2,000+ levels) killed it with RecursionError, and `turbohooks up` with it, on every restart."""
+    await _scheduler_survives(settings, unique, odd=False)
+
+
+async def _scheduler_survives(settings: Settings, unique: str, *, odd: bool) -> None:
     async with EventPublisher(settings, name="survival") as publisher:
         stop = asyncio.Event()
         task = asyncio.create_task(Scheduler(publisher, reports=False, tick_interval=0.1).run(stop))
         try:
-            await _publish_nasty(publisher, f"odd-{unique}")
+            await _publish_nasty(publisher, f"odd-{unique}", odd=odd)
             yesterday = (datetime.now(UTC) - timedelta(days=1)).isoformat()
             await emit_change(publisher, "issue", unique, previous=None, current={"due_date": yesterday})
 
@@ -182,7 +191,9 @@ async def test_the_scheduler_survives_every_nasty_message(settings: Settings, un
             await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
 
 
-async def test_the_milestone_processor_survives_every_nasty_message(settings: Settings, unique: str) -> None:
+async def test_the_milestone_processor_survives_every_nasty_message(
+    settings: Settings, js: object, unique: str
+) -> None:
     async with EventPublisher(settings, name="survival") as publisher:
         stop = asyncio.Event()
         task = asyncio.create_task(MilestoneProcessor(publisher).run(stop))
