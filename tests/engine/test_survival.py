@@ -9,12 +9,14 @@ be running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
+from nats.js.errors import NotFoundError
 
 from consumers.engine._redeliver import RedeliveryRequest, redeliver_subject
 from publishers import EventPublisher
@@ -150,10 +152,16 @@ async def _publish_nasty(publisher: EventPublisher, entity_id: str, *, odd: bool
         await js.publish("turbo." + msgspec.json.decode(payload)["event_type"], payload)
 
 
-async def _stored(publisher: EventPublisher, settings: Settings, event_type: str, entity_id: str) -> bool:
+async def _own_start(publisher: EventPublisher, settings: Settings) -> tuple[str, int]:
+    """A KV bucket of this test alone, and the stream sequence its messages start at (the stream is shared)."""
+    last = int((await publisher.js.stream_info(settings.stream_name)).state.last_seq)
+    return f"test_{uuid.uuid4().hex[:12]}", last + 1
+
+
+async def _stored(publisher: EventPublisher, settings: Settings, start: int, event_type: str, entity_id: str) -> bool:
     from tests.generators.conftest import stored_events
 
-    events = await stored_events(publisher.js, settings, 1, entity_ids={entity_id})
+    events = await stored_events(publisher.js, settings, start, entity_ids={entity_id})
     return any(e.event_type == event_type for e in events)
 
 
@@ -175,7 +183,9 @@ async def test_the_scheduler_survives_undecodable_messages(settings: Settings, j
 async def _scheduler_survives(settings: Settings, unique: str, *, odd: bool) -> None:
     async with EventPublisher(settings, name="survival") as publisher:
         stop = asyncio.Event()
-        task = asyncio.create_task(Scheduler(publisher, reports=False, tick_interval=0.1).run(stop))
+        bucket, start = await _own_start(publisher, settings)
+        scheduler = Scheduler(publisher, reports=False, tick_interval=0.1, bucket=bucket, start_seq=start)
+        task = asyncio.create_task(scheduler.run(stop))
         try:
             await _publish_nasty(publisher, f"odd-{unique}", odd=odd)
             yesterday = (datetime.now(UTC) - timedelta(days=1)).isoformat()
@@ -183,12 +193,14 @@ async def _scheduler_survives(settings: Settings, unique: str, *, odd: bool) -> 
 
             async def overdue() -> bool:
                 assert not task.done(), f"the scheduler died: {task.exception()!r}"
-                return await _stored(publisher, settings, "issue.overdue", unique)
+                return await _stored(publisher, settings, start, "issue.overdue", unique)
 
             await wait_for(overdue, timeout=30, what="the sentinel's issue.overdue")
         finally:
             stop.set()
             await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
+            with contextlib.suppress(NotFoundError):
+                await publisher.js.delete_key_value(bucket)
 
 
 async def test_the_milestone_processor_survives_every_nasty_message(
@@ -196,7 +208,8 @@ async def test_the_milestone_processor_survives_every_nasty_message(
 ) -> None:
     async with EventPublisher(settings, name="survival") as publisher:
         stop = asyncio.Event()
-        task = asyncio.create_task(MilestoneProcessor(publisher).run(stop))
+        bucket, start = await _own_start(publisher, settings)
+        task = asyncio.create_task(MilestoneProcessor(publisher, bucket=bucket, start_seq=start).run(stop))
         try:
             await _publish_nasty(publisher, f"odd-{unique}")
             milestone = f"m-{unique}"
@@ -205,9 +218,11 @@ async def test_the_milestone_processor_survives_every_nasty_message(
 
             async def completed() -> bool:
                 assert not task.done(), f"the milestone processor died: {task.exception()!r}"
-                return await _stored(publisher, settings, "milestone.completed", milestone)
+                return await _stored(publisher, settings, start, "milestone.completed", milestone)
 
             await wait_for(completed, timeout=30, what="the sentinel's milestone.completed")
         finally:
             stop.set()
             await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
+            with contextlib.suppress(NotFoundError):
+                await publisher.js.delete_key_value(bucket)
