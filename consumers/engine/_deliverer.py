@@ -30,6 +30,8 @@ EVENT_SOURCE: Final = "/turbo"
 """``ce-source`` of deliveries."""
 
 _encoder: Final = msgspec.json.Encoder()
+_LETTER_OVERHEAD: Final = 4096
+"""Bytes of a refused letter besides its message's (ids, times, field names, headers), with room to spare."""
 
 
 class Attempted(msgspec.Struct, frozen=True):
@@ -157,7 +159,9 @@ class Deliverer:
         """Publish the attempt for the recorder; awaited, so the log is written before the ack."""
         await self.batcher.record(record)
 
-    async def dead_letter(self, sub: Subscription, raw: bytes, stream_seq: int, record: AttemptRecord) -> None:
+    async def dead_letter(
+        self, sub: Subscription, raw: bytes, stream_seq: int, record: AttemptRecord, reason: str = ""
+    ) -> None:
         """Copy an event whose attempts ran out to the dead-letter stream, its last attempt attached."""
         letter = DeadLetter(
             subscription_id=sub.id,
@@ -166,9 +170,36 @@ class Deliverer:
             stream_seq=stream_seq,
             last_attempt=record,
             dead_at=datetime.now(UTC),
+            reason=reason or (record.error or f"HTTP {record.response_code}"),
         )
         await self.js.publish(
             f"{DEAD_LETTER_SUBJECT_ROOT}.{sub.id.hex}",
             _encoder.encode(letter),
             headers={"Nats-Msg-Id": f"{record.delivery_id}:{stream_seq}"},
+        )
+
+    async def refuse(
+        self, sub: Subscription, raw: bytes, subject: str, stream_seq: int, reason: str, *, max_payload: int
+    ) -> None:
+        """Put a message that is not a deliverable event in the dead letters, with why; never sent.
+
+        Its bytes are kept (cut to fit a NATS message of ``max_payload`` bytes, base64
+        inflating them by a third; the events stream has them whole at ``stream_seq``).
+        """
+        cap = max(0, (max_payload - _LETTER_OVERHEAD - len(reason) - len(subject)) * 3 // 4)
+        letter = DeadLetter(
+            subscription_id=sub.id,
+            delivery_id=None,
+            stream_seq=stream_seq,
+            dead_at=datetime.now(UTC),
+            cause="refused",
+            reason=reason,
+            subject=subject,
+            raw=raw[:cap],
+            raw_truncated=len(raw) > cap,
+        )
+        await self.js.publish(
+            f"{DEAD_LETTER_SUBJECT_ROOT}.{sub.id.hex}",
+            _encoder.encode(letter),
+            headers={"Nats-Msg-Id": f"refused:{sub.id.hex}:{stream_seq}"},
         )
