@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 from nats.js.errors import NotFoundError
+from publishers._milestones import MilestoneProcessor
 
 from consumers.engine._redeliver import RedeliveryRequest, redeliver_subject
 from publishers import EventPublisher
 from publishers._changes import emit_change
-from publishers._milestones import MilestoneProcessor
 from publishers._scheduler import Scheduler
 from streams import Settings, build_event, encode_event
 
