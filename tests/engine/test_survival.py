@@ -15,14 +15,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import msgspec
-import pytest
 from nats.js.errors import NotFoundError
-from publishers._milestones import MilestoneProcessor
 
 from consumers.engine._redeliver import RedeliveryRequest, redeliver_subject
-from publishers import EventPublisher
+from publishers import EventPublisher, MilestoneProcessor, Scheduler
 from publishers._changes import emit_change
-from publishers._scheduler import Scheduler
 from streams import Settings, build_event, encode_event
 
 from .conftest import Receiver, Running, wait_for
@@ -165,12 +162,6 @@ async def _stored(publisher: EventPublisher, settings: Settings, start: int, eve
     return any(e.event_type == event_type for e in events)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="publishers/_scheduler.py: learn() -> _is_open() tests `current['status'] not in <frozenset>`, and a "
-    "status that is a list or an object raises TypeError (unhashable) out of Scheduler.run; fixed by the lead "
-    "after the publishers restructure",
-)
 async def test_the_scheduler_survives_every_nasty_message(settings: Settings, js: object, unique: str) -> None:
     await _scheduler_survives(settings, unique, odd=True)
 
