@@ -8,6 +8,7 @@ fate of the attempt is an :data:`~consumers.engine.Outcome`, decided once by
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -23,6 +24,7 @@ from ._batcher import AttemptBatcher
 from ._http import DeliveryClient
 from ._outcome import Gone, Outcome, Retry, decide, logged_as
 from ._retry import RetryPolicy, classify
+from ._sizing import fit_record, omitted
 
 __all__ = ("EVENT_SOURCE", "Attempted", "Deliverer", "delivery_headers")
 
@@ -30,6 +32,8 @@ EVENT_SOURCE: Final = "/turbo"
 """``ce-source`` of deliveries."""
 
 _encoder: Final = msgspec.json.Encoder()
+_LETTER_FIELDS: Final = 256
+"""Bytes of a dead letter besides its event and its last attempt."""
 
 
 class Attempted(msgspec.Struct, frozen=True):
@@ -77,13 +81,20 @@ def delivery_headers(
 class Deliverer:
     """Turns one event into one attempt against one subscription; shared by live and redelivery paths."""
 
-    def __init__(self, settings: Settings, js: JetStreamContext, client: DeliveryClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        js: JetStreamContext,
+        client: DeliveryClient,
+        *,
+        max_payload: Callable[[], int] | None = None,
+    ) -> None:
         self.settings = settings
         self.js = js
         self.client = client
         self.attempts = 0
         """HTTP attempts made by this process (for metrics, and to see copies share the work)."""
-        self.batcher = AttemptBatcher(js)
+        self.batcher = AttemptBatcher(js, max_payload=max_payload)
         self.transports: dict[str, Transport] = {}
         """Custom transports of integrations that have one, opened by the worker."""
 
@@ -158,17 +169,31 @@ class Deliverer:
         await self.batcher.record(record)
 
     async def dead_letter(self, sub: Subscription, raw: bytes, stream_seq: int, record: AttemptRecord) -> None:
-        """Copy an event whose attempts ran out to the dead-letter stream, its last attempt attached."""
+        """Copy an event whose attempts ran out to the dead-letter stream, its last attempt attached.
+
+        The letter fits the server's max_payload: the attempt gives up its body
+        first, and an event too large for a letter leaves a reference instead.
+        """
+        limit = self.batcher.limit
+        letter = self._letter(sub, raw, stream_seq, record, limit)
+        if len(letter) > limit:  # the event itself is too large for a letter
+            event = omitted("event", raw, stream=self.settings.stream_name, stream_seq=stream_seq)
+            letter = self._letter(sub, event, stream_seq, record, limit)
+        await self.js.publish(
+            f"{DEAD_LETTER_SUBJECT_ROOT}.{sub.id.hex}",
+            letter,
+            headers={"Nats-Msg-Id": f"{record.delivery_id}:{stream_seq}"},
+        )
+
+    @staticmethod
+    def _letter(sub: Subscription, event: bytes, stream_seq: int, record: AttemptRecord, limit: int) -> bytes:
+        record, _ = fit_record(record, limit - len(event) - _LETTER_FIELDS)
         letter = DeadLetter(
             subscription_id=sub.id,
             delivery_id=record.delivery_id,
-            event=msgspec.Raw(raw),
+            event=msgspec.Raw(event),
             stream_seq=stream_seq,
             last_attempt=record,
             dead_at=datetime.now(UTC),
         )
-        await self.js.publish(
-            f"{DEAD_LETTER_SUBJECT_ROOT}.{sub.id.hex}",
-            _encoder.encode(letter),
-            headers={"Nats-Msg-Id": f"{record.delivery_id}:{stream_seq}"},
-        )
+        return _encoder.encode(letter)

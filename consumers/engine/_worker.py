@@ -72,7 +72,7 @@ class Worker:
             guard_addresses=True,
             allowed_hosts=settings.webhook_allowed_hosts,
         )
-        self.deliverer = Deliverer(settings, self.js, self.client)
+        self.deliverer = Deliverer(settings, self.js, self.client, max_payload=lambda: nc.max_payload)
         self._loops: dict[uuid.UUID, SubscriptionLoop] = {}
         self._known: dict[uuid.UUID, Subscription] = {}
         self.ready = asyncio.Event()

@@ -6,7 +6,8 @@ import asyncio
 import sqlite3
 import threading
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,20 @@ from sqlalchemy import func, make_url, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from consumers import AttemptRecord, Engine, RecordResult, delivery_id_for, open_engine
+from consumers import AttemptRecord, DeadLetter, Engine, RecordResult, delivery_id_for, open_engine
 from consumers.log._views import ATTEMPTS, DELIVERIES
+from consumers.subscriptions._consumer import ack_wait
 from streams import (
     ATTEMPTS_SUBJECT_ROOT,
     DEAD_LETTER_STREAM,
     DEAD_LETTER_SUBJECT_ROOT,
     DatabaseUnavailableError,
+    EmbeddedNats,
+    Event,
     Settings,
+    build_event,
+    decode_event,
+    encode_event,
 )
 
 from ..consumers.conftest import POSTGRES_ADMIN_URL, postgres_database
@@ -209,3 +216,86 @@ async def test_postgresql_connections_killed_mid_burst_lose_no_record(
             assert run.recorder.parked == 0
             for sub_ in await engine.subscriptions.list(limit=100):
                 await engine.service.delete(sub_.id)
+
+
+SMALL_PAYLOAD = 64 * 1024
+
+
+@pytest.fixture
+async def small_engine(tmp_path: Path, settings: Settings) -> AsyncIterator[Engine]:
+    """An engine on its own nats-server whose max_payload is 64 KiB."""
+    config = tmp_path / "small.conf"
+    config.write_text("jetstream {\n  sync_interval: always\n}\nmax_payload: 64KB\n")
+    async with EmbeddedNats(store_dir=tmp_path / "js", config=config) as server:
+        small = msgspec.structs.replace(settings, nats_url=server.url)
+        async with open_engine(small, name="test-small") as engine:
+            assert engine.nc.max_payload == SMALL_PAYLOAD
+            yield engine
+
+
+def _large_event(entity_id: str) -> Event:
+    """An event whose envelope is a little under the server's 64 KiB, so its record (base64) is over it."""
+    blob = "x" * (SMALL_PAYLOAD - 6144)
+    event = build_event(event_type="issue.updated", entity_id=entity_id, data={"current": {"blob": blob}})
+    assert SMALL_PAYLOAD - 8192 < len(encode_event(event)) < SMALL_PAYLOAD - 1024
+    return event
+
+
+@pytest.mark.slow
+async def test_an_event_near_max_payload_is_delivered_once_and_logged_once(
+    small_engine: Engine, receiver: Receiver, unique: str
+) -> None:
+    engine = small_engine
+    async with running_engine(engine) as run:
+        route = f"/large-{unique}"
+        sub = await run.subscribe(name=f"large-{unique}", url=receiver.endpoint(route), event_types=["issue.*"])
+        before = [build_event(event_type="issue.created", entity_id=f"{unique}-a{i}") for i in range(20)]
+        after = [build_event(event_type="issue.created", entity_id=f"{unique}-b{i}") for i in range(20)]
+        large = _large_event(unique)
+        acks = await engine.publisher.emit_many([*before, large, *after])
+        wanted = {delivery_id_for(sub.id, a.event_id) for a in acks}
+
+        async def all_logged() -> bool:
+            ids, _ = await _rows(engine, sub.id)
+            return wanted <= ids
+
+        await wait_for(all_logged, timeout=20, what="every delivery in the log, the large one too")
+        # Longer than ack_wait: an event whose record was never stored would come again by now.
+        await asyncio.sleep(ack_wait(engine.settings) + 1)
+        counts = Counter(r.event_id for r in receiver.at(route))
+        assert counts == Counter({str(a.event_id): 1 for a in acks}), "each delivered once, the neighbours too"
+        ids, attempts = await _rows(engine, sub.id)
+        assert ids == wanted and attempts == len(acks)
+        detail = await engine.deliveries.get(delivery_id_for(sub.id, large.event_id))
+        assert detail.status == "success" and detail.attempts == 1
+        stored = msgspec.json.decode(detail.payload)
+        assert stored["turbohooks_omitted"] == "request body"
+        assert stored["bytes"] == len(encode_event(large)) and stored["stream_seq"] is not None
+
+
+async def test_an_event_near_max_payload_that_fails_for_good_is_dead_lettered(
+    small_engine: Engine, receiver: Receiver, unique: str
+) -> None:
+    engine = small_engine
+    async with running_engine(engine) as run:
+        route = f"/large-dead-{unique}"
+        sub = await run.subscribe(
+            name=f"large-dead-{unique}", url=receiver.endpoint(route, [400]), event_types=["issue.*"]
+        )
+        large = _large_event(unique)
+        await engine.publisher.emit_many([large])
+        delivery_id = delivery_id_for(sub.id, large.event_id)
+
+        async def failed() -> bool:
+            try:
+                return (await engine.deliveries.get(delivery_id)).status == "failed"
+            except KeyError:
+                return False
+
+        await wait_for(failed, timeout=20, what="the large delivery to be failed in the log")
+        letters = await _dead_letter_bodies(engine, str(delivery_id))
+        assert len(letters) == 1
+        letter = msgspec.json.decode(letters[0], type=DeadLetter)
+        assert decode_event(bytes(letter.event)).event_id == large.event_id
+        await asyncio.sleep(ack_wait(engine.settings) + 1)
+        assert len(receiver.at(route)) == 1
