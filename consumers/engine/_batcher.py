@@ -68,12 +68,26 @@ class AttemptBatcher:
         self._acks: list[Msg] = []
         self._bytes = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._soon = False
         self._flushing: set[asyncio.Task[None]] = set()
 
     async def record(self, record: AttemptRecord) -> None:
         """Return once ``record`` is stored in the attempts stream; raise what the publish raised."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._add(record, waiter=future)
+        await future
+
+    async def write_ahead(self, record: AttemptRecord) -> None:
+        """Like :meth:`record`, without the linger: the batch goes out now (a request waits for it).
+
+        Records written ahead in one turn of the event loop share one batch,
+        and the records already waiting for their linger go with them.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._add(record, waiter=future)
+        if self._records and not self._soon:
+            self._soon = True
+            asyncio.get_running_loop().call_soon(self._flush)
         await future
 
     def record_and_ack(self, record: AttemptRecord, msg: Msg) -> None:
@@ -106,6 +120,7 @@ class AttemptBatcher:
             self._timer = asyncio.get_running_loop().call_later(self.linger, self._flush)
 
     def _flush(self) -> None:
+        self._soon = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

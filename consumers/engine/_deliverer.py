@@ -1,4 +1,10 @@
-"""One attempt of one event against one subscription: render, sign, send, classify, record.
+"""One attempt of one event against one subscription: render, sign, write ahead, send, classify, record.
+
+The attempt's record is written ahead (``pending``, in the attempts stream)
+before the request goes out, and the record of the answer completes it: a
+worker killed mid-request leaves the log a ``pending`` attempt ("outcome
+unknown"), never a request the log did not see. A request whose record
+cannot be written ahead (NATS unavailable) is not sent.
 
 Shared by the live path (a subscription's pull loop) and redeliveries; the
 fate of the attempt is an :data:`~consumers.engine.Outcome`, decided once by
@@ -26,10 +32,13 @@ from ._outcome import Gone, Outcome, Retry, decide, logged_as
 from ._retry import RetryPolicy, classify
 from ._sizing import fit_record, omitted
 
-__all__ = ("EVENT_SOURCE", "Attempted", "Deliverer", "delivery_headers")
+__all__ = ("EVENT_SOURCE", "OUTCOME_UNKNOWN", "Attempted", "Deliverer", "delivery_headers")
 
 EVENT_SOURCE: Final = "/turbo"
 """``ce-source`` of deliveries."""
+
+OUTCOME_UNKNOWN: Final = "outcome unknown: sent, no answer recorded (in flight, or the worker stopped)"
+"""The error of an attempt written ahead, until its answer replaces the record."""
 
 _encoder: Final = msgspec.json.Encoder()
 _LETTER_FIELDS: Final = 256
@@ -118,6 +127,27 @@ class Deliverer:
         delivery_id = delivery_id_for(sub.id, event.event_id)
         started = datetime.now(UTC)
         headers = delivery_headers(sub, integration, event, request, now=started, delivery_id=delivery_id)
+        attempt_id = uuid.uuid4()
+        # Written ahead: stored before the request goes out, so that the log shows
+        # every request a receiver got, even if this process dies before the answer.
+        await self.batcher.write_ahead(
+            AttemptRecord(
+                attempt_id=attempt_id,
+                delivery_id=delivery_id,
+                subscription_id=sub.id,
+                event_id=event.event_id,
+                event_type=event.event_type,
+                attempt=attempt,
+                outcome="pending",
+                trigger=trigger,
+                stream_seq=stream_seq,
+                request_url=request.url,
+                request_headers=headers,
+                error=OUTCOME_UNKNOWN,
+                started_at=started,
+                finished_at=started,
+            )
+        )
         self.attempts += 1
         transport = self.transports.get(integration.name)
         if transport is not None:
@@ -140,7 +170,7 @@ class Deliverer:
             finished=finished,
         )
         record = AttemptRecord(
-            attempt_id=uuid.uuid4(),
+            attempt_id=attempt_id,
             delivery_id=delivery_id,
             subscription_id=sub.id,
             event_id=event.event_id,
