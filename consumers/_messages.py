@@ -28,8 +28,12 @@ __all__ = (
 
 SubscriptionStatus = Literal["active", "paused", "disabled"]
 DeliveryStatus = Literal["pending", "success", "failed"]
-AttemptOutcome = Literal["success", "retrying", "failed"]
-"""Of one attempt: delivered; failed but will be retried; failed for good."""
+AttemptOutcome = Literal["success", "retrying", "failed", "pending"]
+"""Of one attempt: delivered; failed but will be retried; failed for good; sent, no answer recorded yet.
+
+``pending`` is the record a worker writes ahead, before it sends the request;
+the record of the answer replaces it (same ``attempt_id``). One that stays
+pending is a request whose outcome is unknown: the worker stopped before the answer."""
 AttemptTrigger = Literal["live", "manual", "replay", "test"]
 """Why the attempt was made: the live consumer, a manual retry, a replay, a test send."""
 

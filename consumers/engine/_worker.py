@@ -72,7 +72,7 @@ class Worker:
             guard_addresses=True,
             allowed_hosts=settings.webhook_allowed_hosts,
         )
-        self.deliverer = Deliverer(settings, self.js, self.client)
+        self.deliverer = Deliverer(settings, self.js, self.client, max_payload=lambda: nc.max_payload)
         self._loops: dict[uuid.UUID, SubscriptionLoop] = {}
         self._known: dict[uuid.UUID, Subscription] = {}
         self.ready = asyncio.Event()
@@ -208,17 +208,22 @@ class Worker:
             return
         integration = INTEGRATIONS[sub.integration]
         loop = self._loops.get(sub.id)
-        attempted = await self.deliverer.attempt(
-            sub,
-            integration,
-            loop.config if loop is not None else integration.load_config(sub.integration_config),
-            event,
-            bytes(request.event),
-            attempt=1,
-            trigger=request.trigger,
-            stream_seq=request.stream_seq,
-            policy=None,
-        )
+        try:
+            attempted = await self.deliverer.attempt(
+                sub,
+                integration,
+                loop.config if loop is not None else integration.load_config(sub.integration_config),
+                event,
+                bytes(request.event),
+                attempt=1,
+                trigger=request.trigger,
+                stream_seq=request.stream_seq,
+                policy=None,
+            )
+        except NATS_ERRORS as exc:
+            # Its record could not be written ahead: not sent; unacknowledged, so it comes back.
+            _log.warning("could not start a redelivery (%s)", exc)
+            return
         try:
             if attempted is not None:
                 await self.deliverer.record(attempted.record)
