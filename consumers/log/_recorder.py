@@ -7,12 +7,13 @@ it; a crash in between replays the batch, which the store ignores (attempt ids
 are unique). It also acts on what the log shows: a subscription failing for
 too long, or answered 410 Gone, is disabled.
 
-It acknowledges exactly what it stored. Its consumer acknowledges "all up to
-this message" (``AckPolicy.ALL``), so an acknowledgement must only ever settle
-a prefix of the stream that is in SQL: a batch whose write fails is kept in
-hand and written again, in place, with a growing pause (its messages marked
-in progress so that they are not handed to another recorder meanwhile),
-before anything more is fetched. A database outage (SQLite's lock held past
+It acknowledges exactly what it stored: each message of the attempts stream
+on its own (``AckPolicy.EXPLICIT``), once its records are in SQL, so a
+recorder killed after a fetch leaves that batch to be handed out again, and
+several recorders never settle each other's batches. A batch whose write fails
+is kept in hand and written again, in place, with a growing pause (its
+messages marked in progress so that they are not handed to another recorder
+meanwhile), before anything more is fetched. A database outage (SQLite's lock held past
 its busy timeout, PostgreSQL restarting) therefore delays the log, never
 loses a record. Any other error writing a batch is retried once, then the
 batch is written message by message, and a message that still fails is
@@ -43,6 +44,7 @@ from streams import (
     RECORDER_FETCH,
     DatabaseUnavailableError,
     Settings,
+    ensure_recorder_consumer,
     recorder_consumer_config,
 )
 
@@ -95,7 +97,7 @@ class Recorder:
         psub = None
         while psub is None and not stop.is_set():
             try:
-                await self.js.add_consumer(ATTEMPTS_STREAM, recorder_consumer_config())
+                await ensure_recorder_consumer(self.js)
                 psub = await self.js.pull_subscribe_bind(durable=RECORDER_CONSUMER, stream=ATTEMPTS_STREAM)
             except NATS_ERRORS as exc:
                 _log.warning("recorder: its consumer is unavailable (%s); retrying", exc)
@@ -138,11 +140,12 @@ class Recorder:
         while True:
             try:
                 await self._write(msgs)
-                await _ack(msgs[-1])
+                for msg in msgs:
+                    await _ack(msg)
                 return True
             except (DatabaseUnavailableError, *DATABASE_OUTAGES, *NATS_ERRORS) as exc:
-                # Held, not acknowledged, and nothing more fetched: the next ack
-                # (ALL) must not settle this batch before it is stored.
+                # Held, not acknowledged, and nothing more fetched: the log keeps
+                # the stream's order, and the batch is not handed to another recorder.
                 _log.error(
                     "recorder: could not write %d attempt batches (%s); retrying in %.1fs", len(msgs), exc, delay
                 )
@@ -170,7 +173,7 @@ class Recorder:
                         raise
                     except Exception as exc:  # noqa: BLE001  kept on the dead-letter stream, with why
                         await self._park(msg, f"the delivery log refused it: {exc!r}")
-                    await _ack(msg)  # ALL: settles this message and the ones before it, all handled
+                    await _ack(msg)
                     break
                 except (DatabaseUnavailableError, *DATABASE_OUTAGES, *NATS_ERRORS) as exc:
                     _log.error("recorder: could not write an attempt batch (%s); retrying in %.1fs", exc, delay)

@@ -17,13 +17,15 @@ from sqlalchemy import func, make_url, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from consumers import AttemptRecord, DeadLetter, Engine, RecordResult, delivery_id_for, open_engine
+from consumers import AttemptBatch, AttemptRecord, DeadLetter, Engine, RecordResult, delivery_id_for, open_engine
 from consumers.log._views import ATTEMPTS, DELIVERIES
 from consumers.subscriptions._consumer import ack_wait
 from streams import (
+    ATTEMPTS_STREAM,
     ATTEMPTS_SUBJECT_ROOT,
     DEAD_LETTER_STREAM,
     DEAD_LETTER_SUBJECT_ROOT,
+    RECORDER_CONSUMER,
     DatabaseUnavailableError,
     EmbeddedNats,
     Event,
@@ -117,6 +119,37 @@ async def test_the_recorder_survives_an_undecodable_batch_and_keeps_it(
         assert not any(task.done() for task in run.tasks), "the recorder keeps running"
         parked = await _dead_letter_bodies(engine, f"{unique}")
         assert junk in parked and b"\xff\xfe" + unique.encode() in parked
+
+
+async def test_a_batch_a_killed_recorder_fetched_is_not_settled_by_the_next_one(
+    engine: Engine, receiver: Receiver, unique: str
+) -> None:
+    """A recorder killed between fetch and write leaves its batch unacknowledged: it must stay for the next one.
+
+    With "all up to this one" acknowledgements the next recorder's ack settled it, interest retention
+    deleted it, and its records never reached the log (the fault suite's kill -9 of the recorder: 36 of 1,000).
+    """
+    batch = AttemptBatch(batch_id=uuid.uuid4(), records=[])
+    await engine.js.publish(f"{ATTEMPTS_SUBJECT_ROOT}.dead{unique}", msgspec.json.encode(batch))
+    dead = await engine.js.pull_subscribe_bind(durable=RECORDER_CONSUMER, stream=ATTEMPTS_STREAM)
+    try:
+        fetched = await dead.fetch(1, timeout=5)  # ... and the process dies here, acknowledging nothing
+        seq = fetched[0].metadata.sequence.stream
+        async with running_engine(engine) as run:
+            sub = await run.subscribe(
+                name=f"after-{unique}", url=receiver.endpoint(f"/after-{unique}"), event_types=["issue.*"]
+            )
+            ack = await engine.publisher.emit(event_type="issue.created", entity_id=unique)
+
+            async def logged() -> bool:
+                ids, _ = await _rows(engine, sub.id)
+                return delivery_id_for(sub.id, ack.event_id) in ids
+
+            await wait_for(logged, what="a later batch stored and acknowledged by the live recorder")
+            kept = await engine.js.get_msg(ATTEMPTS_STREAM, seq)
+            assert kept.data == fetched[0].data, "the dead recorder's batch is still there for the next one"
+    finally:
+        await dead.unsubscribe()
 
 
 async def _dead_letter_bodies(engine: Engine, needle: str) -> list[bytes]:
