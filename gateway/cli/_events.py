@@ -31,6 +31,7 @@ from streams import (
 )
 
 from ._common import console, err_console, fail, load_settings, nats_connection, print_json, run
+from ._receive import receive
 
 __all__ = ("register",)
 
@@ -337,3 +338,4 @@ def register(app: typer.Typer) -> None:
     app.command()(events)
     app.command()(tail)
     app.command()(streams)
+    app.command()(receive)
