@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help up test bench lint format clean
+.PHONY: help up test bench lint format clean chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -41,3 +41,6 @@ format: $(STAMP) ## format and fix what ruff can
 
 clean: ## remove the venv, the local data dir, the caches and the quick bench report (build/)
 	rm -rf $(VENV) .turbohooks .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache build dist
+
+chaos: $(STAMP) ## fault suite (issue 16), writes docs/reliability.md (SHORT=1: short faults, 1,000 events, no docs)
+	$(BIN)/python -m tests.chaos $(if $(SHORT),--short,--write-docs) $(CHAOS_ARGS)

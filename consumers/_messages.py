@@ -19,6 +19,7 @@ __all__ = (
     "AttemptRecord",
     "AttemptTrigger",
     "DeadLetter",
+    "DeadLetterCause",
     "DeliveryStatus",
     "Subscription",
     "SubscriptionStatus",
@@ -27,8 +28,12 @@ __all__ = (
 
 SubscriptionStatus = Literal["active", "paused", "disabled"]
 DeliveryStatus = Literal["pending", "success", "failed"]
-AttemptOutcome = Literal["success", "retrying", "failed"]
-"""Of one attempt: delivered; failed but will be retried; failed for good."""
+AttemptOutcome = Literal["success", "retrying", "failed", "pending"]
+"""Of one attempt: delivered; failed but will be retried; failed for good; sent, no answer recorded yet.
+
+``pending`` is the record a worker writes ahead, before it sends the request;
+the record of the answer replaces it (same ``attempt_id``). One that stays
+pending is a request whose outcome is unknown: the worker stopped before the answer."""
 AttemptTrigger = Literal["live", "manual", "replay", "test"]
 """Why the attempt was made: the live consumer, a manual retry, a replay, a test send."""
 
@@ -117,13 +122,40 @@ class AttemptBatch(msgspec.Struct, kw_only=True):
     records: list[AttemptRecord]
 
 
+DeadLetterCause = Literal["delivery_failed", "refused"]
+"""Why an event is in the dead letters: its attempts ran out (or the receiver refused it for good);
+or the worker refused the message itself (undecodable, beyond the decoding bounds, a type outside
+the catalog or other than its subject's), so it was never sent."""
+
+
+def _null() -> msgspec.Raw:
+    return msgspec.Raw(b"null")
+
+
 class DeadLetter(msgspec.Struct, kw_only=True):
-    """An event whose delivery attempts ran out, with its last attempt attached."""
+    """An event that will not be delivered to one subscription, with why; kept to be inspected and recovered.
+
+    ``cause="delivery_failed"``: the event envelope is in ``event``, the last
+    attempt in ``last_attempt``. ``cause="refused"``: the message was not a
+    deliverable event; its bytes are in ``raw`` (``event`` is ``null``,
+    ``delivery_id`` too when no event id could be read). Either way ``reason``
+    says why, and ``stream_seq`` is where the message is in the events stream.
+    """
 
     subscription_id: uuid.UUID
-    delivery_id: uuid.UUID
-    event: msgspec.Raw
-    """The event envelope as it was in the events stream."""
+    delivery_id: uuid.UUID | None
+    event: msgspec.Raw = msgspec.field(default_factory=_null)
+    """The event envelope as it was in the events stream (``null`` for refused messages: see ``raw``)."""
     stream_seq: int
-    last_attempt: AttemptRecord
+    last_attempt: AttemptRecord | None = None
+    """The last attempt; ``None`` for refused messages (never sent)."""
     dead_at: datetime
+    cause: DeadLetterCause = "delivery_failed"
+    reason: str = ""
+    """Why, in words: the last attempt's failure, or what decoding refused (naming the field)."""
+    subject: str | None = None
+    """The subject the message was stored under (refused messages)."""
+    raw: bytes | None = None
+    """The message's bytes as stored (refused messages; base64 in JSON), cut when too large: see ``raw_truncated``."""
+    raw_truncated: bool = False
+    """``raw`` holds only the start of the message (it did not fit a NATS message); the stream has it all."""

@@ -8,6 +8,7 @@ reading newer events.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -17,9 +18,11 @@ import msgspec
 
 from ._catalog import KNOWN_EVENT_TYPES, TURBO_SOURCE
 from ._errors import EventValidationError
-from ._subjects import event_subject
+from ._subjects import event_subject, event_type_of_subject
 
 __all__ = (
+    "MAX_EVENT_BYTES",
+    "MAX_EVENT_DEPTH",
     "SCHEMA_VERSION",
     "Actor",
     "ActorType",
@@ -33,6 +36,24 @@ __all__ = (
 )
 
 SCHEMA_VERSION: Final = 1
+
+MAX_EVENT_BYTES: Final = 8 * 1024 * 1024
+"""The largest envelope :func:`decode_event` reads: 8 MiB.
+
+Twice the ``max_payload`` of ``nats/dev.conf`` (4 MB; NATS advises at most
+8 MB), so no event the stream can hold is refused; larger input (an API body,
+a file) is refused before parsing.
+"""
+
+MAX_EVENT_DEPTH: Final = 100
+"""The deepest nesting of JSON arrays and objects :func:`decode_event` reads, the envelope counting as 1.
+
+A real event is the envelope, ``data``, ``current`` and an entity's fields: a
+handful of levels, a few dozen for a rich-text document tree. Parsing (and every
+consumer walking the result) recurses once per level, and Python's stack gives
+out near 1,000: an event 2,000 levels deep raised ``RecursionError`` out of every
+loop that read it.
+"""
 
 ActorType = Literal["user", "ai", "system"]
 
@@ -108,14 +129,68 @@ def encode_event(event: Event) -> bytes:
     return _encoder.encode(event)
 
 
-def decode_event(payload: bytes | str) -> Event:
-    """Parse and check an event; raise :class:`EventValidationError` naming the field."""
+def decode_event(payload: bytes | str, *, subject: str | None = None) -> Event:
+    """Parse and check an event; raise :class:`EventValidationError` naming the field.
+
+    Nothing else is raised, whatever ``payload`` holds: input larger than
+    :data:`MAX_EVENT_BYTES` or nested deeper than :data:`MAX_EVENT_DEPTH` is
+    refused before parsing. With ``subject`` (the subject the message was
+    stored under), the subject decides the type: ``turbo.X.Y`` requires type
+    ``X.Y`` to be in the catalog and to be the envelope's ``event_type``.
+    """
+    if isinstance(payload, str):
+        raw = payload.encode("utf-8", errors="surrogatepass")
+    elif isinstance(payload, bytes):
+        raw = payload
+    else:  # any buffer msgspec reads: bytearray, memoryview, msgspec.Raw (a redelivery request's event)
+        raw = bytes(memoryview(payload))
+    if len(raw) > MAX_EVENT_BYTES:
+        raise EventValidationError("body", f"is larger than {MAX_EVENT_BYTES} bytes ({len(raw)})")
+    _check_depth(raw)
     try:
-        return _decoder.decode(payload)
+        event = _decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise EventValidationError(_path_of(exc), str(exc)) from exc
     except msgspec.DecodeError as exc:
         raise EventValidationError("body", f"is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # a deep stack at the call site: still a refusal, never a crash
+        raise EventValidationError("body", "is nested too deeply to parse here") from exc
+    if subject is not None:
+        _check_subject(event, subject)
+    return event
+
+
+def _check_subject(event: Event, subject: str) -> None:
+    expected = event_type_of_subject(subject)
+    if expected not in KNOWN_EVENT_TYPES:
+        raise EventValidationError("event_type", f"{subject} carries type {expected!r}, which is not in the catalog")
+    if event.event_type != expected:
+        raise EventValidationError(
+            "event_type", f"is {event.event_type!r} but the event was published on {subject} (type {expected!r})"
+        )
+
+
+# A JSON string (escapes included), an opening bracket (group 1), or a closing one.
+_TOKENS: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|([\[{])|[\]}]', re.DOTALL)
+
+
+def _check_depth(raw: bytes) -> None:
+    """Refuse ``raw`` when its arrays and objects nest deeper than :data:`MAX_EVENT_DEPTH`.
+
+    Counting every bracket is two ``memchr``-speed scans; only an input with more
+    opening brackets than the limit (brackets in strings included) is walked
+    token by token, strings skipped whole by the regular expression.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= MAX_EVENT_DEPTH:
+        return
+    depth = 0
+    for token in _TOKENS.finditer(raw):
+        if token.lastindex:  # an opening bracket
+            depth += 1
+            if depth > MAX_EVENT_DEPTH:
+                raise EventValidationError("body", f"is nested deeper than {MAX_EVENT_DEPTH} levels")
+        elif token.end() - token.start() == 1:  # a closing bracket (a string is 2 bytes at least)
+            depth -= 1
 
 
 def _path_of(exc: msgspec.ValidationError) -> str:

@@ -22,10 +22,12 @@ __all__ = (
     "ATTEMPTS_SUBJECT_ROOT",
     "DEAD_LETTER_STREAM",
     "DEAD_LETTER_SUBJECT_ROOT",
+    "LEGACY_RECORDER_CONSUMERS",
     "RECORDER_CONSUMER",
     "RECORDER_FETCH",
     "REDELIVER_STREAM",
     "REDELIVER_SUBJECT_ROOT",
+    "ensure_recorder_consumer",
     "ensure_stream",
     "events_stream_config",
     "internal_stream_configs",
@@ -36,8 +38,14 @@ __all__ = (
 ATTEMPTS_STREAM: Final = "TURBOHOOKS_ATTEMPTS"
 """Internal: one message per delivery attempt, written to SQL by the recorder."""
 ATTEMPTS_SUBJECT_ROOT: Final = "turbohooks.attempts"
-RECORDER_CONSUMER: Final = "recorder"
-"""The recorder's durable consumer on the attempts stream, shared by every recorder."""
+RECORDER_CONSUMER: Final = "delivery_log"
+"""The recorder's durable consumer on the attempts stream, shared by every recorder; each batch acknowledged alone."""
+LEGACY_RECORDER_CONSUMERS: Final = ("recorder",)
+"""The recorder's consumers of earlier releases (``AckPolicy.ALL``): replaced on provision, their position kept.
+
+With "all up to this one" acknowledgements, a recorder killed after fetching a batch lost it for good: the
+next recorder's ack settled it, and interest retention deleted it, before ``ack_wait`` handed it out again.
+"""
 RECORDER_FETCH: Final = 64
 """Attempt batches the recorder fetches, and writes in one transaction, at a time."""
 DEAD_LETTER_STREAM: Final = "TURBOHOOKS_DLQ"
@@ -146,16 +154,51 @@ async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> js
     return info
 
 
-def recorder_consumer_config() -> js_api.ConsumerConfig:
-    """The recorder's consumer: every attempt batch, acknowledged in order (one ack settles a fetch)."""
+def recorder_consumer_config(start_seq: int | None = None) -> js_api.ConsumerConfig:
+    """The recorder's consumer: every attempt batch, each acknowledged once it is in SQL.
+
+    ``start_seq``: where a consumer replacing a legacy one starts (its first unacknowledged batch).
+    """
     return js_api.ConsumerConfig(
         durable_name=RECORDER_CONSUMER,
         description="turbohooks: the recorder (attempts into the delivery log)",
         filter_subject=f"{ATTEMPTS_SUBJECT_ROOT}.>",
-        ack_policy=js_api.AckPolicy.ALL,
+        deliver_policy=js_api.DeliverPolicy.ALL if start_seq is None else js_api.DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=start_seq,
+        ack_policy=js_api.AckPolicy.EXPLICIT,
         ack_wait=30.0,
         max_ack_pending=RECORDER_FETCH * 4,
     )
+
+
+async def ensure_recorder_consumer(js: JetStreamContext) -> None:
+    """Create the recorder's consumer unless it exists; replace a legacy one from where it stood."""
+    try:
+        await js.consumer_info(ATTEMPTS_STREAM, RECORDER_CONSUMER)
+        exists = True
+    except JsNotFoundError:
+        exists = False
+    legacy_floor: int | None = None
+    legacy: list[str] = []
+    for name in LEGACY_RECORDER_CONSUMERS:
+        try:
+            info = await js.consumer_info(ATTEMPTS_STREAM, name)
+        except JsNotFoundError:
+            continue
+        legacy.append(name)
+        floor = info.ack_floor.stream_seq if info.ack_floor is not None else 0
+        legacy_floor = floor if legacy_floor is None else min(legacy_floor, floor or 0)
+    try:
+        if not exists:
+            start = None if legacy_floor is None else (legacy_floor or 0) + 1
+            await js.add_consumer(ATTEMPTS_STREAM, recorder_consumer_config(start))
+        # Only once the new consumer holds interest: deleting first would let the stream drop the batches.
+        for name in legacy:
+            await js.delete_consumer(ATTEMPTS_STREAM, name)
+    except APIError as exc:
+        raise TurbohooksError(
+            f"turbohooks: JetStream refused the recorder's consumer on {ATTEMPTS_STREAM}: {exc.description}"
+        ) from exc
 
 
 async def provision(js: JetStreamContext, settings: Settings) -> list[js_api.StreamInfo]:
@@ -164,10 +207,5 @@ async def provision(js: JetStreamContext, settings: Settings) -> list[js_api.Str
     infos = [await ensure_stream(js, config) for config in configs]
     # Before any worker publishes an attempt: the attempts stream keeps a
     # message only while a consumer is interested in it.
-    try:
-        await js.add_consumer(ATTEMPTS_STREAM, recorder_consumer_config())
-    except APIError as exc:
-        raise TurbohooksError(
-            f"turbohooks: JetStream refused the recorder's consumer on {ATTEMPTS_STREAM}: {exc.description}"
-        ) from exc
+    await ensure_recorder_consumer(js)
     return infos

@@ -7,6 +7,10 @@ cap a worker near the disk's fsync rate; batching lets concurrent deliveries
 share one write. The common case, a delivery that succeeded, hands its event's
 message over too: the batch acknowledges its messages once stored, without a
 task or a future per delivery.
+
+Neither a record nor a batch exceeds the server's ``max_payload`` (see
+:mod:`~consumers.engine._sizing`): batches are cut by encoded size, and a
+record too large alone keeps its request body by reference.
 """
 
 from __future__ import annotations
@@ -15,64 +19,108 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Final
 
-import msgspec
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from streams import ATTEMPTS_SUBJECT_ROOT, NATS_ERRORS
 
-from .._messages import AttemptBatch, AttemptRecord
+from .._messages import AttemptRecord
+from ._sizing import HEADROOM, fit_record
 
 __all__ = ("AttemptBatcher",)
 
 _log = logging.getLogger("turbohooks.worker")
-_encoder: Final = msgspec.json.Encoder()
+_DEFAULT_MAX_PAYLOAD: Final = 1024 * 1024
+_ENVELOPE: Final = 96
+"""Bytes of a batch besides its records: ``{"batch_id":"<uuid>","records":[...]}``."""
 
 
 class AttemptBatcher:
     """Collects attempt records and publishes them in batches of up to ``max_batch`` or every ``linger`` seconds."""
 
     def __init__(
-        self, js: JetStreamContext, *, max_batch: int = 256, max_bytes: int = 256 * 1024, linger: float = 0.02
+        self,
+        js: JetStreamContext,
+        *,
+        max_batch: int = 256,
+        max_bytes: int = 256 * 1024,
+        linger: float = 0.02,
+        max_payload: Callable[[], int] | None = None,
     ) -> None:
         self.js = js
         self.max_batch = max_batch
-        # Well under NATS's default max_payload (1 MiB), whatever server is used.
+        # The batch's target size; never above the server's max_payload (less headroom).
         self.max_bytes = max_bytes
+        # The server's max_payload, read when a record is added (the connection's
+        # server info: it may change on reconnect); nats-py's default without one.
+        self._max_payload = max_payload or (lambda: _DEFAULT_MAX_PAYLOAD)
         # 20 ms: the records wait only to acknowledge events already delivered
         # (ack_wait is seconds), and at a few hundred deliveries/s a 2 ms linger
         # meant an fsync per record competing with the events' own fsyncs.
         self.linger = linger
-        self._records: list[AttemptRecord] = []
+        self._records: list[bytes] = []
+        """Encoded records of the next batch."""
+        self._subject = ""
         self._waiters: list[asyncio.Future[None]] = []
         self._acks: list[Msg] = []
         self._bytes = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._soon = False
         self._flushing: set[asyncio.Task[None]] = set()
 
     async def record(self, record: AttemptRecord) -> None:
         """Return once ``record`` is stored in the attempts stream; raise what the publish raised."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
-        self._add(record)
+        self._add(record, waiter=future)
+        await future
+
+    async def write_ahead(self, record: AttemptRecord) -> None:
+        """Like :meth:`record`, without the linger: the batch goes out now (a request waits for it).
+
+        Records written ahead in one turn of the event loop share one batch,
+        and the records already waiting for their linger go with them.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._add(record, waiter=future)
+        if self._records and not self._soon:
+            self._soon = True
+            asyncio.get_running_loop().call_soon(self._flush)
         await future
 
     def record_and_ack(self, record: AttemptRecord, msg: Msg) -> None:
         """Store ``record``, then acknowledge ``msg``; if storing fails ``msg`` stays unacknowledged (redelivered)."""
-        self._acks.append(msg)
-        self._add(record)
+        self._add(record, ack=msg)
 
-    def _add(self, record: AttemptRecord) -> None:
-        self._records.append(record)
-        self._bytes += len(record.payload) + len(record.response_body or "") + 1024
+    @property
+    def limit(self) -> int:
+        """The largest record or batch published: the server's max_payload less headroom."""
+        return max(self._max_payload() - HEADROOM, 4096)
+
+    def _add(
+        self, record: AttemptRecord, *, waiter: asyncio.Future[None] | None = None, ack: Msg | None = None
+    ) -> None:
+        limit = self.limit
+        _, encoded = fit_record(record, limit - _ENVELOPE)
+        if self._records and self._bytes + len(encoded) + 1 > min(self.max_bytes, limit - _ENVELOPE):
+            self._flush()  # the record does not fit the batch in hand: it starts the next one
+        if not self._records:
+            self._subject = f"{ATTEMPTS_SUBJECT_ROOT}.{record.subscription_id.hex}"
+        self._records.append(encoded)
+        if waiter is not None:
+            self._waiters.append(waiter)
+        if ack is not None:
+            self._acks.append(ack)
+        self._bytes += len(encoded) + 1
         if len(self._records) >= self.max_batch or self._bytes >= self.max_bytes:
             self._flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.linger, self._flush)
 
     def _flush(self) -> None:
+        self._soon = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -80,19 +128,20 @@ class AttemptBatcher:
             return
         records, waiters, acks = self._records, self._waiters, self._acks
         self._records, self._waiters, self._acks, self._bytes = [], [], [], 0
-        task = asyncio.create_task(self._publish(records, waiters, acks))
+        task = asyncio.create_task(self._publish(self._subject, records, waiters, acks))
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
 
     async def _publish(
-        self, records: list[AttemptRecord], waiters: list[asyncio.Future[None]], acks: list[Msg]
+        self, subject: str, records: list[bytes], waiters: list[asyncio.Future[None]], acks: list[Msg]
     ) -> None:
-        message = AttemptBatch(batch_id=uuid.uuid4(), records=records)
+        batch_id = uuid.uuid4()
+        # An AttemptBatch, assembled from records encoded once, as they came.
         # The subject names the first record's subscription: informative only,
         # the recorder reads every subject under the root.
-        subject = f"{ATTEMPTS_SUBJECT_ROOT}.{records[0].subscription_id.hex}"
+        message = b'{"batch_id":"%s","records":[%s]}' % (str(batch_id).encode(), b",".join(records))
         try:
-            await self.js.publish(subject, _encoder.encode(message), headers={"Nats-Msg-Id": str(message.batch_id)})
+            await self.js.publish(subject, message, headers={"Nats-Msg-Id": str(batch_id)})
         except BaseException as exc:
             for future in waiters:
                 if not future.done():

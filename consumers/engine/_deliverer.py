@@ -1,4 +1,10 @@
-"""One attempt of one event against one subscription: render, sign, send, classify, record.
+"""One attempt of one event against one subscription: render, sign, write ahead, send, classify, record.
+
+The attempt's record is written ahead (``pending``, in the attempts stream)
+before the request goes out, and the record of the answer completes it: a
+worker killed mid-request leaves the log a ``pending`` attempt ("outcome
+unknown"), never a request the log did not see. A request whose record
+cannot be written ahead (NATS unavailable) is not sent.
 
 Shared by the live path (a subscription's pull loop) and redeliveries; the
 fate of the attempt is an :data:`~consumers.engine.Outcome`, decided once by
@@ -8,6 +14,7 @@ fate of the attempt is an :data:`~consumers.engine.Outcome`, decided once by
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -23,13 +30,21 @@ from ._batcher import AttemptBatcher
 from ._http import DeliveryClient
 from ._outcome import Gone, Outcome, Retry, decide, logged_as
 from ._retry import RetryPolicy, classify
+from ._sizing import fit_record, omitted
 
-__all__ = ("EVENT_SOURCE", "Attempted", "Deliverer", "delivery_headers")
+__all__ = ("EVENT_SOURCE", "OUTCOME_UNKNOWN", "Attempted", "Deliverer", "delivery_headers")
 
 EVENT_SOURCE: Final = "/turbo"
 """``ce-source`` of deliveries."""
 
+OUTCOME_UNKNOWN: Final = "outcome unknown: sent, no answer recorded (in flight, or the worker stopped)"
+"""The error of an attempt written ahead, until its answer replaces the record."""
+
 _encoder: Final = msgspec.json.Encoder()
+_LETTER_OVERHEAD: Final = 4096
+"""Bytes of a refused letter besides its message's (ids, times, field names, headers), with room to spare."""
+_LETTER_FIELDS: Final = 256
+"""Bytes of a dead letter besides its event, its last attempt and its reason."""
 
 
 class Attempted(msgspec.Struct, frozen=True):
@@ -77,13 +92,20 @@ def delivery_headers(
 class Deliverer:
     """Turns one event into one attempt against one subscription; shared by live and redelivery paths."""
 
-    def __init__(self, settings: Settings, js: JetStreamContext, client: DeliveryClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        js: JetStreamContext,
+        client: DeliveryClient,
+        *,
+        max_payload: Callable[[], int] | None = None,
+    ) -> None:
         self.settings = settings
         self.js = js
         self.client = client
         self.attempts = 0
         """HTTP attempts made by this process (for metrics, and to see copies share the work)."""
-        self.batcher = AttemptBatcher(js)
+        self.batcher = AttemptBatcher(js, max_payload=max_payload)
         self.transports: dict[str, Transport] = {}
         """Custom transports of integrations that have one, opened by the worker."""
 
@@ -107,6 +129,27 @@ class Deliverer:
         delivery_id = delivery_id_for(sub.id, event.event_id)
         started = datetime.now(UTC)
         headers = delivery_headers(sub, integration, event, request, now=started, delivery_id=delivery_id)
+        attempt_id = uuid.uuid4()
+        # Written ahead: stored before the request goes out, so that the log shows
+        # every request a receiver got, even if this process dies before the answer.
+        await self.batcher.write_ahead(
+            AttemptRecord(
+                attempt_id=attempt_id,
+                delivery_id=delivery_id,
+                subscription_id=sub.id,
+                event_id=event.event_id,
+                event_type=event.event_type,
+                attempt=attempt,
+                outcome="pending",
+                trigger=trigger,
+                stream_seq=stream_seq,
+                request_url=request.url,
+                request_headers=headers,
+                error=OUTCOME_UNKNOWN,
+                started_at=started,
+                finished_at=started,
+            )
+        )
         self.attempts += 1
         transport = self.transports.get(integration.name)
         if transport is not None:
@@ -129,7 +172,7 @@ class Deliverer:
             finished=finished,
         )
         record = AttemptRecord(
-            attempt_id=uuid.uuid4(),
+            attempt_id=attempt_id,
             delivery_id=delivery_id,
             subscription_id=sub.id,
             event_id=event.event_id,
@@ -157,18 +200,64 @@ class Deliverer:
         """Publish the attempt for the recorder; awaited, so the log is written before the ack."""
         await self.batcher.record(record)
 
-    async def dead_letter(self, sub: Subscription, raw: bytes, stream_seq: int, record: AttemptRecord) -> None:
-        """Copy an event whose attempts ran out to the dead-letter stream, its last attempt attached."""
+    async def dead_letter(
+        self, sub: Subscription, raw: bytes, stream_seq: int, record: AttemptRecord, reason: str = ""
+    ) -> None:
+        """Copy an event whose attempts ran out to the dead-letter stream, its last attempt attached.
+
+        The letter fits the server's max_payload: the attempt gives up its body
+        first, and an event too large for a letter leaves a reference instead.
+        """
+        limit = self.batcher.limit
+        why = reason or (record.error or f"HTTP {record.response_code}")
+        letter = self._letter(sub, raw, stream_seq, record, limit, why)
+        if len(letter) > limit:  # the event itself is too large for a letter
+            event = omitted("event", raw, stream=self.settings.stream_name, stream_seq=stream_seq)
+            letter = self._letter(sub, event, stream_seq, record, limit, why)
+        await self.js.publish(
+            f"{DEAD_LETTER_SUBJECT_ROOT}.{sub.id.hex}",
+            letter,
+            headers={"Nats-Msg-Id": f"{record.delivery_id}:{stream_seq}"},
+        )
+
+    @staticmethod
+    def _letter(
+        sub: Subscription, event: bytes, stream_seq: int, record: AttemptRecord, limit: int, reason: str
+    ) -> bytes:
+        record, _ = fit_record(record, limit - len(event) - len(reason) - _LETTER_FIELDS)
         letter = DeadLetter(
             subscription_id=sub.id,
             delivery_id=record.delivery_id,
-            event=msgspec.Raw(raw),
+            event=msgspec.Raw(event),
             stream_seq=stream_seq,
             last_attempt=record,
             dead_at=datetime.now(UTC),
+            reason=reason,
+        )
+        return _encoder.encode(letter)
+
+    async def refuse(
+        self, sub: Subscription, raw: bytes, subject: str, stream_seq: int, reason: str, *, max_payload: int
+    ) -> None:
+        """Put a message that is not a deliverable event in the dead letters, with why; never sent.
+
+        Its bytes are kept (cut to fit a NATS message of ``max_payload`` bytes, base64
+        inflating them by a third; the events stream has them whole at ``stream_seq``).
+        """
+        cap = max(0, (max_payload - _LETTER_OVERHEAD - len(reason) - len(subject)) * 3 // 4)
+        letter = DeadLetter(
+            subscription_id=sub.id,
+            delivery_id=None,
+            stream_seq=stream_seq,
+            dead_at=datetime.now(UTC),
+            cause="refused",
+            reason=reason,
+            subject=subject,
+            raw=raw[:cap],
+            raw_truncated=len(raw) > cap,
         )
         await self.js.publish(
             f"{DEAD_LETTER_SUBJECT_ROOT}.{sub.id.hex}",
             _encoder.encode(letter),
-            headers={"Nats-Msg-Id": f"{record.delivery_id}:{stream_seq}"},
+            headers={"Nats-Msg-Id": f"refused:{sub.id.hex}:{stream_seq}"},
         )

@@ -33,7 +33,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from integrations.core import ErrorKind, SendResult, address_problem, host_allowed
+from integrations.core import ErrorKind, SendResult, address_problem, header_problem, host_allowed
 
 __all__ = ("DeliveryClient", "HttpResult")
 
@@ -122,6 +122,14 @@ def _describe(exc: BaseException, timeout: float) -> tuple[str, ErrorKind]:
     if isinstance(exc, OSError):
         return f"connection error: {exc.strerror or exc}", "connect"
     return f"{type(exc).__name__}: {exc}", "protocol"
+
+
+def _refused(exc: Exception, headers: Mapping[str, str]) -> str:
+    """The error of a request the client would not send, naming the header at fault when one is."""
+    for name, value in headers.items():
+        if (problem := header_problem(name, value)) is not None:
+            return f"request refused by the HTTP client: header {name!r} {problem}"
+    return f"request refused by the HTTP client: {exc}"
 
 
 class DeliveryClient:
@@ -225,8 +233,8 @@ class DeliveryClient:
     ) -> SendResult:
         """POST ``body`` to ``url`` with exactly ``headers`` (plus aiohttp's framing); never raises for network errors.
 
-        Raises :class:`RuntimeError` outside ``async with`` and :class:`ValueError`
-        for header values aiohttp refuses (line breaks): validate headers when saving.
+        Raises :class:`RuntimeError` outside ``async with``. A request aiohttp will
+        not write (a control character in a header) is a result too, ``error_kind="request"``.
         """
         session = self._session
         if session is None:
@@ -258,6 +266,10 @@ class DeliveryClient:
                     response.close()  # drop the connection rather than download the rest
         except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
             error, error_kind = _describe(exc, limit)
+        except (ValueError, TypeError) as exc:
+            # aiohttp refuses to write some requests (a control character in a header):
+            # a failed attempt, never a crashed delivery redelivered forever.
+            error, error_kind = _refused(exc, headers), "request"
         return SendResult(
             status=status,
             headers=response_headers,

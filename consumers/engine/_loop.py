@@ -110,10 +110,9 @@ class SubscriptionLoop:
                 await msg.nak()
             return
         try:
-            event = decode_event(msg.data)
+            event = decode_event(msg.data, subject=msg.subject)
         except EventValidationError as exc:
-            _log.error("subscription %s: undecodable event at seq %s: %s", sub.id, stream_seq, exc)
-            await msg.term()
+            await self._refuse(msg, stream_seq, str(exc))
             return
         attempted = await deliverer.attempt(
             sub,
@@ -172,5 +171,21 @@ class SubscriptionLoop:
 
     async def _bury(self, msg: Msg, stream_seq: int, sub: Subscription, record: AttemptRecord, reason: str) -> None:
         _log.debug("subscription %s: seq %s goes to the dead letters (%s)", sub.id, stream_seq, reason)
-        await self.worker.deliverer.dead_letter(sub, msg.data, stream_seq, record)
+        await self.worker.deliverer.dead_letter(sub, msg.data, stream_seq, record, reason)
         await msg.ack()
+
+    async def _refuse(self, msg: Msg, stream_seq: int, reason: str) -> None:
+        """A message that is not a deliverable event: to the dead letters with why, then terminated.
+
+        Until the letter is stored the message stays unacknowledged (redelivered after
+        ``ack_wait``), so a refused message is never lost, only set aside.
+        """
+        sub = self.sub
+        _log.error("subscription %s: refusing the message at seq %s (dead-lettered): %s", sub.id, stream_seq, reason)
+        try:
+            await self.worker.deliverer.refuse(
+                sub, msg.data, msg.subject, stream_seq, reason, max_payload=self.worker.nc.max_payload
+            )
+            await msg.term()
+        except NATS_ERRORS as exc:
+            _log.warning("subscription %s: could not dead-letter seq %s (%s); it comes again", sub.id, stream_seq, exc)

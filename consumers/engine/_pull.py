@@ -4,8 +4,12 @@ nats-py offers ``fetch(batch, timeout)``, which waits for a whole batch or its
 timeout: with a sliding window, slots free one at a time and each fetch then
 costs a round trip per message. This keeps requests outstanding instead (what
 nats.go's ``Consume`` does): messages arrive on an inbox as the server has them,
-and a new request goes out when at least half of the window is free. Idle
-heartbeats let a silent server (a restart dropped our requests) be noticed.
+and a new request goes out when at least half of the window is free.
+
+A restarted server has forgotten our requests: when the connection comes back
+(nats-py's reconnect notification, :func:`on_reconnect`), every pull on it
+asks again at once, so deliveries resume as soon as the server is back. Idle
+heartbeats are the fallback that notices a server gone silent otherwise.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -24,7 +29,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 
 from streams import NATS_ERRORS
 
-__all__ = ("ContinuousPull",)
+__all__ = ("ContinuousPull", "on_reconnect")
 
 _log = logging.getLogger("turbohooks.pull")
 
@@ -39,6 +44,45 @@ class _PullRequest(msgspec.Struct, omit_defaults=True):
 
 
 _encoder: Final = msgspec.json.Encoder()
+_UNAVAILABLE_PAUSE: Final = 0.25
+"""Seconds before asking again when JetStream answered 503 (not ready yet, e.g. just restarted)."""
+
+Listener = Callable[[], Awaitable[None]]
+_listeners: weakref.WeakKeyDictionary[NATS, set[Listener]] = weakref.WeakKeyDictionary()
+
+
+def on_reconnect(nc: NATS) -> set[Listener]:
+    """The callbacks run after each reconnect of ``nc`` (add to it, discard from it).
+
+    nats-py has one ``reconnected_cb``, given at connect time by whoever connected
+    (``streams.connect_nats`` logs with it); this chains after it, once per
+    connection. The listeners run in a task of their own, so the client's
+    reconnect sequence is never held up nor broken by one of them.
+    """
+    listeners = _listeners.get(nc)
+    if listeners is not None:
+        return listeners
+    registered: set[Listener] = set()
+    _listeners[nc] = registered
+    previous: Listener | None = getattr(nc, "_reconnected_cb", None)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def notify() -> None:
+        for listener in list(registered):
+            try:
+                await listener()
+            except Exception:  # noqa: BLE001  one listener's bug must not keep the others from asking again
+                _log.exception("a reconnect listener failed")
+
+    async def reconnected() -> None:
+        if previous is not None:
+            await previous()
+        task = asyncio.create_task(notify(), name="turbohooks-reconnected")
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    nc._reconnected_cb = reconnected  # the one hook nats-py offers: see the docstring
+    return registered
 
 
 class ContinuousPull:
@@ -75,6 +119,9 @@ class ContinuousPull:
         self._watchdog: asyncio.Task[None] | None = None
         self._stopping = False
         self._paused_until = 0.0
+        self._retry: asyncio.TimerHandle | None = None
+        self._asking: set[asyncio.Task[None]] = set()
+        """Delayed refills in progress (kept referenced; not messages in hand)."""
 
     @property
     def in_hand(self) -> int:
@@ -86,6 +133,13 @@ class ContinuousPull:
         self._inbox = self.nc.new_inbox()
         self._sub = await self.nc.subscribe(self._inbox, cb=self._on_message, pending_msgs_limit=self.window * 4)
         self._watchdog = asyncio.create_task(self._watch())
+        on_reconnect(self.nc).add(self._reconnected)
+        await self._refill()
+
+    async def _reconnected(self) -> None:
+        """The connection came back: requests in flight died with the old one (a server restart); ask again."""
+        self._requested = 0
+        self._last_seen = time.monotonic()
         await self._refill()
 
     def hold(self, seconds: float) -> None:
@@ -95,6 +149,9 @@ class ContinuousPull:
     async def stop(self, timeout: float) -> None:
         """Stop asking; wait up to ``timeout`` for the messages in hand; unsubscribe."""
         self._stopping = True
+        on_reconnect(self.nc).discard(self._reconnected)
+        if self._retry is not None:
+            self._retry.cancel()
         if self._watchdog is not None:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -146,7 +203,22 @@ class ContinuousPull:
             self._requested = 0
         if status not in ("408", "404"):
             _log.debug("pull request ended with %s %s", status, headers.get("Description", ""))
+        if status == "503":
+            # No JetStream behind the subject (yet): asking again at once would spin.
+            self._ask_soon()
+            return
         await self._refill()
+
+    def _ask_soon(self) -> None:
+        if self._retry is None or self._retry.cancelled() or self._retry.when() < asyncio.get_running_loop().time():
+            self._retry = asyncio.get_running_loop().call_later(_UNAVAILABLE_PAUSE, self._ask_now)
+
+    def _ask_now(self) -> None:
+        self._retry = None
+        if not self._stopping:
+            task = asyncio.create_task(self._refill())
+            self._asking.add(task)
+            task.add_done_callback(self._asking.discard)
 
     async def _run(self, msg: Msg) -> None:
         try:

@@ -43,6 +43,8 @@ _RNG: Final = random.Random()
 def classify(status: int | None, error_kind: ErrorKind | None) -> Classification:
     """What one attempt's outcome means; a status code, when there is one, decides over ``error_kind``."""
     if status is None:
+        if error_kind == "request":
+            return "fail"  # the client refused to send it: the same request would be refused again
         return "retry"  # timeout, connection or protocol error: the receiver may recover
     if 200 <= status < 300:
         return "success"

@@ -72,7 +72,7 @@ class Worker:
             guard_addresses=True,
             allowed_hosts=settings.webhook_allowed_hosts,
         )
-        self.deliverer = Deliverer(settings, self.js, self.client)
+        self.deliverer = Deliverer(settings, self.js, self.client, max_payload=lambda: nc.max_payload)
         self._loops: dict[uuid.UUID, SubscriptionLoop] = {}
         self._known: dict[uuid.UUID, Subscription] = {}
         self.ready = asyncio.Event()
@@ -180,15 +180,24 @@ class Worker:
                 msgs = await psub.fetch(16, timeout=_IDLE_FETCH)
             except NATS_ERRORS:
                 continue
-            await asyncio.gather(*(self._redeliver(msg) for msg in msgs))
+            await asyncio.gather(*(self._redeliver_guarded(msg) for msg in msgs))
+
+    async def _redeliver_guarded(self, msg: Msg) -> None:
+        try:
+            await self._redeliver(msg)
+        except Exception:  # noqa: BLE001  one request must not end the loop of its kind; it comes again after ack_wait
+            _log.exception("a redelivery request crashed; it will be asked again")
 
     async def _redeliver(self, msg: Msg) -> None:
         try:
+            # Any NATS client may publish here: a request nested too deeply for the
+            # parser (RecursionError, the event being kept raw) is refused like one malformed.
             request = request_decoder.decode(msg.data)
             event = decode_event(request.event)
-        except (msgspec.ValidationError, msgspec.DecodeError, EventValidationError) as exc:
+        except (msgspec.ValidationError, msgspec.DecodeError, EventValidationError, RecursionError) as exc:
             _log.error("undecodable redelivery request: %s", exc)
-            await msg.term()
+            with contextlib.suppress(*NATS_ERRORS):
+                await msg.term()
             return
         sub = self._known.get(request.subscription_id)
         if sub is None or sub.integration not in self.kinds or sub.status != "active":
@@ -199,17 +208,22 @@ class Worker:
             return
         integration = INTEGRATIONS[sub.integration]
         loop = self._loops.get(sub.id)
-        attempted = await self.deliverer.attempt(
-            sub,
-            integration,
-            loop.config if loop is not None else integration.load_config(sub.integration_config),
-            event,
-            bytes(request.event),
-            attempt=1,
-            trigger=request.trigger,
-            stream_seq=request.stream_seq,
-            policy=None,
-        )
+        try:
+            attempted = await self.deliverer.attempt(
+                sub,
+                integration,
+                loop.config if loop is not None else integration.load_config(sub.integration_config),
+                event,
+                bytes(request.event),
+                attempt=1,
+                trigger=request.trigger,
+                stream_seq=request.stream_seq,
+                policy=None,
+            )
+        except NATS_ERRORS as exc:
+            # Its record could not be written ahead: not sent; unacknowledged, so it comes back.
+            _log.warning("could not start a redelivery (%s)", exc)
+            return
         try:
             if attempted is not None:
                 await self.deliverer.record(attempted.record)

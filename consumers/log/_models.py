@@ -178,7 +178,7 @@ class AttemptRow(Base):
         Index("ix_webhook_delivery_attempts_delivery_id_finished_at", "delivery_id", "finished_at"),
         # Latency percentiles of the stats page scan attempts by time.
         Index("ix_webhook_delivery_attempts_started_at", "started_at"),
-        CheckConstraint("outcome IN ('success', 'retrying', 'failed')", name="outcome"),
+        CheckConstraint("outcome IN ('success', 'retrying', 'failed', 'pending')", name="outcome"),
     )
 
     attempt_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)

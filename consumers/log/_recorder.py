@@ -6,6 +6,21 @@ drains it in batches, writes each batch in one transaction, then acknowledges
 it; a crash in between replays the batch, which the store ignores (attempt ids
 are unique). It also acts on what the log shows: a subscription failing for
 too long, or answered 410 Gone, is disabled.
+
+It acknowledges exactly what it stored: each message of the attempts stream
+on its own (``AckPolicy.EXPLICIT``), once its records are in SQL, so a
+recorder killed after a fetch leaves that batch to be handed out again, and
+several recorders never settle each other's batches. A batch whose write fails
+is kept in hand and written again, in place, with a growing pause (its
+messages marked in progress so that they are not handed to another recorder
+meanwhile), before anything more is fetched. A database outage (SQLite's lock held past
+its busy timeout, PostgreSQL restarting) therefore delays the log, never
+loses a record. Any other error writing a batch is retried once, then the
+batch is written message by message, and a message that still fails is
+parked on the dead-letter stream (``turbohooks.dlq.attempts``) with the
+reason in its ``Turbohooks-Reason`` header, then acknowledged. So is a
+message that does not decode as an attempt batch: kept, with why, never
+dropped silently; and the loop never dies of one batch.
 """
 
 from __future__ import annotations
@@ -13,34 +28,51 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from sqlalchemy.exc import SQLAlchemyError
 
 from streams import (
     ATTEMPTS_STREAM,
+    DEAD_LETTER_SUBJECT_ROOT,
     NATS_ERRORS,
     RECORDER_CONSUMER,
     RECORDER_FETCH,
     DatabaseUnavailableError,
     Settings,
+    ensure_recorder_consumer,
     recorder_consumer_config,
 )
 
 from .._messages import AttemptBatch, AttemptRecord
+from ._database import DATABASE_OUTAGES
 from ._store import DeliveryStore
 
 if TYPE_CHECKING:
     from ..subscriptions import SubscriptionService  # the service writes through this package's store
 
-__all__ = ("RECORDER_CONSUMER", "Recorder")
+__all__ = ("PARKED_SUBJECT", "RECORDER_CONSUMER", "Recorder")
 
 _log = logging.getLogger("turbohooks.recorder")
 
 _decoder: Final = msgspec.json.Decoder(AttemptBatch)
+
+PARKED_SUBJECT: Final = f"{DEAD_LETTER_SUBJECT_ROOT}.attempts"
+"""Where the recorder parks attempts messages it cannot store: undecodable, or refused by the database."""
+
+_RETRY_FIRST: Final = 0.5
+_RETRY_MAX: Final = 5.0
+"""Pauses between writes of a batch the database refused: doubling from the first to the last."""
+_HEADROOM: Final = 4096
+"""Bytes left under the server's max_payload for a parked message's headers."""
+
+
+class _Undecodable(Exception):
+    """A message of the attempts stream that is not an attempt batch."""
 
 
 class Recorder:
@@ -48,17 +80,30 @@ class Recorder:
 
     def __init__(self, settings: Settings, nc: NATS, deliveries: DeliveryStore, service: SubscriptionService) -> None:
         self.settings = settings
+        self.nc = nc
         self.js = nc.jetstream(timeout=settings.publish_timeout)
         self.deliveries = deliveries
         self.service = service
         self.recorded = 0
+        self.parked = 0
+        """Messages parked on the dead-letter stream (undecodable, or refused by the database)."""
         self.idle = asyncio.Event()
         """Set whenever the recorder has caught up with the attempts stream."""
+        # In-progress marks go out well within the consumer's ack_wait.
+        self._keepalive = (recorder_consumer_config().ack_wait or 30.0) / 3
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Record until ``stop`` is set; the batch in hand is finished first."""
-        await self.js.add_consumer(ATTEMPTS_STREAM, recorder_consumer_config())
-        psub = await self.js.pull_subscribe_bind(durable=RECORDER_CONSUMER, stream=ATTEMPTS_STREAM)
+        """Record until ``stop`` is set; the batch in hand is finished first (or left unacknowledged)."""
+        psub = None
+        while psub is None and not stop.is_set():
+            try:
+                await ensure_recorder_consumer(self.js)
+                psub = await self.js.pull_subscribe_bind(durable=RECORDER_CONSUMER, stream=ATTEMPTS_STREAM)
+            except NATS_ERRORS as exc:
+                _log.warning("recorder: its consumer is unavailable (%s); retrying", exc)
+                await _sleep(stop, 1.0)
+        if psub is None:
+            return
         stopper = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
@@ -66,45 +111,141 @@ class Recorder:
                 done, _ = await asyncio.wait({fetch, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if fetch not in done:
                     fetch.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, *NATS_ERRORS):
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
                         await fetch
                     break
                 try:
                     msgs = fetch.result()
                 except NATS_ERRORS:
                     msgs = []
+                except Exception as exc:  # noqa: BLE001  the loop never dies of one fetch
+                    _log.error("recorder: fetch failed (%r); fetching again", exc)
+                    await _sleep(stop, 1.0)
+                    msgs = []
                 if not msgs:
                     self.idle.set()
                     continue
-                try:
-                    await self._record(msgs)
-                except (DatabaseUnavailableError, SQLAlchemyError) as exc:
-                    # Not acknowledged: the batch comes back after ack_wait, and
-                    # writing it twice is harmless (attempt ids are unique).
-                    _log.error("recorder: could not write %d attempts (%s); retrying", len(msgs), exc)
-                    await asyncio.sleep(1.0)
+                self.idle.clear()
+                await self._store(msgs, stop)
         finally:
             stopper.cancel()
             with contextlib.suppress(*NATS_ERRORS):
                 await psub.unsubscribe()
 
-    async def _record(self, msgs: list[Msg]) -> None:
-        self.idle.clear()
+    async def _store(self, msgs: Sequence[Msg], stop: asyncio.Event) -> bool:
+        """Write ``msgs`` and acknowledge them, retrying in place; False if ``stop`` came first (not acknowledged)."""
+        delay = _RETRY_FIRST
+        failures = 0
+        marked = time.monotonic()
+        while True:
+            try:
+                await self._write(msgs)
+                for msg in msgs:
+                    await _ack(msg)
+                return True
+            except (DatabaseUnavailableError, *DATABASE_OUTAGES, *NATS_ERRORS) as exc:
+                # Held, not acknowledged, and nothing more fetched: the log keeps
+                # the stream's order, and the batch is not handed to another recorder.
+                _log.error(
+                    "recorder: could not write %d attempt batches (%s); retrying in %.1fs", len(msgs), exc, delay
+                )
+            except Exception as exc:  # noqa: BLE001  any error of one batch: retried, then isolated
+                failures += 1
+                if failures >= 2:
+                    _log.error("recorder: a batch keeps failing (%r); writing its messages one by one", exc)
+                    return await self._store_one_by_one(msgs, stop, exc)
+                _log.error("recorder: writing %d attempt batches failed (%r); retrying", len(msgs), exc)
+            if await _sleep(stop, delay):
+                return False
+            delay = min(delay * 2, _RETRY_MAX)
+            if time.monotonic() - marked >= self._keepalive:
+                marked = time.monotonic()
+                await _in_progress(msgs)
+
+    async def _store_one_by_one(self, msgs: Sequence[Msg], stop: asyncio.Event, cause: Exception) -> bool:
+        for msg in msgs:
+            delay = _RETRY_FIRST
+            while True:
+                try:
+                    try:
+                        await self._write([msg])
+                    except (DatabaseUnavailableError, *DATABASE_OUTAGES, *NATS_ERRORS):
+                        raise
+                    except Exception as exc:  # noqa: BLE001  kept on the dead-letter stream, with why
+                        await self._park(msg, f"the delivery log refused it: {exc!r}")
+                    await _ack(msg)
+                    break
+                except (DatabaseUnavailableError, *DATABASE_OUTAGES, *NATS_ERRORS) as exc:
+                    _log.error("recorder: could not write an attempt batch (%s); retrying in %.1fs", exc, delay)
+                    if await _sleep(stop, delay):
+                        return False
+                    delay = min(delay * 2, _RETRY_MAX)
+                    await _in_progress(msgs)
+        _log.info("recorder: the failing batch is handled (%r)", cause)
+        return True
+
+    async def _write(self, msgs: Sequence[Msg]) -> None:
         attempts: list[AttemptRecord] = []
         for msg in msgs:
             try:
-                attempts.extend(_decoder.decode(msg.data).records)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                _log.error("recorder: skipping an undecodable attempt batch: %s", exc)
+                attempts.extend(_decode(msg.data))
+            except _Undecodable as exc:
+                await self._park(msg, f"not an attempt batch: {exc}")
         result = await self.deliveries.record(
             attempts,
             disable_after_failures=self.settings.webhook_disable_after_failures,
             disable_after_period=self.settings.webhook_disable_after_period,
         )
+        self.recorded += len(attempts)
         for subscription_id, reason in result.to_disable().items():
-            disabled = await self.service.disable(subscription_id, reason)
+            # Stored already: a failed disable is logged, not a reason to write the batch again.
+            try:
+                disabled = await self.service.disable(subscription_id, reason)
+            except Exception as exc:  # noqa: BLE001  logged; the batch is stored
+                _log.error("recorder: could not disable subscription %s (%r): %s", subscription_id, exc, reason)
+                continue
             if disabled is not None:
                 _log.warning("recorder: disabled subscription %s (%s): %s", disabled.id, disabled.name, reason)
-        # AckPolicy.ALL: acknowledging the last message settles the whole batch.
-        await msgs[-1].ack()
-        self.recorded += len(attempts)
+
+    async def _park(self, msg: Msg, reason: str) -> None:
+        """Keep a message the log cannot take on the dead-letter stream, with why (raises what the publish raised)."""
+        data = msg.data
+        headers = {"Turbohooks-Reason": reason.replace("\r", " ").replace("\n", " ")[:1000], "Turbohooks-Source": ""}
+        with contextlib.suppress(Exception):
+            headers["Turbohooks-Source"] = f"{ATTEMPTS_STREAM}:{msg.metadata.sequence.stream}"
+            headers["Nats-Msg-Id"] = f"parked:{msg.metadata.sequence.stream}"
+        limit = self.nc.max_payload - _HEADROOM
+        if len(data) > limit:
+            headers["Turbohooks-Truncated"] = f"{len(data)} bytes, first {limit} kept"
+            data = data[:limit]
+        _log.error("recorder: parked an attempts message on %s: %s", PARKED_SUBJECT, reason)
+        await self.js.publish(PARKED_SUBJECT, data, headers=headers)
+        self.parked += 1
+
+
+def _decode(data: bytes) -> list[AttemptRecord]:
+    try:
+        return _decoder.decode(data).records
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise _Undecodable(str(exc)) from exc
+    except (RecursionError, MemoryError, ValueError) as exc:
+        raise _Undecodable(repr(exc)) from exc
+
+
+async def _ack(msg: Msg) -> None:
+    with contextlib.suppress(*NATS_ERRORS):
+        # Lost acks only replay stored batches (ignored as duplicates).
+        await msg.ack()
+
+
+async def _in_progress(msgs: Sequence[Msg]) -> None:
+    with contextlib.suppress(*NATS_ERRORS):
+        for msg in msgs:
+            await msg.in_progress()
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` unless ``stop`` is set first; True if it is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()

@@ -80,7 +80,9 @@ class DeliveryRecording:
         """
         batch: dict[uuid.UUID, AttemptRecord] = {}
         for record in attempts:
-            batch.setdefault(record.attempt_id, record)
+            held = batch.get(record.attempt_id)
+            if held is None or (held.outcome == "pending" and record.outcome != "pending"):
+                batch[record.attempt_id] = record  # the answer supersedes the record written ahead
         result = RecordResult(duplicates=len(attempts) - len(batch))
         if not batch:
             return result
@@ -115,7 +117,7 @@ class DeliveryRecording:
             fresh: dict[uuid.UUID, dict[str, Any]] = {}
             for delivery_id in sorted(by_delivery.keys() - stored.keys()):
                 row = fresh[delivery_id] = _new_delivery_values(delivery_id, by_delivery[delivery_id])
-                transitions[delivery_id] = _apply_attempts(row, by_delivery[delivery_id])
+                transitions[delivery_id] = _apply_attempts(row, by_delivery[delivery_id], set())
             if fresh:
                 created = set(await connection.scalars(self._insert_deliveries, list(fresh.values())))
                 if raced := fresh.keys() - created:
@@ -125,9 +127,22 @@ class DeliveryRecording:
                     stored.update(
                         (row.id, row._asdict()) for row in await _select_in(connection, _LOCK_DELIVERIES, raced)
                     )
-            inserted = set(await connection.scalars(self._insert_attempts, [_attempt_values(r) for r in kept]))
-            result.recorded = len(inserted)
-            result.duplicates += len(kept) - len(inserted)
+            # Attempts written ahead (pending) that this batch completes: their rows are updated.
+            known: dict[uuid.UUID, str] = {}
+            if stored:
+                ids = {r.attempt_id for r in kept if r.delivery_id in stored}
+                known = {row.attempt_id: row.outcome for row in await _select_in(connection, _STORED_ATTEMPTS, ids)}
+            completing = [r for r in kept if known.get(r.attempt_id) == "pending" and r.outcome != "pending"]
+            completed = {r.attempt_id for r in completing}
+            if completing:
+                await connection.execute(
+                    _COMPLETE_ATTEMPT,
+                    [{**_attempt_values(r), "b_id": r.attempt_id} for r in sorted(completing, key=_by_id)],
+                )
+            fresh_attempts = [_attempt_values(r) for r in kept if r.attempt_id not in known]
+            inserted = set(await connection.scalars(self._insert_attempts, fresh_attempts)) if fresh_attempts else set()
+            result.recorded = len(inserted) + len(completed)
+            result.duplicates += len(kept) - result.recorded
 
             # UPDATEs grouped by the columns they set: one executemany per group.
             updates: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
@@ -137,12 +152,12 @@ class DeliveryRecording:
                     continue
                 # Only if a stored attempt names another delivery than its record does: redo the row.
                 row = _new_delivery_values(delivery_id, records)
-                transitions[delivery_id] = _apply_attempts(row, [r for r in records if r.attempt_id in inserted])
+                transitions[delivery_id] = _apply_attempts(row, [r for r in records if r.attempt_id in inserted], set())
                 _add_update(updates, delivery_id, row)
             for delivery_id, row in stored.items():
-                new = [record for record in by_delivery[delivery_id] if record.attempt_id in inserted]
+                new = [r for r in by_delivery[delivery_id] if r.attempt_id in inserted or r.attempt_id in completed]
                 if new:
-                    transitions[delivery_id] = _apply_attempts(row, new)
+                    transitions[delivery_id] = _apply_attempts(row, new, completed)
                     _add_update(updates, delivery_id, row)
             for params in updates.values():
                 await connection.execute(_UPDATE_DELIVERY, sorted(params, key=lambda p: p["b_id"]))
@@ -163,7 +178,7 @@ class DeliveryRecording:
             for record in kept:
                 subscription = subscriptions[record.subscription_id]
                 if (
-                    record.attempt_id in inserted
+                    (record.attempt_id in inserted or record.attempt_id in completed)
                     and record.disable_subscription
                     and subscription.status != "disabled"
                     and all(gone_id != subscription.id for gone_id, _ in result.gone)
@@ -207,6 +222,21 @@ _LOCK_DELIVERIES: Final = (
     .with_for_update()
 )
 """What :func:`_apply_attempts` reads of the stored deliveries in ``ids``, locked."""
+
+
+_STORED_ATTEMPTS: Final = select(ATTEMPTS.c.attempt_id, ATTEMPTS.c.outcome).where(
+    ATTEMPTS.c.attempt_id.in_(bindparam("ids", expanding=True))
+)
+"""The outcome of the attempts in ``ids`` already stored (``pending``: written ahead, to be completed)."""
+
+_COMPLETE_ATTEMPT: Final = (
+    update(ATTEMPTS).where(ATTEMPTS.c.attempt_id == bindparam("b_id")).where(ATTEMPTS.c.outcome == "pending")
+)
+"""The answer of an attempt written ahead: its row takes the final values."""
+
+
+def _by_id(record: AttemptRecord) -> uuid.UUID:
+    return record.attempt_id
 
 
 # The SET clause comes from the keys of the parameters ("b_id" names the row).
@@ -314,17 +344,25 @@ def _finish_order(record: AttemptRecord) -> tuple[datetime, int]:
     return utc(record.finished_at), record.attempt
 
 
-def _apply_attempts(row: dict[str, Any], new: list[AttemptRecord]) -> tuple[datetime, uuid.UUID, DeliveryStatus] | None:
+def _apply_attempts(
+    row: dict[str, Any], new: list[AttemptRecord], completed: set[uuid.UUID]
+) -> tuple[datetime, uuid.UUID, DeliveryStatus] | None:
     """Fold newly stored attempts into their delivery's values; the transition to success or failed, if any.
 
     ``row`` holds at least what :data:`_LOCK_DELIVERIES` reads; the columns it
-    gains here are the ones to write besides those.
+    gains here are the ones to write besides those. An attempt written ahead
+    (``pending``) counts, and changes nothing else (the request is out, its
+    answer unknown); the answer of one already counted (in ``completed``)
+    applies its outcome without counting again.
     """
     before = row["status"] if row["attempts"] else None  # None: the row is created by this batch
     carrier: AttemptRecord | None = None  # the latest attempt with a body
     for record in sorted(new, key=_finish_order) if len(new) > 1 else new:
         finished = utc(record.finished_at)
-        row["attempts"] += 1
+        if record.attempt_id not in completed:
+            row["attempts"] += 1
+        if record.outcome == "pending":
+            continue
         if record.outcome == "success" and (row["delivered_at"] is None or finished < row["delivered_at"]):
             row["delivered_at"] = finished
         if row["last_attempt_at"] is not None and finished < row["last_attempt_at"]:

@@ -30,7 +30,9 @@ __all__ = (
     "TransportFactory",
 )
 
-ErrorKind = Literal["timeout", "connect", "protocol"]
+ErrorKind = Literal["timeout", "connect", "protocol", "request"]
+"""Why an attempt got no answer: timed out, could not connect, a broken exchange, or ``request``:
+the HTTP client refused to send the request itself (a header it will not write): never sent."""
 
 ConfigT = TypeVar("ConfigT", bound=msgspec.Struct)
 """An integration's config Struct."""

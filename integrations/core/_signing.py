@@ -28,6 +28,7 @@ import base64
 import binascii
 import functools
 import hmac
+import re
 import secrets as _secrets
 import time
 import uuid
@@ -45,6 +46,7 @@ __all__ = (
     "build_headers",
     "generate_secret",
     "github_signature",
+    "header_problem",
     "secret_bytes",
     "sign",
     "signature_header",
@@ -78,6 +80,31 @@ RESERVED_HEADERS: Final[frozenset[str]] = frozenset(
     }
 )
 """Lower-cased header names a subscription's custom headers may not set."""
+
+# RFC 9110 section 5.1: field-name = token = 1*tchar.
+_FIELD_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Section 5.5: field-value = *field-content, of VCHAR, SP, HTAB and obs-text (a str's non-ASCII characters,
+# sent as UTF-8 octets, are obs-text); controls are not: C0 but HTAB, DEL, and C1 (U+0080-U+009F).
+_FORBIDDEN_IN_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def header_problem(name: str, value: object) -> str | None:
+    """What is wrong with a header field by RFC 9110's rules (``None``: nothing), naming the character.
+
+    The name is a token; the value is a string of visible characters, spaces and
+    tabs, neither beginning nor ending with a space or tab. HTTP clients refuse
+    control characters at send time (aiohttp raises), so they are refused here first.
+    """
+    if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+        return "is not a valid HTTP header name (RFC 9110: letters, digits and !#$%&'*+-.^_`|~ only)"
+    if not isinstance(value, str):
+        return f"must be a string, got {type(value).__name__}"
+    bad = _FORBIDDEN_IN_VALUE.search(value)
+    if bad is not None:
+        return f"contains the control character U+{ord(bad.group()):04X} at {bad.start()} (RFC 9110 field-value)"
+    if value != value.strip(" \t"):
+        return "must not begin or end with a space or tab (RFC 9110 field-value)"
+    return None
 
 
 class SignatureError(TurbohooksError, ValueError):

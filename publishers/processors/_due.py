@@ -118,8 +118,9 @@ def _is_open(event: Event, kind: str, was_open: bool) -> bool:
     # An update that lists its changes says whether the status moved; one that
     # does not, or a creation, is taken at its word.
     told = not changes or "status" in changes or event.event_type.endswith(("created", "status_changed"))
-    if "status" in current and told:
-        return current["status"] not in kind_done
+    status = current.get("status")
+    if isinstance(status, str) and told:  # a status that is not a string says nothing about being open
+        return status not in kind_done
     return was_open
 
 

@@ -33,7 +33,7 @@ from streams import (
     decode_event,
 )
 
-__all__ = ("RecordStore", "StreamFollower", "decode_messages", "kv_key")
+__all__ = ("BAD_EVENT_ERRORS", "RecordStore", "StreamFollower", "decode_messages", "kv_key")
 
 _log = logging.getLogger("turbohooks.follow")
 
@@ -270,6 +270,14 @@ class StreamFollower:
             with contextlib.suppress(*NATS_ERRORS):
                 await self._psub.unsubscribe()
             self._psub = None
+
+
+BAD_EVENT_ERRORS: Final = (TypeError, ValueError, KeyError, AttributeError)
+"""What a well-formed event with odd values (a list where a status belongs) can raise in a processor's model.
+
+A processor logs the event and goes on: one bad message never stops the loop (and, with its cursor
+before the event, it would stop again on every restart).
+"""
 
 
 def decode_messages(msgs: list[Msg]) -> list[tuple[int, Event]]:

@@ -40,7 +40,7 @@ from streams import (
 from .._publisher import EventPublisher
 from .._rules import CLOSED_STATUS
 from ._base import FollowingProcessor
-from ._follow import RecordStore, StreamFollower, decode_messages, kv_key
+from ._follow import BAD_EVENT_ERRORS, RecordStore, StreamFollower, decode_messages, kv_key
 
 __all__ = ("MILESTONES_BUCKET", "MilestoneProcessor", "completion_event_id")
 
@@ -173,10 +173,13 @@ class MilestoneProcessor(FollowingProcessor):
         assert self._links is not None
         published: list[Event] = []
         for seq, event in decode_messages(msgs):
-            if event.entity_type == "issue":
-                published.extend(await self._issue(seq, event))
-            elif event.event_type in _MILESTONE_EVENTS:
-                await self._milestone_state(seq, event)
+            try:
+                if event.entity_type == "issue":
+                    published.extend(await self._issue(seq, event))
+                elif event.event_type in _MILESTONE_EVENTS:
+                    await self._milestone_state(seq, event)
+            except BAD_EVENT_ERRORS as exc:
+                _log.error("milestones: skipping event %s at seq %d: %r", event.event_id, seq, exc)
             self._applied = seq
         if msgs:
             await self._links.write_cursor(self._applied)

@@ -51,7 +51,7 @@ from streams.settings import SchedulerSettings
 from .._publisher import EventPublisher
 from ._base import FollowingProcessor
 from ._due import ACTOR, LEARNED_FROM, NAMESPACE, ScheduledItem, due_event, due_now, learn
-from ._follow import RecordStore, StreamFollower, decode_messages, kv_key
+from ._follow import BAD_EVENT_ERRORS, RecordStore, StreamFollower, decode_messages, kv_key
 from ._reports import last_daily, last_weekly, summarize
 
 __all__ = ("SCHEDULER_BUCKET", "Scheduler")
@@ -177,7 +177,10 @@ class Scheduler(FollowingProcessor):
             async def apply(item: ScheduledItem | None, seq: int = seq, event: Event = event) -> ScheduledItem | None:
                 return learn(item, event, seq)
 
-            await self._items.change(key, apply)
+            try:
+                await self._items.change(key, apply)
+            except BAD_EVENT_ERRORS as exc:
+                _log.error("scheduler: skipping event %s at seq %d: %r", event.event_id, seq, exc)
             self._applied = seq
         if msgs:
             await self._items.write_cursor(self._applied)

@@ -11,6 +11,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType,
 from streams import (
     ATTEMPTS_STREAM,
     ATTEMPTS_SUBJECT_ROOT,
+    LEGACY_RECORDER_CONSUMERS,
     RECORDER_CONSUMER,
     EmbeddedNats,
     Settings,
@@ -60,13 +61,49 @@ async def test_attempts_are_kept_for_the_recorder_until_it_acknowledges(
     # The recorder's consumer exists as soon as the stream does, so a batch
     # published before any recorder started is kept for it.
     recorder = await js.consumer_info(ATTEMPTS_STREAM, RECORDER_CONSUMER)
-    assert recorder.config.ack_policy == AckPolicy.ALL
+    # Each batch acknowledged alone: a recorder killed after a fetch leaves that batch for the next one.
+    assert recorder.config.ack_policy == AckPolicy.EXPLICIT
     assert recorder.config.filter_subject == f"{ATTEMPTS_SUBJECT_ROOT}.>"
     await provision(js, settings)  # idempotent, consumer included
 
 
+async def test_a_legacy_recorder_consumer_is_replaced_from_its_first_unacknowledged_batch(tmp_path: Path) -> None:
+    """The ack-all consumer of earlier releases: its acknowledged batches stay settled, the rest are kept."""
+    async with EmbeddedNats(store_dir=tmp_path / "js", config=ROOT / "nats" / "test.conf") as server:
+        settings = Settings(nats_url=server.url, data_dir=tmp_path / "data", stream_max_bytes=64 << 20)
+        nc = await connect_nats(settings)
+        try:
+            js = nc.jetstream()
+            await provision(js, settings)
+            await js.delete_consumer(ATTEMPTS_STREAM, RECORDER_CONSUMER)
+            legacy = LEGACY_RECORDER_CONSUMERS[0]
+            await js.add_consumer(
+                ATTEMPTS_STREAM,
+                ConsumerConfig(
+                    durable_name=legacy, filter_subject=f"{ATTEMPTS_SUBJECT_ROOT}.>", ack_policy=AckPolicy.ALL
+                ),
+            )
+            for i in range(3):
+                await js.publish(f"{ATTEMPTS_SUBJECT_ROOT}.old", f'{{"n": {i}}}'.encode())
+            old = await js.pull_subscribe_bind(durable=legacy, stream=ATTEMPTS_STREAM)
+            msgs = await old.fetch(2, timeout=5)
+            await msgs[-1].ack_sync()  # the old recorder stored the first two
+            await old.unsubscribe()
+
+            await provision(js, settings)
+
+            info = await js.consumer_info(ATTEMPTS_STREAM, RECORDER_CONSUMER)
+            assert info.num_pending == 1, "only the unrecorded third batch is left to record"
+            assert (await js.stream_info(ATTEMPTS_STREAM)).state.messages == 1
+            assert legacy not in [c.name for c in await js.consumers_info(ATTEMPTS_STREAM)]
+            await provision(js, settings)  # idempotent once converted
+        finally:
+            await nc.close()
+
+
 async def test_an_older_attempts_stream_is_converted_in_place_keeping_its_batches(tmp_path: Path) -> None:
     """Stores made before interest retention (limits, 7 days) upgrade on provision, unrecorded batches kept."""
+    legacy = LEGACY_RECORDER_CONSUMERS[0]
     async with EmbeddedNats(store_dir=tmp_path / "js", config=ROOT / "nats" / "test.conf") as server:
         settings = Settings(nats_url=server.url, data_dir=tmp_path / "data", stream_max_bytes=64 << 20)
         nc = await connect_nats(settings)
@@ -78,7 +115,7 @@ async def test_an_older_attempts_stream_is_converted_in_place_keeping_its_batche
             )
             await js.add_consumer(
                 ATTEMPTS_STREAM,
-                ConsumerConfig(durable_name=RECORDER_CONSUMER, filter_subject=subjects[0], ack_policy=AckPolicy.ALL),
+                ConsumerConfig(durable_name=legacy, filter_subject=subjects[0], ack_policy=AckPolicy.ALL),
             )
             await js.publish(f"{ATTEMPTS_SUBJECT_ROOT}.old", b"{}")
 
@@ -88,5 +125,7 @@ async def test_an_older_attempts_stream_is_converted_in_place_keeping_its_batche
             assert info.config.retention == RetentionPolicy.INTEREST
             assert info.state.messages == 1, "a batch not yet recorded survives the upgrade"
             assert (await js.consumer_info(ATTEMPTS_STREAM, RECORDER_CONSUMER)).num_pending == 1
+            names = [c.name for c in await js.consumers_info(ATTEMPTS_STREAM)]
+            assert legacy not in names, "the legacy ack-all consumer is replaced"
         finally:
             await nc.close()
