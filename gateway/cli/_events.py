@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import msgspec
 import typer
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError as JsNotFoundError
+from rich.markup import escape
 from rich.table import Table
 
 from publishers import EventPublisher
@@ -20,13 +22,16 @@ from streams import (
     ATTEMPTS_STREAM,
     DEAD_LETTER_STREAM,
     EVENT_CATALOG,
+    KNOWN_EVENT_TYPES,
     SUBJECT_ROOT,
+    ActorType,
     EventValidationError,
     decode_event,
     parse_duration,
 )
 
-from ._common import console, fail, load_settings, nats_connection, print_json, run
+from ._common import console, err_console, fail, load_settings, nats_connection, print_json, run
+from ._receive import receive
 
 __all__ = ("register",)
 
@@ -70,13 +75,17 @@ def publish(
     context: Annotated[
         list[str] | None, typer.Option("--context", help="key=value, repeatable: project_id, issue_id, …")
     ] = None,
-    actor_type: Annotated[str, typer.Option("--actor-type", help="user, ai or system.")] = "system",
+    actor_type: Annotated[
+        str, typer.Option("--actor-type", help=f"One of {', '.join(get_args(ActorType))}.")
+    ] = "system",
     actor_name: Annotated[str, typer.Option("--actor-name", help="Who did it.")] = "turbohooks-cli",
     event_id: Annotated[str | None, typer.Option("--event-id", help="A UUID; re-using one publishes once.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the acknowledgement as JSON.")] = False,
 ) -> None:
     """Publish one event and print its id and stream sequence."""
     settings = load_settings()
+    if actor_type not in get_args(ActorType):
+        fail(f"--actor-type (actor.type): {actor_type!r} is not one of {', '.join(get_args(ActorType))}", 2)
     current = _json_arg(data, "--data")
     event_data: dict[str, Any] = {"current": current if current is not None else {}}
     if previous is not None:
@@ -127,6 +136,33 @@ def _subject_pattern(pattern: str) -> str:
     return f"{SUBJECT_ROOT}.{pattern}"
 
 
+def _subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
+    p_tokens, s_tokens = pattern.split("."), subject.split(".")
+    for index, part in enumerate(p_tokens):
+        if part == ">":
+            return index == len(p_tokens) - 1 and len(s_tokens) > index
+        if index >= len(s_tokens) or part not in ("*", s_tokens[index]):
+            return False
+    return len(p_tokens) == len(s_tokens)
+
+
+def _warn_if_nothing_matches(pattern: str, subject: str) -> None:
+    """One line on stderr when ``subject`` can match no catalog event type, with the closest one."""
+    if any(_subject_matches(subject, f"{SUBJECT_ROOT}.{event_type}") for event_type in KNOWN_EVENT_TYPES):
+        return
+    groups = sorted({event_type.rsplit(".", 1)[0] + ".>" for event_type in KNOWN_EVENT_TYPES})
+    typed = subject.removeprefix(SUBJECT_ROOT + ".")
+    close = difflib.get_close_matches(typed, [*KNOWN_EVENT_TYPES, *groups], n=1, cutoff=0.0)
+    hint = f"; the closest is {close[0]!r}" if close else ""
+    err_console.print(
+        f"[yellow]warning:[/yellow] {escape(pattern)!r} matches no event type of the catalog{escape(hint)} "
+        "(`turbohooks events` lists them); waiting anyway",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def tail(
     pattern: Annotated[str, typer.Argument(help="Subject pattern: 'turbo.issue.>', 'issue.*', '>'.")] = "turbo.>",
     since: Annotated[str | None, typer.Option("--since", help="Replay history from this long ago: 10m, 2h.")] = None,
@@ -151,6 +187,7 @@ def tail(
             fail("--from-seq: sequences start at 1", 2)
         config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=from_seq)
     subject = _subject_pattern(pattern)
+    _warn_if_nothing_matches(pattern, subject)
 
     async def main() -> None:
         async with nats_connection(settings) as nc:
@@ -301,3 +338,4 @@ def register(app: typer.Typer) -> None:
     app.command()(events)
     app.command()(tail)
     app.command()(streams)
+    app.command()(receive)
