@@ -20,6 +20,7 @@ import pytest
 from consumers import build_headers, consumer_name, ensure_env_subscriptions, generate_secret
 from integrations import ClaudeRun, ClaudeServer, ClaudeServerConfig, reply_event
 from streams import ConfigError, Event, build_event, decode_event, encode_event
+from streams.settings import EnvSubscriptionSettings
 from tests.engine.conftest import Running, wait_for
 
 # The stand-in for `claude -p`: reads the prompt, obeys an order in the comment, answers on stdout.
@@ -207,7 +208,9 @@ async def test_the_whole_loop_through_the_engine(
     async with make_server(publish_replies=True, publish=engine.publisher.publish) as srv:
         (sub,) = await ensure_env_subscriptions(
             engine.service,
-            {"CLAUDE_WEBHOOK_URL": srv.url + "/webhook/comment", "CLAUDE_WEBHOOK_SECRET": secret},
+            EnvSubscriptionSettings.from_env(
+                {"CLAUDE_WEBHOOK_URL": srv.url + "/webhook/comment", "CLAUDE_WEBHOOK_SECRET": secret}
+            ),
         )
         assert sub.integration == "claude" and sub.secret == secret
         await wait_for(lambda: sub.id in running.workers[0].running, what="the worker to run it")

@@ -24,6 +24,7 @@ from integrations import (
 )
 from integrations.github import github_transport
 from streams import Event, EventValidationError, Settings, build_event, decode_event, encode_event
+from streams.settings import load_config
 from tests.engine.conftest import Running, wait_for
 
 from .fakes import FakeGitHub
@@ -170,6 +171,25 @@ async def test_a_create_that_crashed_before_its_mapping_is_found_by_its_marker(
         again = await transport.send(request, created, github.url, _config(github))
         assert again.status == 200 and len(github.issues) == 1
         assert msgspec.json.decode((await kv.get(key)).value or b"")["number"] == 1
+
+
+async def test_the_token_is_read_once_when_the_transport_opens(
+    js: JetStreamContext, settings: Settings, github: FakeGitHub, unique: str
+) -> None:
+    integration = INTEGRATIONS["github"]
+    created = build_event(event_type="issue.created", entity_id=unique, data={"current": {"title": "T"}})
+    named = {k: v for k, v in _config(github).items() if k != "token"} | {"token_env": "TEAM_GITHUB_TOKEN"}
+    request = integration.render(created, encode_event(created), github.url, named)
+    assert request is not None
+    environ = {"TEAM_GITHUB_TOKEN": "ghp_test"}
+    context = TransportContext(settings=settings, js=js, timeout=5.0, config=load_config(environ))
+    async with github_transport(context) as transport:
+        environ.clear()  # read at start: a change now is not seen until the worker restarts
+        assert (await transport.send(request, created, github.url, named)).status == 201
+    context = TransportContext(settings=settings, js=js, timeout=5.0, config=load_config({}))
+    async with github_transport(context) as transport:
+        refused = await transport.send(request, created, github.url, named)
+    assert refused.status == 401 and "set TEAM_GITHUB_TOKEN" in refused.body
 
 
 # -- inbound -------------------------------------------------------------------------
