@@ -14,6 +14,7 @@ from typing import Any, Final
 import msgspec
 from litestar import Request, Response, Router, post
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 
 from integrations import receive_github_webhook
 
@@ -39,7 +40,16 @@ class InboundAnswer(msgspec.Struct, kw_only=True):
     "/github",
     status_code=202,
     summary="Receive a GitHub webhook (signed with X-Hub-Signature-256; no admin token)",
-    responses=responses(400, 401, 503),
+    description="202: published as `turbo.external.github.<event>`. 200: GitHub's `ping` (`pong`), or an event "
+    "the catalog does not list (`ignored: ... is not in the catalog`), published as nothing.",
+    responses={
+        200: ResponseSpec(
+            data_container=InboundAnswer,
+            description="Nothing published: `pong`, or an event that is not in the catalog (ignored)",
+            generate_examples=False,
+        ),
+        **responses(400, 401, 503),
+    },
     security=[],
 )
 async def inbound_github(engine: EngineDep, request: Request[Any, Any, State]) -> Response[InboundAnswer]:
