@@ -65,7 +65,7 @@ def test_gateway_serves_prints_its_url_and_token_and_stops_on_sigint(env: dict[s
         assert stored == token.group(1)
         assert httpx.get(url.group(1) + "/health").json() == {"status": "ok"}
         assert httpx.get(url.group(1) + "/api/event-types").status_code == 401
-        answer = httpx.get(url.group(1) + "/api/event-types", headers={"Authorization": f"Bearer {stored}"})
+        answer = httpx.get(url.group(1) + "/api/event-types?source=turbo", headers={"Authorization": f"Bearer {stored}"})
         assert answer.json()["total"] == 58
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=20)
