@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -17,14 +16,13 @@ import httpx
 import pytest
 
 from streams import EmbeddedNats
+from tests.support import cli_env
 
 BIN = Path(sys.executable).parent / "turbohooks"
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "TURBOHOOKS_", "WEBHOOK_", "DATABASE_"))}
-    env.update(extra)
-    return env
+    return cli_env(**extra)
 
 
 def cli(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -16,8 +16,9 @@ from consumers import Engine
 from gateway import create_app
 from streams import decode_event
 from streams.settings import GatewaySettings
+from tests.support import Receiver, Running, wait_for
 
-from .conftest import TOKEN, Receiver, Running, new_subscription, wait_for
+from .conftest import TOKEN, new_subscription
 
 SECRET = "gh-hook-secret"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from consumers import delivery_id_for, verify
-from tests.engine.conftest import Running, wait_for
+from tests.support import Running, wait_for
 
 from .fakes import FakeDiscord, FakeSlack, FakeZapier
 

@@ -10,7 +10,7 @@ import pytest
 from consumers import Engine, delivery_id_for
 from integrations import SmtpSettings
 from streams import ConfigError
-from tests.engine.conftest import Running, running_engine, wait_for
+from tests.support import Running, running_engine, wait_for
 
 from .fakes import FakeSmtp
 

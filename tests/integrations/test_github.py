@@ -25,7 +25,7 @@ from integrations import (
 from integrations.github import github_transport
 from streams import Event, EventValidationError, Settings, build_event, decode_event, encode_event
 from streams.settings import load_config
-from tests.engine.conftest import Running, wait_for
+from tests.support import Running, wait_for
 
 from .fakes import FakeGitHub
 
