@@ -54,6 +54,7 @@ from .core import (
     fact_fields,
     parse_config,
     plain_text,
+    stored_config,
     truncate,
 )
 
@@ -154,7 +155,7 @@ class EmailIntegration:
 
     def load_config(self, config: EmailConfig | Mapping[str, Any]) -> EmailConfig:
         """The stored config as :class:`EmailConfig` (a Struct is returned as is)."""
-        return config if isinstance(config, EmailConfig) else msgspec.convert(dict(config), EmailConfig)
+        return stored_config(config, EmailConfig)
 
     def validate_config(self, config: Mapping[str, Any], url: str) -> dict[str, Any]:
         parsed = parse_config(config, EmailConfig)

@@ -28,6 +28,7 @@ from ..core import (
     dump_config,
     parse_config,
     retry_after_header,
+    stored_config,
     text_of,
     truncate,
 )
@@ -162,7 +163,7 @@ class GitHubIntegration:
 
     def load_config(self, config: GitHubConfig | Mapping[str, Any]) -> GitHubConfig:
         """The stored config as :class:`GitHubConfig` (a Struct is returned as is)."""
-        return config if isinstance(config, GitHubConfig) else msgspec.convert(dict(config), GitHubConfig)
+        return stored_config(config, GitHubConfig)
 
     def validate_config(self, config: Mapping[str, Any], url: str) -> dict[str, Any]:
         if "repository" not in config:

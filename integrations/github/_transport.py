@@ -21,7 +21,7 @@ from nats.js.kv import KeyValue
 from streams import NATS_ERRORS, USER_AGENT, Event, EventValidationError, Settings, open_bucket
 from streams.settings import GitHubSettings
 
-from ..core import ErrorKind, OutgoingRequest, SendResult, TransportContext, validate_destination
+from ..core import ErrorKind, OutgoingRequest, SendResult, TransportContext, stored_config, validate_destination
 from ._plan import GITHUB_BUCKET, GitHubConfig, GitHubPlan, plan_decoder, turbo_marker
 
 __all__ = ("GitHubTransport", "open_github_transport")
@@ -122,7 +122,7 @@ class GitHubTransport:
         self, request: OutgoingRequest, event: Event, url: str, config: GitHubConfig | Mapping[str, Any]
     ) -> SendResult:
         started = time.monotonic()
-        parsed = config if isinstance(config, GitHubConfig) else msgspec.convert(dict(config), GitHubConfig)
+        parsed = stored_config(config, GitHubConfig)
         plan = plan_decoder.decode(request.body)
         token = parsed.token or self._github.token_for(parsed.token_env)
         if not token:

@@ -12,20 +12,11 @@ import pytest
 
 from consumers import DeadLetter, SignatureError, SubscriptionCreate, SubscriptionPatch, delivery_id_for, verify
 from streams import ATTEMPTS_STREAM, DEAD_LETTER_STREAM, EventValidationError, build_event, decode_event
-from tests.support import Receiver, Running, sentinel, wait_for
+from tests.support import Receiver, Running, sentinel, settled, wait_for
 
 
 async def _delivery(running: Running, sub_id: uuid.UUID, event_id: uuid.UUID, status: str) -> None:
-    delivery_id = delivery_id_for(sub_id, event_id)
-
-    async def done() -> bool:
-        try:
-            detail = await running.engine.deliveries.get(delivery_id)
-        except KeyError:
-            return False
-        return detail.status == status
-
-    await wait_for(done, what=f"delivery {delivery_id} to be {status}")
+    await settled(running, sub_id, event_id, status=status)
 
 
 async def test_signed_delivery_verifies_per_the_standard(running: Running, receiver: Receiver, unique: str) -> None:

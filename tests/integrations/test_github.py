@@ -25,7 +25,7 @@ from integrations import (
 from integrations.github import github_transport
 from streams import Event, EventValidationError, Settings, build_event, decode_event, encode_event
 from streams.settings import load_config
-from tests.support import Running, wait_for
+from tests.support import Running, settled
 
 from .fakes import FakeGitHub
 
@@ -37,20 +37,7 @@ def _config(github: FakeGitHub) -> dict[str, Any]:
 
 
 async def _settled(running: Running, sub_id: uuid.UUID, event_id: uuid.UUID, attempts: int = 1) -> str:
-    delivery_id = delivery_id_for(sub_id, event_id)
-    status = ""
-
-    async def done() -> bool:
-        nonlocal status
-        try:
-            detail = await running.engine.deliveries.get(delivery_id)
-        except KeyError:
-            return False
-        status = detail.status
-        return detail.status in ("success", "failed") and detail.attempts >= attempts
-
-    await wait_for(done, what=f"delivery {delivery_id} to settle")
-    return status
+    return (await settled(running, sub_id, event_id, attempts=attempts)).status
 
 
 async def test_issues_are_mirrored_and_a_redelivery_opens_no_second_issue(

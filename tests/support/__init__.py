@@ -5,7 +5,7 @@ for every test directory by ``tests/conftest.py``; the helpers are imported
 from here (``from tests.support import Receiver, wait_for``).
 """
 
-from ._engine import Running, running_engine, sentinel
+from ._engine import Running, running_engine, sentinel, settled
 from ._env import cli_env
 from ._receiver import Received, Receiver, serve_receiver
 from ._waiting import wait_for
@@ -18,5 +18,6 @@ __all__ = (
     "running_engine",
     "sentinel",
     "serve_receiver",
+    "settled",
     "wait_for",
 )

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from consumers import Engine, Recorder, Subscription, SubscriptionCreate, Worker
+from consumers import DeliveryDetail, Engine, Recorder, Subscription, SubscriptionCreate, Worker, delivery_id_for
 from streams import Settings, connect_nats
 
 from ._receiver import Receiver
 from ._waiting import wait_for
 
-__all__ = ("Running", "Sentinel", "running_engine", "sentinel")
+__all__ = ("Running", "Sentinel", "running_engine", "sentinel", "settled")
 
 
 @dataclass
@@ -36,6 +37,28 @@ class Running:
         sub = await self.engine.service.create(SubscriptionCreate(**fields))  # type: ignore[arg-type]
         await wait_for(lambda: all(sub.id in w.running for w in self.workers), what="workers to pick it up")
         return sub
+
+
+async def settled(
+    running: Running, sub_id: uuid.UUID, event_id: uuid.UUID, *, status: str | None = None, attempts: int = 1
+) -> DeliveryDetail:
+    """The delivery of ``event_id`` to ``sub_id`` once recorded as ``status`` (default: settled, success or failed,
+    after at least ``attempts`` attempts)."""
+    delivery_id = delivery_id_for(sub_id, event_id)
+    seen: list[DeliveryDetail] = []
+
+    async def done() -> bool:
+        try:
+            detail = await running.engine.deliveries.get(delivery_id)
+        except KeyError:
+            return False
+        seen[:] = [detail]
+        if status is not None:
+            return detail.status == status
+        return detail.status in ("success", "failed") and detail.attempts >= attempts
+
+    await wait_for(done, what=f"delivery {delivery_id} to be {status or 'settled'}")
+    return seen[0]
 
 
 @contextlib.asynccontextmanager
