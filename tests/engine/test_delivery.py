@@ -9,10 +9,35 @@ import uuid
 
 import msgspec
 import pytest
+from nats.js.errors import NotFoundError
 
-from consumers import DeadLetter, SignatureError, SubscriptionCreate, SubscriptionPatch, delivery_id_for, verify
-from streams import ATTEMPTS_STREAM, DEAD_LETTER_STREAM, EventValidationError, build_event, decode_event
+from consumers import (
+    DeadLetter,
+    Engine,
+    SignatureError,
+    SubscriptionCreate,
+    SubscriptionPatch,
+    delivery_id_for,
+    verify,
+)
+from streams import ATTEMPTS_STREAM, DEAD_LETTER_STREAM, Event, EventValidationError, build_event, decode_event
 from tests.support import Receiver, Running, sentinel, settled, wait_for
+
+
+async def _announcement(engine: Engine, sub_id: uuid.UUID) -> Event:
+    """The last ``system.health_check_failed``, once it names ``sub_id``: the disable is saved, then announced."""
+    found: list[Event] = []
+
+    async def announced() -> bool:
+        try:
+            health = await engine.js.get_last_msg(engine.settings.stream_name, "turbo.system.health_check_failed")
+        except NotFoundError:
+            return False
+        found[:] = [decode_event(health.data or b"")]
+        return found[0].entity_id == str(sub_id)
+
+    await wait_for(announced, what=f"the announcement of {sub_id}'s disable")
+    return found[0]
 
 
 async def _delivery(running: Running, sub_id: uuid.UUID, event_id: uuid.UUID, status: str) -> None:
@@ -142,9 +167,7 @@ async def test_gone_disables_and_keeps_the_backlog(running: Running, receiver: R
     await wait_for(lambda: sub.id not in running.workers[0].running, what="the worker to stop its loop")
 
     # The announcement, as an event of the catalog.
-    js = running.engine.js
-    health = await js.get_last_msg(running.engine.settings.stream_name, "turbo.system.health_check_failed")
-    event = decode_event(health.data or b"")
+    event = await _announcement(running.engine, sub.id)
     assert event.entity_id == str(sub.id) and "410" in event.data.current["reason"]
 
     watch = await sentinel(running, receiver, unique, ["issue.*"])
@@ -315,8 +338,8 @@ async def test_consecutive_failures_over_a_period_disable(engine: object, receiv
         await wait_for(disabled, what="auto-disable")
         current = await engine.subscriptions.get(sub.id)
         assert current.consecutive_failures >= 3 and current.disabled_reason
-        health = await engine.js.get_last_msg(engine.settings.stream_name, "turbo.system.health_check_failed")
-        assert decode_event(health.data or b"").entity_id == str(sub.id)
+        announced = await _announcement(engine, sub.id)
+        assert announced.entity_id == str(sub.id)
 
 
 async def test_webhook_enabled_false_delivers_nothing_and_keeps_events(
