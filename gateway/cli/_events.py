@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, get_args
@@ -21,9 +22,10 @@ from publishers import EventPublisher
 from streams import (
     ATTEMPTS_STREAM,
     DEAD_LETTER_STREAM,
-    EVENT_CATALOG,
+    EXTERNAL_SOURCES,
     KNOWN_EVENT_TYPES,
     SUBJECT_ROOT,
+    TURBO_SOURCE,
     ActorType,
     EventValidationError,
     decode_event,
@@ -34,6 +36,8 @@ from ._common import console, err_console, fail, load_settings, nats_connection,
 from ._receive import receive
 
 __all__ = ("register",)
+
+_SOURCES = (TURBO_SOURCE, *EXTERNAL_SOURCES)
 
 
 def _json_arg(value: str | None, option: str) -> Any:
@@ -114,17 +118,29 @@ def publish(
     run(main)
 
 
-def events(as_json: Annotated[bool, typer.Option("--json", help="Print the catalog as JSON.")] = False) -> None:
-    """List every event type of the catalog."""
+def events(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the catalog as JSON.")] = False,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help=f"Only the types of this source: {', '.join(_SOURCES)} (default: every source)."),
+    ] = None,
+) -> None:
+    """List every event type of the catalog: Turbo's, then those received from outside (GitHub)."""
+    if source is not None and source not in _SOURCES:
+        fail(f"--source: {source!r} is not one of {', '.join(_SOURCES)}", 2)
+    listed = [info for info in KNOWN_EVENT_TYPES.values() if source is None or info.source == source]
     if as_json:
-        print_json(list(EVENT_CATALOG.values()))
+        print_json(listed)
         return
-    table = Table(title=f"{len(EVENT_CATALOG)} event types", show_lines=False)
+    counts = Counter(info.source for info in listed)
+    title = ", ".join(f"{n} {name}" for name, n in counts.items())
+    table = Table(title=f"{len(listed)} event types ({title})", show_lines=False)
     table.add_column("event type", style="bold")
+    table.add_column("source")
     table.add_column("subject")
     table.add_column("trigger")
-    for info in EVENT_CATALOG.values():
-        table.add_row(info.event_type, f"{SUBJECT_ROOT}.{info.event_type}", info.trigger)
+    for info in listed:
+        table.add_row(info.event_type, info.source, f"{SUBJECT_ROOT}.{info.event_type}", info.trigger)
     console.print(table)
 
 

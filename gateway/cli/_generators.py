@@ -9,9 +9,10 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from publishers import EventPublisher, MilestoneProcessor, Scheduler, SchedulerSettings, SimulationStats, Simulator
-from publishers._scheduler import label
-from streams import ConfigError, provision
+from publishers import EventPublisher, MilestoneProcessor, Scheduler, SimulationStats, Simulator
+from publishers.processors import label
+from streams import ConfigError, Settings, provision
+from streams.settings import SchedulerSettings, load_config
 
 from ._common import console, fail, load_settings, nats_connection, run
 from ._processes import _stop_on_signal
@@ -21,9 +22,9 @@ __all__ = ("register",)
 
 def scheduler() -> None:
     """Run the scheduler (due dates, overdue, starting soon, digests) and the milestone processor."""
-    settings = load_settings()
     try:
-        schedule = SchedulerSettings.from_env()
+        config = load_config()
+        settings, schedule = config.role(Settings), config.role(SchedulerSettings)
     except ConfigError as exc:
         fail(str(exc), 2)
 

@@ -34,9 +34,9 @@ from streams import (
     decode_event,
     encode_event,
 )
+from tests.support import Receiver, running_engine, wait_for
 
 from ..consumers.conftest import POSTGRES_ADMIN_URL, postgres_database
-from .conftest import Receiver, running_engine, wait_for
 
 
 async def _rows(engine: Engine, sub_id: uuid.UUID) -> tuple[set[uuid.UUID], int]:

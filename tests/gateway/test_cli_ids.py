@@ -16,8 +16,7 @@ import pytest
 from consumers import Engine, SubscriptionCreate
 from gateway.operations import resolve_delivery, resolve_subscription, short_id
 from streams import EventValidationError, NotFoundError, Settings
-
-from .conftest import Receiver, Running, wait_for
+from tests.support import Receiver, Running, wait_for
 
 BIN = Path(sys.executable).parent / "turbohooks"
 
