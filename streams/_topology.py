@@ -123,7 +123,9 @@ def _differs(have: js_api.StreamConfig, want: js_api.StreamConfig) -> bool:
     def norm(value: object) -> object:
         return sorted(value) if isinstance(value, list) else value
 
-    return any(norm(getattr(have, f)) != norm(getattr(want, f)) for f in _MANAGED)
+    # A field left unset (None) wants the server's default (the internal streams'
+    # max_bytes, stored as -1): not a difference, or every start would update them.
+    return any(getattr(want, f) is not None and norm(getattr(have, f)) != norm(getattr(want, f)) for f in _MANAGED)
 
 
 async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> js_api.StreamInfo:
@@ -164,8 +166,13 @@ async def provision(js: JetStreamContext, settings: Settings) -> list[js_api.Str
     infos = [await ensure_stream(js, config) for config in configs]
     # Before any worker publishes an attempt: the attempts stream keeps a
     # message only while a consumer is interested in it.
+    # Looked up first: a role without the right to create it (least privilege)
+    # can still check it is there; the recorder creates or updates it itself.
     try:
-        await js.add_consumer(ATTEMPTS_STREAM, recorder_consumer_config())
+        try:
+            await js.consumer_info(ATTEMPTS_STREAM, RECORDER_CONSUMER)
+        except JsNotFoundError:
+            await js.add_consumer(ATTEMPTS_STREAM, recorder_consumer_config())
     except APIError as exc:
         raise TurbohooksError(
             f"turbohooks: JetStream refused the recorder's consumer on {ATTEMPTS_STREAM}: {exc.description}"
