@@ -83,6 +83,8 @@ def _still_valid(path: Path, hosts: list[str]) -> bool:
         return False
     if cert.not_valid_after_utc - _RENEW_BEFORE < dt.datetime.now(dt.UTC):
         return False
+    if not hosts:
+        return True
     try:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
