@@ -89,11 +89,11 @@ def _bucket_read(bucket: str) -> list[str]:
         f"{_API}.DIRECT.GET.{stream}",
         f"{_API}.DIRECT.GET.{stream}.>",
         f"{_API}.STREAM.MSG.GET.{stream}",
-        # watch() and keys(): an ordered (ephemeral) consumer and its flow control.
+        # watch() and keys(): an ordered (ephemeral) consumer and its flow control; nats-py
+        # never deletes it (the server drops it when idle), so no role gets CONSUMER.DELETE.
         f"{_API}.CONSUMER.CREATE.{stream}",
         f"{_API}.CONSUMER.CREATE.{stream}.>",
         f"{_API}.CONSUMER.INFO.{stream}.*",
-        f"{_API}.CONSUMER.DELETE.{stream}.*",
         f"$JS.FC.{stream}.>",
     ]
 
@@ -152,7 +152,6 @@ def role_permissions(role: str, settings: Settings) -> tuple[list[str], list[str
             f"{_API}.CONSUMER.CREATE.{events}",
             f"{_API}.CONSUMER.CREATE.{events}.>",
             f"{_API}.CONSUMER.INFO.{events}.*",
-            f"{_API}.CONSUMER.DELETE.{events}.*",
             f"{_API}.CONSUMER.MSG.NEXT.{events}.*",
             f"{_API}.DIRECT.GET.{events}",
             f"{_API}.DIRECT.GET.{events}.>",
