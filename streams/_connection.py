@@ -67,8 +67,9 @@ async def connect_nats(
     seen: list[Exception] = []
 
     async def on_error(exc: Exception) -> None:
-        seen.append(exc)
-        del seen[:-1]
+        # The first refusal says most: after it the server only resets the retries.
+        if not seen or not _telling(seen[0]):
+            seen[:] = [exc]
         await _on_error(exc)
 
     try:
@@ -84,6 +85,12 @@ async def connect_nats(
         elif isinstance(cause, ssl.SSLError) or "tls" in detail.lower() or "certificate" in detail.lower():
             hint = "TLS failed; check NATS_TLS_CA (the server's CA) and NATS_TLS_CERT/NATS_TLS_KEY (the client's)"
         raise NatsUnavailableError(f"turbohooks: cannot reach NATS at {server} ({detail}); {hint}") from exc
+
+
+def _telling(exc: BaseException) -> bool:
+    """Whether a connect error says why (refused credentials, a TLS failure) rather than only that it failed."""
+    text = str(exc).lower()
+    return isinstance(exc, ssl.SSLError) or "authorization" in text or "certificate" in text
 
 
 async def _connect(server: str, name: str, options: dict[str, Any]) -> NATS:
