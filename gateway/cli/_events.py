@@ -100,7 +100,10 @@ def publish(
         fail(f"--data: must be a JSON object, got {type(current).__name__}", 2)
 
     async def main() -> None:
-        async with nats_connection(settings) as nc, EventPublisher(settings, nc=nc, name="cli") as publisher:
+        async with (
+            nats_connection(settings, role="publisher") as nc,
+            EventPublisher(settings, nc=nc, name="cli") as publisher,
+        ):
             ack = await publisher.emit(  # a refused event is exit 2, in run()
                 event_type=event_type,
                 entity_id=entity_id,
@@ -206,7 +209,7 @@ def tail(
     _warn_if_nothing_matches(pattern, subject)
 
     async def main() -> None:
-        async with nats_connection(settings) as nc:
+        async with nats_connection(settings, role="tail") as nc:
             js = nc.jetstream()
             sub = await js.subscribe(subject, stream=settings.stream_name, ordered_consumer=True, config=config)
             shown = 0
@@ -275,7 +278,7 @@ def streams(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.
     settings = load_settings()
 
     async def main() -> None:
-        async with nats_connection(settings) as nc:
+        async with nats_connection(settings, role="tail") as nc:
             js = nc.jetstream()
             rows: list[_StreamRow] = []
             consumers: list[_ConsumerRow] = []

@@ -30,7 +30,7 @@ def scheduler() -> None:
 
     async def main() -> None:
         async with (
-            nats_connection(settings, name="turbohooks-scheduler") as nc,
+            nats_connection(settings, name="turbohooks-scheduler", role="scheduler") as nc,
             EventPublisher(settings, nc=nc, name="scheduler") as publisher,
             _stop_on_signal() as stop,
         ):
@@ -64,7 +64,7 @@ def simulate(
 
     async def main() -> SimulationStats:
         async with (
-            nats_connection(settings, name="turbohooks-simulate") as nc,
+            nats_connection(settings, name="turbohooks-simulate", role="publisher") as nc,
             EventPublisher(settings, nc=nc, name="simulate") as publisher,
         ):
             await provision(nc.jetstream(), settings)
