@@ -43,7 +43,7 @@ from ._errors import (
 )
 from ._kv import open_bucket
 from ._lazy import lazy_exports
-from ._server import DEFAULT_CONFIG, EmbeddedNats, find_nats_server
+from ._server import DEFAULT_CONFIG, DataDirLock, DataDirTakenError, EmbeddedNats, find_nats_server
 from ._subjects import (
     SUBJECT_ROOT,
     event_subject,
@@ -96,6 +96,8 @@ __all__ = (
     "ActorType",
     "ConfigError",
     "ConflictError",
+    "DataDirLock",
+    "DataDirTakenError",
     "DatabaseUnavailableError",
     "EmbeddedNats",
     "EmbeddedServerError",
