@@ -26,7 +26,7 @@ from streams import (
     parse_duration,
 )
 
-from ._common import console, fail, load_settings, nats_connection, print_json, run
+from ._common import PROVISION_HINT, console, fail, load_settings, nats_connection, print_json, run
 
 __all__ = ("register",)
 
@@ -87,7 +87,10 @@ def publish(
         fail(f"--data: must be a JSON object, got {type(current).__name__}", 2)
 
     async def main() -> None:
-        async with nats_connection(settings) as nc, EventPublisher(settings, nc=nc, name="cli") as publisher:
+        async with (
+            nats_connection(settings, streams="provision") as nc,
+            EventPublisher(settings, nc=nc, name="cli") as publisher,
+        ):
             ack = await publisher.emit(  # a refused event is exit 2, in run()
                 event_type=event_type,
                 entity_id=entity_id,
@@ -153,7 +156,7 @@ def tail(
     subject = _subject_pattern(pattern)
 
     async def main() -> None:
-        async with nats_connection(settings) as nc:
+        async with nats_connection(settings, streams="require") as nc:
             js = nc.jetstream()
             sub = await js.subscribe(subject, stream=settings.stream_name, ordered_consumer=True, config=config)
             shown = 0
@@ -259,7 +262,7 @@ def streams(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.
                         )
                     )
         if not rows:
-            fail(f"no turbohooks stream on {settings.resolved_nats_url()}; run `turbohooks up` first")
+            fail(f"turbohooks: no turbohooks stream on {settings.resolved_nats_url()}; {PROVISION_HINT}")
         if as_json:
             print_json({"streams": rows, "consumers": consumers})
             return
