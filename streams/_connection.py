@@ -44,7 +44,7 @@ async def connect_nats(
     except (OSError, TimeoutError, NatsError) as exc:
         hint = "is `turbohooks up` running?" if settings.nats_url is None else "check NATS_URL"
         raise NatsUnavailableError(
-            f"turbohooks: cannot reach NATS at {server} ({exc or f'no answer within {timeout:g}s'}); {hint}"
+            f"turbohooks: cannot reach NATS at {server} ({str(exc) or f'no answer within {timeout:g}s'}); {hint}"
         ) from exc
 
 
