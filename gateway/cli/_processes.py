@@ -139,6 +139,15 @@ async def _until_first_done(stop: asyncio.Event, *tasks: asyncio.Task[None]) -> 
             raise result
 
 
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again any that a lost cancel left running."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+
+
 def _mode_line(settings: Settings) -> str:
     """The start-up banner's line on destination rules: what a receiver on this machine may be."""
     if settings.local_development and settings.webhook_allow_http and settings.webhook_allowed_hosts:
@@ -254,9 +263,7 @@ async def _up(
         try:
             await _until_first_done(stop, *tasks)
         finally:
-            for task in tasks:  # stopped at once (cancelled): the roles stop with it
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel(tasks)  # stopped at once (cancelled): the roles stop with it
     console.print("stopped")
 
 
