@@ -199,7 +199,8 @@ def _start_and_stop(data_dir: Path) -> tuple[float, str]:
 def test_ctrl_c_stops_everything_20_times_in_20(tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to the terminal's process group) of `up`: exit 0 within the bound, nothing left.
 
-    Two at a time; about 2 minutes on a loaded 2-core machine (~4-8 s each to start). TURBOHOOKS_TEST_UP_TRIES=n runs fewer.
+    Two at a time; about 2 minutes on a loaded 2-core machine (~4-8 s each to start).
+    TURBOHOOKS_TEST_UP_TRIES=n runs fewer.
     """
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(_start_and_stop, [tmp_path / f"up-{n}" for n in range(TRIES)]))
