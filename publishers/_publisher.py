@@ -173,6 +173,10 @@ class EventPublisher:
     @property
     def js(self) -> JetStreamContext:
         if self._js is None:
+            if self._connecting is not None:
+                raise PublishError(
+                    "turbohooks: NATS is not reachable yet; emit_background() keeps events in the outbox meanwhile"
+                )
             raise PublishError("turbohooks: EventPublisher is not open; use `async with EventPublisher() as p:`")
         return self._js
 

@@ -147,6 +147,8 @@ class Monitor:
             if record.outcome == "success":
                 self.ok += 1
                 continue
+            if record.outcome not in ("retrying", "failed"):
+                continue  # an outcome this monitor does not know (not a failure it can describe)
             self.failed += 1
             sid = record.subscription_id
             if sid not in self._names:
