@@ -135,11 +135,6 @@ def background(tmp_path: Path) -> Iterator[Background]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs H7a's local development default (issue 14): `up` on the embedded server and the CLI "
-    "accept the walkthrough's http://127.0.0.1:9000 receiver without WEBHOOK_ALLOW_HTTP; remove this mark at merge",
-)
 def test_the_readme_quick_start_and_walkthrough_deliver_word_for_word(background: Background) -> None:
     if _port_taken(RECEIVER_PORT):
         pytest.skip(f"port {RECEIVER_PORT} (the README's receiver) is taken on this machine")

@@ -32,7 +32,7 @@ from streams import (
     parse_duration,
 )
 
-from ._common import console, err_console, fail, load_settings, nats_connection, print_json, run
+from ._common import PROVISION_HINT, console, err_console, fail, load_settings, nats_connection, print_json, run
 from ._receive import receive
 
 __all__ = ("register",)
@@ -101,7 +101,7 @@ def publish(
 
     async def main() -> None:
         async with (
-            nats_connection(settings, role="publisher") as nc,
+            nats_connection(settings, role="publisher", streams="provision") as nc,
             EventPublisher(settings, nc=nc, name="cli") as publisher,
         ):
             ack = await publisher.emit(  # a refused event is exit 2, in run()
@@ -209,7 +209,7 @@ def tail(
     _warn_if_nothing_matches(pattern, subject)
 
     async def main() -> None:
-        async with nats_connection(settings, role="tail") as nc:
+        async with nats_connection(settings, role="tail", streams="require") as nc:
             js = nc.jetstream()
             sub = await js.subscribe(subject, stream=settings.stream_name, ordered_consumer=True, config=config)
             shown = 0
@@ -315,7 +315,7 @@ def streams(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.
                         )
                     )
         if not rows:
-            fail(f"no turbohooks stream on {settings.resolved_nats_url()}; run `turbohooks up` first")
+            fail(f"turbohooks: no turbohooks stream on {settings.resolved_nats_url()}; {PROVISION_HINT}")
         if as_json:
             print_json({"streams": rows, "consumers": consumers})
             return

@@ -11,10 +11,9 @@ from rich.table import Table
 
 from publishers import EventPublisher, MilestoneProcessor, Scheduler, SimulationStats, Simulator
 from publishers.processors import label
-from streams import ConfigError, Settings, provision
-from streams.settings import SchedulerSettings, load_config
+from streams.settings import SchedulerSettings
 
-from ._common import console, fail, load_settings, nats_connection, run
+from ._common import console, load_role, load_settings, nats_connection, run
 from ._processes import _stop_on_signal
 
 __all__ = ("register",)
@@ -22,19 +21,15 @@ __all__ = ("register",)
 
 def scheduler() -> None:
     """Run the scheduler (due dates, overdue, starting soon, digests) and the milestone processor."""
-    try:
-        config = load_config()
-        settings, schedule = config.role(Settings), config.role(SchedulerSettings)
-    except ConfigError as exc:
-        fail(str(exc), 2)
+    settings = load_settings()
+    schedule = load_role(SchedulerSettings)
 
     async def main() -> None:
         async with (
-            nats_connection(settings, name="turbohooks-scheduler", role="scheduler") as nc,
+            nats_connection(settings, name="turbohooks-scheduler", role="scheduler", streams="provision") as nc,
             EventPublisher(settings, nc=nc, name="scheduler") as publisher,
             _stop_on_signal() as stop,
         ):
-            await provision(nc.jetstream(), settings)
             the_scheduler = Scheduler(publisher, settings=schedule)
             milestones = MilestoneProcessor(publisher)
             thresholds = ",".join(label(t) for t in schedule.due_thresholds) or "none"
@@ -64,10 +59,9 @@ def simulate(
 
     async def main() -> SimulationStats:
         async with (
-            nats_connection(settings, name="turbohooks-simulate", role="publisher") as nc,
+            nats_connection(settings, name="turbohooks-simulate", role="publisher", streams="provision") as nc,
             EventPublisher(settings, nc=nc, name="simulate") as publisher,
         ):
-            await provision(nc.jetstream(), settings)
             simulator = Simulator(publisher, seed=seed, rate=rate)
             console.print(f"simulating with seed [bold]{simulator.seed}[/bold] (ids start {simulator.prefix}-)")
             columns = (

@@ -17,6 +17,7 @@ from ._parsers import (
     parse_choice,
     parse_clock,
     parse_command,
+    parse_database_url,
     parse_duration,
     parse_durations,
     parse_email,
@@ -32,7 +33,7 @@ from ._parsers import (
     positive,
 )
 from ._patterns import parse_patterns
-from ._roles import LOG_LEVELS
+from ._roles import ENVIRONMENTS, LOG_LEVELS
 
 __all__ = ("CONFIG_VARIABLE", "SETTINGS_TABLE", "Variable", "markdown_table")
 
@@ -92,6 +93,16 @@ _ROWS: Final = (
         "`.turbohooks`",
         "JetStream store of the embedded server, SQLite files, outboxes, the settings file",
         also=(("claude_server", "data_dir"),),
+    ),
+    _v(
+        "TURBOHOOKS_ENV",
+        "core",
+        "environment",
+        parse_choice(ENVIRONMENTS),
+        "`development`",
+        "`development` with the embedded server (no `NATS_URL`): `http://` and loopback receivers accepted "
+        "(as `WEBHOOK_ALLOW_HTTP=true` and `WEBHOOK_ALLOWED_HOSTS=localhost,127.0.0.1,::1`, unless set); "
+        "`production`, or any `NATS_URL`: https and the address rules",
     ),
     _v(
         "TURBOHOOKS_NATS_HOST", "core", "nats_host", parse_text, "`127.0.0.1`", "where the embedded nats-server listens"
@@ -160,7 +171,7 @@ _ROWS: Final = (
         "DATABASE_URL",
         "core",
         "database_url",
-        parse_text,
+        parse_database_url,
         "`sqlite+aiosqlite:///<data dir>/turbohooks.db`",
         "subscriptions and the delivery log; `postgresql+asyncpg://…` for PostgreSQL",
     ),
@@ -255,13 +266,20 @@ _ROWS: Final = (
         "`1h`",
         "the longest `Retry-After` honoured",
     ),
-    _v("WEBHOOK_ALLOW_HTTP", "core", "webhook_allow_http", parse_bool, "`false`", "accept `http://` destinations"),
+    _v(
+        "WEBHOOK_ALLOW_HTTP",
+        "core",
+        "webhook_allow_http",
+        parse_bool,
+        "`false` (`true` in local development: `TURBOHOOKS_ENV`)",
+        "accept `http://` destinations",
+    ),
     _v(
         "WEBHOOK_ALLOWED_HOSTS",
         "core",
         "webhook_allowed_hosts",
         parse_list(lambda h: h.strip().lower()),
-        "empty",
+        "empty (loopback in local development: `TURBOHOOKS_ENV`)",
         "comma-separated hosts allowed to resolve to private/loopback addresses (e.g. `localhost:9000`)",
     ),
     _v(
