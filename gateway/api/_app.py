@@ -47,9 +47,7 @@ _TAGS: Final = [
 ]
 
 
-def create_app(
-    engine: Engine, *, admin_token: str, max_body_size: int = MAX_BODY_SIZE, ui: bool = False
-) -> Litestar:
+def create_app(engine: Engine, *, admin_token: str, max_body_size: int = MAX_BODY_SIZE, ui: bool = False) -> Litestar:
     """The admin API over ``engine``; every route but ``/health`` and the inbound webhooks wants the token.
 
     Which routes are public is said by their routers (``_routes``), never by a list. ``ui`` mounts
