@@ -22,8 +22,9 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi.plugins import OpenAPIRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
+from nats.errors import Error as NatsError
 
-from streams import ConflictError, NotFoundError, TurbohooksError
+from streams import ConflictError, EventValidationError, NotFoundError, TurbohooksError
 
 from . import _analytics, _auth, _events, _log, _subscriptions
 from ._auth import sign_in_url
@@ -32,6 +33,7 @@ from ._session import SESSION_OR_TOKEN_GUARDS, UI_SESSION_GUARDS, CsrfMiddleware
 
 __all__ = ("SESSION_OR_TOKEN_GUARDS", "TEMPLATE_CONFIG", "openapi_render_plugins", "ui_routers")
 
+_NATS_DOWN: Final = "NATS did not answer in time; nothing was changed. Try again in a moment."
 _SWAGGER: Final = f"{STATIC_PATH}/vendor/swagger-ui-5.35.0"
 
 
@@ -44,9 +46,9 @@ def _sign_in(request: Request[Any, Any, Any], exc: NotAuthorizedException) -> Re
     return Redirect(target, status_code=303)
 
 
-def _error_page(status: int) -> Any:
+def _error_page(status: int, say: str | None = None) -> Any:
     def handler(request: Request[Any, Any, Any], exc: Exception) -> Template:
-        detail = exc.detail if isinstance(exc, HTTPException) else str(exc)
+        detail = say or (exc.detail if isinstance(exc, HTTPException) else str(exc))
         return render("error.html.j2", request, status=status, detail=detail, status_code=status)
 
     return handler
@@ -70,7 +72,10 @@ def ui_routers(admin_token: str) -> list[Router]:
             SignInRequired: _sign_in,
             NotFoundError: _error_page(404),
             ConflictError: _error_page(409),
+            EventValidationError: _error_page(422),
             TurbohooksError: _error_page(503),
+            NatsError: _error_page(503, _NATS_DOWN),
+            TimeoutError: _error_page(503, _NATS_DOWN),
         },
     )
     static = create_static_files_router(

@@ -64,7 +64,7 @@ async def stack(nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFact
         nats_url=nats_server.url,
         data_dir=tmp_path_factory.mktemp("ui-data"),
         stream_max_bytes=1 << 30,
-        publish_timeout=2.0,
+        publish_timeout=10.0,  # a loaded CI machine: JetStream answers slowly, not never
         publish_retry_horizon=5.0,
         webhook_timeout=5.0,
         webhook_retry_count=2,
