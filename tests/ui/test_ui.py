@@ -315,6 +315,7 @@ async def test_the_subscriptions_table_and_phone_width(page: Page, stack: Stack)
     await page.set_viewport_size({"width": 390, "height": 844})
     try:
         assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        await page.evaluate("document.activeElement.blur()")
         await _shot(page, "subscriptions-phone")
     finally:
         await page.set_viewport_size(_VIEWPORT)  # type: ignore[arg-type]
