@@ -59,8 +59,8 @@ async def _kill_nats(run: Run) -> None:
     run.nats.kill()
     await run.nats.stop()
     await asyncio.sleep(1.0)
-    run.mark_heal()
-    await run.nats.start()  # same port, same store
+    await run.nats.start()  # same port, same store; returns once the server accepts clients
+    run.mark_heal()  # "within 2 s of the server's return": its store recovery is the server's, not ours
 
 
 def _hold_sqlite_lock(path: str, seconds: float, took: threading.Event) -> None:
