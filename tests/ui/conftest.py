@@ -24,8 +24,7 @@ from aiohttp import web
 from consumers import Engine, Recorder, Worker, open_engine
 from gateway import serve_gateway
 from streams import EmbeddedNats, Settings, connect_nats
-
-from ..gateway.conftest import wait_for
+from tests.support import wait_for
 
 TOKEN = "ui-test-admin-token-" + "x" * 16
 ROOT = Path(__file__).resolve().parents[2]
