@@ -15,12 +15,22 @@ import msgspec
 from msgspec import Meta
 from nats.js import JetStreamContext
 
-from integrations import get_integration, requires_url
-from integrations.core import RESERVED_HEADERS, generate_secret, header_problem, validate_destination
+from integrations import destinations, get_integration, requires_url
+from integrations.core import (
+    RESERVED_HEADERS,
+    ClientTls,
+    generate_secret,
+    generate_signing_key,
+    header_problem,
+    key_id,
+    public_key_of,
+    tls_problem,
+    validate_destination,
+)
 from publishers import EventPublisher
 from streams import EventValidationError, Settings, normalize_patterns
 
-from .._messages import Subscription
+from .._messages import SignatureScheme, Subscription
 from ..log import SubscriptionStore
 from ._consumer import delete_consumer, ensure_consumer
 from ._registry import SubscriptionRegistry
@@ -61,6 +71,14 @@ _Schedule = Annotated[
     list[float],
     Meta(max_length=_MAX_RETRIES, description="Seconds before each retry; `null` uses the global schedule."),
 ]
+_Signature = Annotated[
+    SignatureScheme,
+    Meta(description="`v1`: HMAC-SHA256 with the secret; `v1a`: ed25519, verified with `public_key`; `both`."),
+]
+_Pem = Annotated[str, Meta(max_length=65536)]
+_ClientCert = Annotated[_Pem, Meta(description="PEM client certificate (and chain) for mutual TLS.")]
+_ClientKey = Annotated[_Pem, Meta(description="PEM private key of `tls_client_cert` (unencrypted); never shown.")]
+_CaBundle = Annotated[_Pem, Meta(description="PEM CAs to verify the receiver with, instead of the system's.")]
 _InFlight = Annotated[
     int, Meta(ge=1, le=_MAX_IN_FLIGHT, description="Concurrent deliveries; `null` uses the global setting.")
 ]
@@ -80,6 +98,10 @@ class SubscriptionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     retry_schedule: _Schedule | None = None
     max_in_flight: _InFlight | None = None
     filters: dict[str, Any] | None = None
+    signature: _Signature = "v1"
+    tls_client_cert: _ClientCert | None = None
+    tls_client_key: _ClientKey | None = None
+    tls_ca_bundle: _CaBundle | None = None
 
 
 class SubscriptionPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -95,6 +117,12 @@ class SubscriptionPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     retry_schedule: _Schedule | msgspec.UnsetType | None = UNSET
     max_in_flight: _InFlight | msgspec.UnsetType | None = UNSET
     filters: dict[str, Any] | msgspec.UnsetType | None = UNSET
+    signature: _Signature | msgspec.UnsetType = UNSET
+    """A key pair is made the first time ``v1a`` or ``both`` is chosen."""
+    tls_client_cert: _ClientCert | msgspec.UnsetType | None = UNSET
+    """With ``tls_client_key``; ``null`` for both removes the client certificate."""
+    tls_client_key: _ClientKey | msgspec.UnsetType | None = UNSET
+    tls_ca_bundle: _CaBundle | msgspec.UnsetType | None = UNSET
 
 
 class SubscriptionView(msgspec.Struct, kw_only=True):
@@ -120,6 +148,17 @@ class SubscriptionView(msgspec.Struct, kw_only=True):
     updated_at: datetime
     secret: str | msgspec.UnsetType = UNSET
     """``whsec_…``: present in the answer to create and rotate-secret, and nowhere else."""
+    signature: SignatureScheme = "v1"
+    public_key: str | None = None
+    """``whpk_…``: the ed25519 key ``v1a`` signatures verify with (``v1a`` and ``both``); not a secret."""
+    public_key_id: str | None = None
+    """Its ``kid`` in ``/.well-known/turbohooks/keys`` (RFC 7638 thumbprint)."""
+    previous_public_key: str | None = None
+    """The key before the last rotation, still signing until ``previous_secret_expires_at``."""
+    tls_client_cert: str | None = None
+    tls_client_key_set: bool = False
+    """Whether a client key is stored (the key itself is never shown)."""
+    tls_ca_bundle: str | None = None
 
 
 def subscription_view(sub: Subscription, *, with_secret: bool = False) -> SubscriptionView:
@@ -144,13 +183,44 @@ def subscription_view(sub: Subscription, *, with_secret: bool = False) -> Subscr
         created_at=sub.created_at,
         updated_at=sub.updated_at,
         secret=sub.secret if with_secret else UNSET,
+        **_key_fields(sub, moment=datetime.now(UTC)),
     )
+
+
+def _key_fields(sub: Subscription, *, moment: datetime) -> dict[str, Any]:
+    """The view's public signing keys and TLS options (the client key only as "set")."""
+    asymmetric = sub.signature_scheme != "v1" and bool(sub.signing_key)
+    public = public_key_of(sub.signing_key) if asymmetric and sub.signing_key else None
+    in_grace = sub.previous_secret_expires_at is not None and sub.previous_secret_expires_at > moment
+    previous = sub.previous_signing_key if asymmetric and in_grace else None
+    return {
+        "signature": sub.signature_scheme,
+        "public_key": public,
+        "public_key_id": key_id(public) if public else None,
+        "previous_public_key": public_key_of(previous) if previous else None,
+        "tls_client_cert": sub.tls_client_cert,
+        "tls_client_key_set": bool(sub.tls_client_key),
+        "tls_ca_bundle": sub.tls_ca_bundle,
+    }
+
+
+def _unsafe_character(text: str) -> str | None:
+    """A character of ``text`` that would rewrite a terminal or a page (a control, a bidi override), named."""
+    for index, char in enumerate(text):
+        code = ord(char)
+        if code < 0x20 or 0x7F <= code <= 0x9F:
+            return f"contains the control character U+{code:04X} at {index}"
+        if 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069 or code in (0x200E, 0x200F, 0x061C):
+            return f"contains the bidirectional control U+{code:04X} at {index} (it reorders text when shown)"
+    return None
 
 
 def _check_name(name: str) -> str:
     cleaned = name.strip()
     if not cleaned:
         raise EventValidationError("name", "is required")
+    if (problem := _unsafe_character(cleaned)) is not None:
+        raise EventValidationError("name", f"{problem}; names are shown in terminals and pages, use plain text")
     if len(cleaned) > _MAX_NAME:
         raise EventValidationError("name", f"is longer than {_MAX_NAME} characters")
     return cleaned
@@ -178,6 +248,15 @@ def _check_schedule(schedule: Sequence[float] | None) -> list[float] | None:
     return [float(d) for d in schedule]
 
 
+def _check_tls(tls: ClientTls, url: str) -> None:
+    if not tls:
+        return
+    if not url.lower().startswith("https://"):
+        raise EventValidationError("tls_client_cert" if tls.client_cert else "tls_ca_bundle", "needs an https URL")
+    if (problem := tls_problem(tls)) is not None:
+        raise EventValidationError(*problem)
+
+
 def _check_in_flight(value: int | None) -> int | None:
     if value is not None and not 1 <= value <= _MAX_IN_FLIGHT:
         raise EventValidationError("max_in_flight", f"must be between 1 and {_MAX_IN_FLIGHT}")
@@ -201,10 +280,18 @@ class SubscriptionService:
         self.js = js
         self.publisher = publisher
 
-    async def _check_url(self, url: str) -> str:
+    async def _check_url(self, url: str, field: str = "url") -> str:
         return await validate_destination(
-            url, allow_http=self.settings.webhook_allow_http, allowed_hosts=self.settings.webhook_allowed_hosts
+            url,
+            allow_http=self.settings.webhook_allow_http,
+            allowed_hosts=self.settings.webhook_allowed_hosts,
+            field=field,
         )
+
+    async def _check_destinations(self, integration: Any, config: Mapping[str, Any]) -> None:
+        """The integration's other URLs (GitHub's ``api_url``) pass the destination rules too."""
+        for field, url in destinations(integration, config).items():
+            await self._check_url(url, field)
 
     async def create(self, new: SubscriptionCreate) -> Subscription:
         """Validate and create; the returned subscription carries its secret (shown once)."""
@@ -214,6 +301,9 @@ class SubscriptionService:
         # the URL; their validate_config checks it instead.
         url = await self._check_url(new.url) if requires_url(integration) else new.url.strip()
         config = integration.validate_config(new.integration_config, url)
+        await self._check_destinations(integration, config)
+        tls = ClientTls(client_cert=new.tls_client_cert, client_key=new.tls_client_key, ca_bundle=new.tls_ca_bundle)
+        _check_tls(tls, url)
         now = datetime.now(UTC)
         subscription = Subscription(
             id=uuid.uuid4(),
@@ -230,6 +320,11 @@ class SubscriptionService:
             max_in_flight=_check_in_flight(new.max_in_flight),
             created_at=now,
             updated_at=now,
+            signature_scheme=new.signature,
+            signing_key=generate_signing_key() if new.signature != "v1" else None,
+            tls_client_cert=tls.client_cert,
+            tls_client_key=tls.client_key,
+            tls_ca_bundle=tls.ca_bundle,
         )
         created = await self.store.create(subscription)
         try:
@@ -262,6 +357,7 @@ class SubscriptionService:
             changes["integration_config"] = integration.validate_config(
                 patch.integration_config, changes.get("url", current.url)
             )
+            await self._check_destinations(integration, changes["integration_config"])
         if patch.headers is not UNSET:
             changes["headers"] = _check_headers(patch.headers)
         if patch.retry_schedule is not UNSET:
@@ -270,6 +366,23 @@ class SubscriptionService:
             changes["max_in_flight"] = _check_in_flight(patch.max_in_flight)
         if patch.filters is not UNSET:
             changes["filters"] = patch.filters
+        if patch.signature is not UNSET:
+            changes["signature_scheme"] = patch.signature
+            if patch.signature != "v1" and not current.signing_key:
+                changes["signing_key"] = generate_signing_key()
+        tls_fields = {"tls_client_cert": patch.tls_client_cert, "tls_client_key": patch.tls_client_key}
+        tls_fields["tls_ca_bundle"] = patch.tls_ca_bundle
+        if any(value is not UNSET for value in tls_fields.values()) or "url" in changes:
+            merged = {k: getattr(current, k) if v is UNSET else v for k, v in tls_fields.items()}
+            _check_tls(
+                ClientTls(
+                    client_cert=merged["tls_client_cert"],
+                    client_key=merged["tls_client_key"],
+                    ca_bundle=merged["tls_ca_bundle"],
+                ),
+                changes.get("url", current.url),
+            )
+            changes.update({k: v for k, v in tls_fields.items() if v is not UNSET})
         if patch.active is not UNSET:
             if patch.active:
                 changes.update(status="active", disabled_reason=None, consecutive_failures=0, first_failure_at=None)
@@ -329,16 +442,16 @@ class SubscriptionService:
         return saved
 
     async def rotate_secret(self, subscription_id: uuid.UUID) -> Subscription:
-        """A new secret; the old one keeps signing beside it for ``WEBHOOK_SECRET_GRACE``."""
+        """A new secret (and ed25519 key pair); the old ones keep signing beside them for ``WEBHOOK_SECRET_GRACE``."""
         current = await self.store.get(subscription_id)
-        return await self._save(
-            current,
-            {
-                "secret": generate_secret(),
-                "previous_secret": current.secret,
-                "previous_secret_expires_at": datetime.now(UTC) + timedelta(seconds=self.settings.webhook_secret_grace),
-            },
-        )
+        changes: dict[str, Any] = {
+            "secret": generate_secret(),
+            "previous_secret": current.secret,
+            "previous_secret_expires_at": datetime.now(UTC) + timedelta(seconds=self.settings.webhook_secret_grace),
+        }
+        if current.signing_key:
+            changes.update(signing_key=generate_signing_key(), previous_signing_key=current.signing_key)
+        return await self._save(current, changes)
 
     async def delete(self, subscription_id: uuid.UUID) -> None:
         """Delete the subscription, its consumer (and backlog) and its delivery log."""
