@@ -69,6 +69,8 @@ if TYPE_CHECKING:
     from .log import (
         RECORDER_CONSUMER,
         AttemptDetail,
+        AuditEntry,
+        AuditStore,
         Database,
         DeliveryDetail,
         DeliveryStats,
@@ -77,6 +79,8 @@ if TYPE_CHECKING:
         Recorder,
         RecordResult,
         SubscriptionStore,
+        acting_as,
+        current_actor,
     )
     from .subscriptions import (
         ENV_SUBSCRIPTIONS,
@@ -93,6 +97,10 @@ if TYPE_CHECKING:
 # never touches the database, and those imports were half of its memory.
 _LAZY: dict[str, str] = {
     "AttemptDetail": ".log",
+    "AuditEntry": ".log",
+    "AuditStore": ".log",
+    "acting_as": ".log",
+    "current_actor": ".log",
     "Database": ".log",
     "DeliveryDetail": ".log",
     "DeliveryStats": ".log",
@@ -130,6 +138,8 @@ __all__ = (
     "AttemptOutcome",
     "AttemptRecord",
     "AttemptTrigger",
+    "AuditEntry",
+    "AuditStore",
     "Database",
     "DeadLetter",
     "DeliveryClient",
@@ -157,11 +167,13 @@ __all__ = (
     "SubscriptionStore",
     "SubscriptionView",
     "Worker",
+    "acting_as",
     "build_headers",
     "classify",
     "client_tls",
     "consumer_config",
     "consumer_name",
+    "current_actor",
     "delete_consumer",
     "delivery_headers",
     "delivery_id_for",

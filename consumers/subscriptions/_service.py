@@ -22,18 +22,27 @@ from integrations.core import (
     generate_secret,
     generate_signing_key,
     header_problem,
-    key_id,
-    public_key_of,
-    tls_problem,
     validate_destination,
 )
 from publishers import EventPublisher
 from streams import EventValidationError, Settings, normalize_patterns
 
 from .._messages import SignatureScheme, Subscription
-from ..log import SubscriptionStore
+from ..log import AuditStore, SubscriptionStore
 from ._consumer import delete_consumer, ensure_consumer
 from ._registry import SubscriptionRegistry
+from ._safety import (
+    CaBundle,
+    ClientCert,
+    ClientKey,
+    SignatureOption,
+    check_tls,
+    described,
+    key_fields,
+    patched_tls,
+    unsafe_character,
+    update_action,
+)
 
 __all__ = (
     "RESERVED_HEADER_PREFIXES",
@@ -71,14 +80,6 @@ _Schedule = Annotated[
     list[float],
     Meta(max_length=_MAX_RETRIES, description="Seconds before each retry; `null` uses the global schedule."),
 ]
-_Signature = Annotated[
-    SignatureScheme,
-    Meta(description="`v1`: HMAC-SHA256 with the secret; `v1a`: ed25519, verified with `public_key`; `both`."),
-]
-_Pem = Annotated[str, Meta(max_length=65536)]
-_ClientCert = Annotated[_Pem, Meta(description="PEM client certificate (and chain) for mutual TLS.")]
-_ClientKey = Annotated[_Pem, Meta(description="PEM private key of `tls_client_cert` (unencrypted); never shown.")]
-_CaBundle = Annotated[_Pem, Meta(description="PEM CAs to verify the receiver with, instead of the system's.")]
 _InFlight = Annotated[
     int, Meta(ge=1, le=_MAX_IN_FLIGHT, description="Concurrent deliveries; `null` uses the global setting.")
 ]
@@ -98,10 +99,10 @@ class SubscriptionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     retry_schedule: _Schedule | None = None
     max_in_flight: _InFlight | None = None
     filters: dict[str, Any] | None = None
-    signature: _Signature = "v1"
-    tls_client_cert: _ClientCert | None = None
-    tls_client_key: _ClientKey | None = None
-    tls_ca_bundle: _CaBundle | None = None
+    signature: SignatureOption = "v1"
+    tls_client_cert: ClientCert | None = None
+    tls_client_key: ClientKey | None = None
+    tls_ca_bundle: CaBundle | None = None
 
 
 class SubscriptionPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -117,12 +118,12 @@ class SubscriptionPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     retry_schedule: _Schedule | msgspec.UnsetType | None = UNSET
     max_in_flight: _InFlight | msgspec.UnsetType | None = UNSET
     filters: dict[str, Any] | msgspec.UnsetType | None = UNSET
-    signature: _Signature | msgspec.UnsetType = UNSET
+    signature: SignatureOption | msgspec.UnsetType = UNSET
     """A key pair is made the first time ``v1a`` or ``both`` is chosen."""
-    tls_client_cert: _ClientCert | msgspec.UnsetType | None = UNSET
+    tls_client_cert: ClientCert | msgspec.UnsetType | None = UNSET
     """With ``tls_client_key``; ``null`` for both removes the client certificate."""
-    tls_client_key: _ClientKey | msgspec.UnsetType | None = UNSET
-    tls_ca_bundle: _CaBundle | msgspec.UnsetType | None = UNSET
+    tls_client_key: ClientKey | msgspec.UnsetType | None = UNSET
+    tls_ca_bundle: CaBundle | msgspec.UnsetType | None = UNSET
 
 
 class SubscriptionView(msgspec.Struct, kw_only=True):
@@ -183,43 +184,15 @@ def subscription_view(sub: Subscription, *, with_secret: bool = False) -> Subscr
         created_at=sub.created_at,
         updated_at=sub.updated_at,
         secret=sub.secret if with_secret else UNSET,
-        **_key_fields(sub, moment=datetime.now(UTC)),
+        **key_fields(sub, moment=datetime.now(UTC)),
     )
-
-
-def _key_fields(sub: Subscription, *, moment: datetime) -> dict[str, Any]:
-    """The view's public signing keys and TLS options (the client key only as "set")."""
-    asymmetric = sub.signature_scheme != "v1" and bool(sub.signing_key)
-    public = public_key_of(sub.signing_key) if asymmetric and sub.signing_key else None
-    in_grace = sub.previous_secret_expires_at is not None and sub.previous_secret_expires_at > moment
-    previous = sub.previous_signing_key if asymmetric and in_grace else None
-    return {
-        "signature": sub.signature_scheme,
-        "public_key": public,
-        "public_key_id": key_id(public) if public else None,
-        "previous_public_key": public_key_of(previous) if previous else None,
-        "tls_client_cert": sub.tls_client_cert,
-        "tls_client_key_set": bool(sub.tls_client_key),
-        "tls_ca_bundle": sub.tls_ca_bundle,
-    }
-
-
-def _unsafe_character(text: str) -> str | None:
-    """A character of ``text`` that would rewrite a terminal or a page (a control, a bidi override), named."""
-    for index, char in enumerate(text):
-        code = ord(char)
-        if code < 0x20 or 0x7F <= code <= 0x9F:
-            return f"contains the control character U+{code:04X} at {index}"
-        if 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069 or code in (0x200E, 0x200F, 0x061C):
-            return f"contains the bidirectional control U+{code:04X} at {index} (it reorders text when shown)"
-    return None
 
 
 def _check_name(name: str) -> str:
     cleaned = name.strip()
     if not cleaned:
         raise EventValidationError("name", "is required")
-    if (problem := _unsafe_character(cleaned)) is not None:
+    if (problem := unsafe_character(cleaned)) is not None:
         raise EventValidationError("name", f"{problem}; names are shown in terminals and pages, use plain text")
     if len(cleaned) > _MAX_NAME:
         raise EventValidationError("name", f"is longer than {_MAX_NAME} characters")
@@ -248,15 +221,6 @@ def _check_schedule(schedule: Sequence[float] | None) -> list[float] | None:
     return [float(d) for d in schedule]
 
 
-def _check_tls(tls: ClientTls, url: str) -> None:
-    if not tls:
-        return
-    if not url.lower().startswith("https://"):
-        raise EventValidationError("tls_client_cert" if tls.client_cert else "tls_ca_bundle", "needs an https URL")
-    if (problem := tls_problem(tls)) is not None:
-        raise EventValidationError(*problem)
-
-
 def _check_in_flight(value: int | None) -> int | None:
     if value is not None and not 1 <= value <= _MAX_IN_FLIGHT:
         raise EventValidationError("max_in_flight", f"must be between 1 and {_MAX_IN_FLIGHT}")
@@ -273,12 +237,20 @@ class SubscriptionService:
         registry: SubscriptionRegistry,
         js: JetStreamContext,
         publisher: EventPublisher | None = None,
+        *,
+        audit: AuditStore | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.registry = registry
         self.js = js
         self.publisher = publisher
+        self.audit = audit
+        """Where admin actions are recorded (who: :func:`~consumers.log.acting_as`); ``None`` records nothing."""
+
+    async def _audit(self, action: str, sub: Subscription, details: Mapping[str, Any] | None = None) -> None:
+        if self.audit is not None:
+            await self.audit.record(action, f"subscription:{sub.id}", {"name": sub.name, **(details or {})})
 
     async def _check_url(self, url: str, field: str = "url") -> str:
         return await validate_destination(
@@ -303,7 +275,7 @@ class SubscriptionService:
         config = integration.validate_config(new.integration_config, url)
         await self._check_destinations(integration, config)
         tls = ClientTls(client_cert=new.tls_client_cert, client_key=new.tls_client_key, ca_bundle=new.tls_ca_bundle)
-        _check_tls(tls, url)
+        check_tls(tls, url)
         now = datetime.now(UTC)
         subscription = Subscription(
             id=uuid.uuid4(),
@@ -333,6 +305,7 @@ class SubscriptionService:
             await self.store.delete(created.id)
             raise
         await self.registry.put(created)
+        await self._audit("create", created, described(created))
         return created
 
     async def get(self, subscription_id: uuid.UUID) -> Subscription:
@@ -370,25 +343,17 @@ class SubscriptionService:
             changes["signature_scheme"] = patch.signature
             if patch.signature != "v1" and not current.signing_key:
                 changes["signing_key"] = generate_signing_key()
-        tls_fields = {"tls_client_cert": patch.tls_client_cert, "tls_client_key": patch.tls_client_key}
-        tls_fields["tls_ca_bundle"] = patch.tls_ca_bundle
-        if any(value is not UNSET for value in tls_fields.values()) or "url" in changes:
-            merged = {k: getattr(current, k) if v is UNSET else v for k, v in tls_fields.items()}
-            _check_tls(
-                ClientTls(
-                    client_cert=merged["tls_client_cert"],
-                    client_key=merged["tls_client_key"],
-                    ca_bundle=merged["tls_ca_bundle"],
-                ),
-                changes.get("url", current.url),
-            )
-            changes.update({k: v for k, v in tls_fields.items() if v is not UNSET})
+        changes.update(patched_tls(current, patch, changes.get("url")))
         if patch.active is not UNSET:
             if patch.active:
                 changes.update(status="active", disabled_reason=None, consecutive_failures=0, first_failure_at=None)
             elif current.status == "active":
                 changes["status"] = "paused"
-        return await self._save(current, changes)
+        saved = await self._save(current, changes)
+        if changes:
+            # Field names, never values: headers and configs may hold credentials.
+            await self._audit(update_action(changes), saved, {"fields": sorted(changes)})
+        return saved
 
     async def _save(self, current: Subscription, changes: Mapping[str, Any]) -> Subscription:
         if not changes:
@@ -451,7 +416,9 @@ class SubscriptionService:
         }
         if current.signing_key:
             changes.update(signing_key=generate_signing_key(), previous_signing_key=current.signing_key)
-        return await self._save(current, changes)
+        saved = await self._save(current, changes)
+        await self._audit("rotate", saved, {"grace_seconds": self.settings.webhook_secret_grace})
+        return saved
 
     async def delete(self, subscription_id: uuid.UUID) -> None:
         """Delete the subscription, its consumer (and backlog) and its delivery log."""
@@ -459,6 +426,7 @@ class SubscriptionService:
         await self.store.delete(subscription_id)
         await self.registry.delete(subscription_id)
         await delete_consumer(self.js, self.settings, current)
+        await self._audit("delete", current)
 
     async def mirror(self) -> None:
         """Re-sync the KV registry and the consumers with SQL (on start)."""

@@ -25,6 +25,7 @@ from consumers import Engine
 from streams import VERSION, TurbohooksError
 
 from .._token import ADMIN_TOKEN_VARIABLE
+from ._audit import audit_actor_middleware
 from ._guard import ADMIN_GUARDS, SECURITY_SCHEME, TOKEN_STATE
 from ._metrics import GatewayMetrics
 from ._problems import EXCEPTION_HANDLERS
@@ -43,6 +44,7 @@ _TAGS: Final = [
     Tag(name="subscriptions", description="Webhook subscriptions: manage, test, replay."),
     Tag(name="deliveries", description="The delivery log; retries."),
     Tag(name="stats", description="Delivery analytics and lag."),
+    Tag(name="audit", description="Who did what, when, from where (admin actions)."),
 ]
 
 
@@ -76,6 +78,7 @@ def create_app(engine: Engine, *, admin_token: str, max_body_size: int = MAX_BOD
         },
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[count_request],
+        middleware=[audit_actor_middleware],
         request_max_body_size=max_body_size,
         openapi_config=OpenAPIConfig(
             title="turbohooks admin API",

@@ -11,6 +11,8 @@ from consumers import DeliveryClient, client_tls, delivery_headers
 from integrations import get_integration
 from streams import USER_AGENT, EventValidationError, build_event, encode_event, match_event_types
 
+from ._audit import record_audit
+
 if TYPE_CHECKING:
     from consumers import Engine
 
@@ -73,6 +75,9 @@ async def send_test_event(engine: Engine, subscription_id: uuid.UUID) -> Deliver
         allowed_hosts=settings.webhook_allowed_hosts,
     ) as client:
         result = await client.post(request.url, request.body, headers, tls=client_tls(sub))
+    await record_audit(
+        engine, None, "test", f"subscription:{sub.id}", {"event_type": event.event_type, "status": result.status}
+    )
     return DeliveryTestResult(
         subscription_id=sub.id,
         event_id=event.event_id,
