@@ -16,6 +16,7 @@ from publishers import EventPublisher, MilestoneProcessor, Scheduler, SchedulerS
 from streams import DEFAULT_CONFIG, ConfigError, EmbeddedNats, Settings, connect_nats, provision
 
 from ._common import console, fail, freeze_heap, load_settings, run
+from ._safe import safe
 
 __all__ = ("register",)
 
@@ -69,7 +70,9 @@ async def _up(settings: Settings, schedule: SchedulerSettings, host: str, port: 
         engine = await stack.enter_async_context(open_engine(settings, name="up"))
         await engine.service.mirror()
         for sub in await ensure_env_subscriptions(engine.service):
-            console.print(f"subscription [bold]{sub.name}[/bold] ({sub.integration}) from the environment → {sub.url}")
+            console.print(
+                f"subscription [bold]{safe(sub.name)}[/bold] ({sub.integration}) from the environment → {safe(sub.url)}"
+            )
         for name in (settings.stream_name, "TURBOHOOKS_ATTEMPTS", "TURBOHOOKS_DLQ", "TURBOHOOKS_REDELIVER"):
             info = await engine.js.stream_info(name)
             console.print(f"stream [bold]{name}[/bold] ready ({info.state.messages} messages)")

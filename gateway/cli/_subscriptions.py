@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 import typer
-from rich.table import Table
 
 from consumers import DeliveryStatus, Subscription
 from integrations import INTEGRATION_NAMES
 from streams import parse_duration
 
 from ._common import console, fail, load_settings, print_json, run, when
+from ._safe import SafeTable as Table
+from ._safe import safe, styled
 
 if TYPE_CHECKING:
     from consumers import Engine
@@ -133,9 +134,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")
             table.add_column(col)
         for s in subs:
             colour = {"active": "green", "paused": "yellow", "disabled": "red"}[s.status]
-            table.add_row(
-                str(s.id), s.name, s.integration, f"[{colour}]{s.status}[/{colour}]", ", ".join(s.event_types), s.url
-            )
+            table.add_row(str(s.id), s.name, s.integration, styled(s.status, colour), ", ".join(s.event_types), s.url)
         console.print(table)
 
     _with_engine(body)
@@ -286,7 +285,7 @@ def deliveries_list(
             table.add_row(
                 str(d.id),
                 d.event_type,
-                f"[{colour}]{d.status}[/{colour}]",
+                styled(d.status, colour),
                 str(d.attempts),
                 str(d.response_code or ""),
                 f"{d.created_at:%Y-%m-%d %H:%M:%S}",
@@ -317,6 +316,6 @@ def deliveries_retry(delivery_id: Annotated[str, typer.Argument(help="Delivery i
         from ..operations import retry_delivery
 
         sub = await retry_delivery(engine, did)
-        console.print(f"queued a retry of delivery {did} to {sub.name} ({sub.url})")
+        console.print(f"queued a retry of delivery {did} to {safe(sub.name)} ({safe(sub.url)})")
 
     _with_engine(body)
