@@ -21,12 +21,15 @@ __all__ = (
     "DeadLetter",
     "DeadLetterCause",
     "DeliveryStatus",
+    "SignatureScheme",
     "Subscription",
     "SubscriptionStatus",
     "delivery_id_for",
 )
 
 SubscriptionStatus = Literal["active", "paused", "disabled"]
+SignatureScheme = Literal["v1", "v1a", "both"]
+"""How deliveries are signed: ``v1`` HMAC-SHA256 (the shared secret), ``v1a`` ed25519 (a public key), or both."""
 DeliveryStatus = Literal["pending", "success", "failed"]
 AttemptOutcome = Literal["success", "retrying", "failed", "pending"]
 """Of one attempt: delivered; failed but will be retried; failed for good; sent, no answer recorded yet.
@@ -77,6 +80,17 @@ class Subscription(msgspec.Struct, kw_only=True):
     first_failure_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
+    signature_scheme: SignatureScheme = "v1"
+    signing_key: str | None = None
+    """``whsk_<base64 ed25519 seed>``: signs ``v1a`` signatures (a secret, stored like ``secret``)."""
+    previous_signing_key: str | None = None
+    """The signing key before the last rotation, signing beside it until ``previous_secret_expires_at``."""
+    tls_client_cert: str | None = None
+    """PEM: the client certificate (and its chain) presented to the receiver (mutual TLS)."""
+    tls_client_key: str | None = None
+    """PEM: the client certificate's private key (a secret, stored like ``secret``)."""
+    tls_ca_bundle: str | None = None
+    """PEM: the CAs the receiver's certificate is verified against, instead of the system's."""
 
     @property
     def active(self) -> bool:

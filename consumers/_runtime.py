@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 from publishers import EventPublisher
 from streams import Settings, connect_nats, provision
 
-from .log import Database, DeliveryStore, SubscriptionStore
+from .log import AuditStore, Database, DeliveryStore, SubscriptionStore
 from .subscriptions import SubscriptionRegistry, SubscriptionService
 
 __all__ = ("Engine", "open_engine")
@@ -35,6 +35,8 @@ class Engine:
     registry: SubscriptionRegistry
     service: SubscriptionService
     publisher: EventPublisher
+    audit: AuditStore | None = None
+    """The audit log of admin actions (the service and the operations record into it)."""
 
 
 @contextlib.asynccontextmanager
@@ -52,7 +54,8 @@ async def open_engine(
         publisher = await stack.enter_async_context(EventPublisher(settings, nc=nc, name=name))
         registry = await SubscriptionRegistry.open(js, settings)
         subscriptions = SubscriptionStore(db)
-        service = SubscriptionService(settings, subscriptions, registry, js, publisher)
+        audit = AuditStore(db)
+        service = SubscriptionService(settings, subscriptions, registry, js, publisher, audit=audit)
         yield Engine(
             settings=settings,
             nc=nc,
@@ -63,4 +66,5 @@ async def open_engine(
             registry=registry,
             service=service,
             publisher=publisher,
+            audit=audit,
         )

@@ -20,6 +20,7 @@ here imports the delivery engine (``consumers``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -115,6 +116,7 @@ __all__ = (
     "ZapierIntegration",
     "build_prompt",
     "describe",
+    "destinations",
     "flatten",
     "get_integration",
     "github_event",
@@ -155,6 +157,16 @@ def get_integration(name: str, *, field: str = "integration") -> Integration[Any
         raise EventValidationError(
             field, f"unknown integration {name!r}; choose one of {', '.join(sorted(INTEGRATIONS))}"
         ) from None
+
+
+def destinations(integration: Integration[Any], config: Mapping[str, Any]) -> dict[str, str]:
+    """The URLs besides the subscription's that ``integration`` connects to for ``config``, by field name.
+
+    GitHub's ``api_url``: checked at save by the same destination rules as a webhook
+    URL (and again, address by address, at each connection).
+    """
+    found = getattr(integration, "destinations", None)
+    return dict(found(config)) if callable(found) else {}
 
 
 def requires_url(integration: Integration[Any]) -> bool:

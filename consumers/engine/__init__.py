@@ -8,7 +8,7 @@ provisioning (``consumers.subscriptions``) and ``integrations``.
 from __future__ import annotations
 
 from ._batcher import AttemptBatcher
-from ._deliverer import EVENT_SOURCE, Attempted, Deliverer, delivery_headers
+from ._deliverer import EVENT_SOURCE, Attempted, Deliverer, client_tls, delivery_headers
 from ._http import DeliveryClient, HttpResult
 from ._outcome import Dead, Delivered, Gone, Outcome, Retry, decide, logged_as
 from ._pull import ContinuousPull
@@ -34,6 +34,7 @@ __all__ = (
     "RetryPolicy",
     "Worker",
     "classify",
+    "client_tls",
     "decide",
     "delivery_headers",
     "logged_as",

@@ -22,7 +22,7 @@ import msgspec
 from nats.js import JetStreamContext
 
 from integrations import Integration, OutgoingRequest, Transport
-from integrations.core import build_headers
+from integrations.core import ClientTls, build_headers
 from streams import DEAD_LETTER_SUBJECT_ROOT, USER_AGENT, Event, Settings
 
 from .._messages import AttemptRecord, AttemptTrigger, DeadLetter, Subscription, delivery_id_for
@@ -32,7 +32,7 @@ from ._outcome import Gone, Outcome, Retry, decide, logged_as
 from ._retry import RetryPolicy, classify
 from ._sizing import fit_record, omitted
 
-__all__ = ("EVENT_SOURCE", "OUTCOME_UNKNOWN", "Attempted", "Deliverer", "delivery_headers")
+__all__ = ("EVENT_SOURCE", "OUTCOME_UNKNOWN", "Attempted", "Deliverer", "client_tls", "delivery_headers")
 
 EVENT_SOURCE: Final = "/turbo"
 """``ce-source`` of deliveries."""
@@ -66,15 +66,26 @@ def delivery_headers(
 ) -> dict[str, str]:
     """Every header of one delivery of ``event`` to ``sub``: identity, signatures, custom headers.
 
-    Signed with the current secret and, during a rotation's grace period, the
-    previous one. Used by the workers and by the gateway's test send alike.
+    Signed by the subscription's scheme: ``v1`` with the current secret, ``v1a``
+    with the ed25519 signing key, ``both`` with both; during a rotation's grace
+    period the previous secret and key sign beside them. Used by the workers and by the gateway's test send alike.
     """
     if not integration.signs:
         return {**sub.headers, **request.headers, "User-Agent": USER_AGENT}
     moment = now or datetime.now(UTC)
-    secrets = [sub.secret]
-    if sub.previous_secret and sub.previous_secret_expires_at and sub.previous_secret_expires_at > moment:
-        secrets.append(sub.previous_secret)
+    in_grace = sub.previous_secret_expires_at is not None and sub.previous_secret_expires_at > moment
+    secrets: list[str] = []
+    if sub.signature_scheme != "v1a":
+        secrets.append(sub.secret)
+        if sub.previous_secret and in_grace:
+            secrets.append(sub.previous_secret)
+    keys: list[str] = []
+    if sub.signature_scheme != "v1" and sub.signing_key:
+        keys.append(sub.signing_key)
+        if sub.previous_signing_key and in_grace:
+            keys.append(sub.previous_signing_key)
+    if not secrets and not keys:  # a v1a subscription without its key (never saved so): sign v1 rather than not at all
+        secrets.append(sub.secret)
     return build_headers(
         msg_id=delivery_id or delivery_id_for(sub.id, event.event_id),
         timestamp=int(moment.timestamp()),
@@ -86,7 +97,15 @@ def delivery_headers(
         source=source,
         user_agent=USER_AGENT,
         extra={**sub.headers, **request.headers},
+        signing_keys=keys,
     )
+
+
+def client_tls(sub: Subscription) -> ClientTls | None:
+    """The TLS options of connections to ``sub``'s receiver (client certificate, CA bundle), if it has any."""
+    if not (sub.tls_client_cert or sub.tls_client_key or sub.tls_ca_bundle):
+        return None
+    return ClientTls(client_cert=sub.tls_client_cert, client_key=sub.tls_client_key, ca_bundle=sub.tls_ca_bundle)
 
 
 class Deliverer:
@@ -161,7 +180,7 @@ class Deliverer:
                 result.request_headers or headers,
             )
         else:
-            result = await self.client.post(request.url, request.body, headers)
+            result = await self.client.post(request.url, request.body, headers, tls=client_tls(sub))
             url, body = request.url, request.body
         finished = datetime.now(UTC)
         outcome = decide(

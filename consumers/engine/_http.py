@@ -13,17 +13,27 @@ be re-subscribed, and following redirects would let a receiver steer requests
 to addresses the destination check refused (server-side request forgery).
 Cookies are not kept, proxies from the environment are not used.
 
-With ``guard_addresses=True`` every name is checked again *when it is resolved*
-(and IP literals before connecting) with the rules of :mod:`integrations.core` (``validate_destination``),
-so a destination whose DNS changes to a private address after it was saved
-(DNS rebinding) is refused; hosts in ``allowed_hosts`` are exempt.
+With ``guard_addresses=True`` every name is resolved once per new connection,
+through the connector's resolver hook, and only the addresses the destination
+rules of :mod:`integrations.core` allow are returned to be dialled (IP literals
+are checked before connecting): a destination whose DNS changes to a private
+address after it was saved (DNS rebinding) is refused; hosts in ``allowed_hosts``
+are exempt. The connector keeps no DNS cache, so no answer outlives its TTL
+(pooled keep-alive connections stay on the address they were checked for).
+
+TLS is always verified for https. A subscription's :class:`~integrations.core.ClientTls`
+(a client certificate for mutual TLS, a CA bundle to trust instead of the
+system's) becomes an :class:`ssl.SSLContext`, built once per distinct content.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import socket
+import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Final, Self
@@ -33,24 +43,35 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from integrations.core import ErrorKind, SendResult, address_problem, header_problem, host_allowed
+from integrations.core import (
+    BlockedAddressError,
+    ClientTls,
+    ErrorKind,
+    SendResult,
+    address_problem,
+    header_problem,
+    host_allowed,
+    ssl_context,
+    usable_addresses,
+)
 
 __all__ = ("DeliveryClient", "HttpResult")
 
-_DNS_CACHE_TTL: Final = 60
 _KEEPALIVE: Final = 30.0
+_TLS_CONTEXTS: Final = 256
+"""Distinct TLS option sets whose SSL contexts are kept (least recently used dropped)."""
 
 
 HttpResult = SendResult
 """The outcome of one POST: the contract's one result type (:class:`~integrations.core.SendResult`)."""
 
 
-class _BlockedAddressError(OSError):
-    """A name resolved to an address deliveries may not reach."""
-
-
 class _GuardedResolver(AbstractResolver):
-    """Resolves like aiohttp's default resolver, then refuses private and metadata addresses."""
+    """Resolves like aiohttp's default resolver, then returns only the addresses deliveries may reach.
+
+    Called for every new connection (the connector's DNS cache is off), so the
+    addresses checked are the ones dialled; none allowed: :class:`BlockedAddressError`.
+    """
 
     def __init__(self, allowed_hosts: Sequence[str]) -> None:
         self._inner = DefaultResolver()
@@ -60,12 +81,8 @@ class _GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        if not host_allowed(host, port or None, self._allowed):
-            for result in results:
-                problem = address_problem(ipaddress.ip_address(result["host"].split("%", 1)[0]))
-                if problem is not None:
-                    raise _BlockedAddressError(f"{host} resolves to {result['host']}, {problem}")
-        return results
+        usable = set(usable_addresses(host, port or None, [r["host"] for r in results], self._allowed))
+        return [r for r in results if r["host"] in usable]
 
     async def close(self) -> None:
         await self._inner.close()
@@ -95,7 +112,7 @@ def _describe(exc: BaseException, timeout: float) -> tuple[str, ErrorKind]:
     if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError derives from it too
         return f"timeout after {timeout}s", "timeout"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        if isinstance(exc.os_error, _BlockedAddressError):
+        if isinstance(exc.os_error, BlockedAddressError):
             return f"blocked: {exc.os_error}", "connect"
         return f"dns lookup failed for {exc.host}: {exc.os_error}", "connect"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
@@ -162,7 +179,7 @@ class DeliveryClient:
         self.allowed_hosts = tuple(allowed_hosts)
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._verdicts: dict[str, str | None] = {}
+        self._contexts: OrderedDict[bytes, ssl.SSLContext] = OrderedDict()
 
     async def __aenter__(self) -> Self:
         if self._session is not None:
@@ -170,7 +187,8 @@ class DeliveryClient:
         connector = aiohttp.TCPConnector(
             limit=self.max_connections,
             limit_per_host=self.max_connections_per_host,
-            ttl_dns_cache=_DNS_CACHE_TTL,
+            # No DNS cache: the resolver runs for each new connection, so a verdict never outlives its answer.
+            use_dns_cache=False,
             keepalive_timeout=_KEEPALIVE,
             resolver=_GuardedResolver(self.allowed_hosts) if self.guard_addresses else None,
         )
@@ -195,23 +213,25 @@ class DeliveryClient:
         if session is not None:
             await session.close()
 
+    def _ssl(self, tls: ClientTls | None) -> ssl.SSLContext | bool:
+        """The SSL context of ``tls`` (one per distinct content, so connections pool), or the verifying default."""
+        if not tls:
+            return True
+        digest = hashlib.sha256(
+            b"\0".join((v or "").encode() for v in (tls.client_cert, tls.client_key, tls.ca_bundle))
+        ).digest()
+        context = self._contexts.get(digest)
+        if context is None:
+            context = ssl_context(tls)
+            self._contexts[digest] = context
+            if len(self._contexts) > _TLS_CONTEXTS:
+                self._contexts.popitem(last=False)
+        else:
+            self._contexts.move_to_end(digest)
+        return context
+
     def _blocked_literal(self, url: str) -> str | None:
-        """Why ``url``'s IP-literal host may not be reached (the resolver never sees literals).
-
-        The verdict depends on the URL alone, so it is computed once per URL
-        (a subscription's URL is the same for every delivery).
-        """
-        try:
-            return self._verdicts[url]
-        except KeyError:
-            pass
-        verdict = self._literal_verdict(url)
-        if len(self._verdicts) > 4096:
-            self._verdicts.clear()
-        self._verdicts[url] = verdict
-        return verdict
-
-    def _literal_verdict(self, url: str) -> str | None:
+        """Why ``url``'s IP-literal host may not be reached (the resolver never sees literals); no cache."""
         try:
             parsed = URL(url)
         except ValueError:
@@ -229,12 +249,19 @@ class DeliveryClient:
         return None if problem is None else f"blocked: {host} is {problem}"
 
     async def post(
-        self, url: str, body: bytes, headers: Mapping[str, str], *, timeout: float | None = None
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        timeout: float | None = None,
+        tls: ClientTls | None = None,
     ) -> SendResult:
         """POST ``body`` to ``url`` with exactly ``headers`` (plus aiohttp's framing); never raises for network errors.
 
         Raises :class:`RuntimeError` outside ``async with``. A request aiohttp will
-        not write (a control character in a header) is a result too, ``error_kind="request"``.
+        not write (a control character in a header) is a result too, ``error_kind="request"``;
+        TLS options OpenSSL refuses are one too (``error_kind="connect"``).
         """
         session = self._session
         if session is None:
@@ -250,11 +277,16 @@ class DeliveryClient:
         error: str | None = None
         error_kind: ErrorKind | None = None
         try:
+            context = self._ssl(tls) if url[:6].lower() == "https:" else True
+        except (ssl.SSLError, ValueError, OSError) as exc:
+            return SendResult(status=None, latency_ms=0.0, error=f"tls options refused: {exc}", error_kind="connect")
+        try:
             async with session.post(
                 url,
                 data=body,
                 headers=dict(headers),
                 allow_redirects=False,
+                ssl=context,
                 # The session's own timeout unless this call asks for another:
                 # a ClientTimeout per request showed in the profile.
                 timeout=self._timeout if timeout is None else aiohttp.ClientTimeout(total=limit),

@@ -7,11 +7,13 @@ the CLI); a worker never imports this package.
 * :class:`SubscriptionStore`: the subscriptions, the source of truth of the KV mirror.
 * :class:`DeliveryStore`: deliveries and attempts: batch recording (``_recording``),
   log queries (``_queries``), stats (``_stats``); read models in ``_views``.
+* :class:`AuditStore`: the audit log of admin actions (``_audit``).
 * :class:`Recorder`: writes the attempts stream into the store.
 """
 
 from __future__ import annotations
 
+from ._audit import AuditEntry, AuditStore, acting_as, current_actor, local_actor
 from ._database import MIGRATIONS_DIR, Database, alembic_config
 from ._recorder import RECORDER_CONSUMER, Recorder
 from ._store import (
@@ -30,6 +32,8 @@ __all__ = (
     "MIGRATIONS_DIR",
     "RECORDER_CONSUMER",
     "AttemptDetail",
+    "AuditEntry",
+    "AuditStore",
     "Database",
     "DeliveryDetail",
     "DeliveryStats",
@@ -40,5 +44,8 @@ __all__ = (
     "Recorder",
     "SubscriptionActivity",
     "SubscriptionStore",
+    "acting_as",
     "alembic_config",
+    "current_actor",
+    "local_actor",
 )

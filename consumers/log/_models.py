@@ -39,6 +39,7 @@ __all__ = (
     "ALEMBIC_VERSION_TABLE",
     "NAMING_CONVENTION",
     "AttemptRow",
+    "AuditRow",
     "Base",
     "DeliveryRow",
     "JSONDocument",
@@ -109,6 +110,7 @@ class SubscriptionRow(Base):
         Index("ix_webhook_subscriptions_name", "name", unique=True),
         Index("ix_webhook_subscriptions_integration_status", "integration", "status"),
         CheckConstraint("status IN ('active', 'paused', 'disabled')", name="status"),
+        CheckConstraint("signature_scheme IN ('v1', 'v1a', 'both')", name="signature_scheme"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
@@ -132,6 +134,34 @@ class SubscriptionRow(Base):
     max_in_flight: Mapped[int | None] = mapped_column(Integer, nullable=True)
     consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     first_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Migration 0003: asymmetric signatures and the receiver's TLS. signing_key, previous_signing_key
+    # and tls_client_key are secrets, stored like secret_token.
+    signature_scheme: Mapped[str] = mapped_column(String(8), server_default=text("'v1'"))
+    signing_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    previous_signing_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tls_client_cert: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tls_client_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tls_ca_bundle: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AuditRow(Base):
+    """``turbohooks_audit_log``: one row per admin action (who, when, what, on what, from where; no secret)."""
+
+    __tablename__ = "turbohooks_audit_log"
+    __table_args__ = (
+        Index("ix_turbohooks_audit_log_at", "at"),
+        Index("ix_turbohooks_audit_log_action_at", "action", "at"),
+        Index("ix_turbohooks_audit_log_target_at", "target", "at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(200))
+    """``token:<12 hex of the token's SHA-256>``, ``ui:<session>``, ``local:<os user>``: never a token."""
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(200))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    source_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class DeliveryRow(Base):

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from streams._errors import ConflictError, NotFoundError
 
 from .._messages import (
+    SignatureScheme,
     Subscription,
     SubscriptionStatus,
 )
@@ -196,6 +197,12 @@ def _mutable_values(sub: Subscription) -> dict[str, Any]:
         "filters": sub.filters,
         "retry_schedule": None if sub.retry_schedule is None else [float(d) for d in sub.retry_schedule],
         "max_in_flight": sub.max_in_flight,
+        "signature_scheme": sub.signature_scheme,
+        "signing_key": sub.signing_key,
+        "previous_signing_key": sub.previous_signing_key,
+        "tls_client_cert": sub.tls_client_cert,
+        "tls_client_key": sub.tls_client_key,
+        "tls_ca_bundle": sub.tls_ca_bundle,
     }
 
 
@@ -220,6 +227,12 @@ def _subscription(row: SubscriptionRow) -> Subscription:
         first_failure_at=row.first_failure_at,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        signature_scheme=cast(SignatureScheme, row.signature_scheme),
+        signing_key=row.signing_key,
+        previous_signing_key=row.previous_signing_key,
+        tls_client_cert=row.tls_client_cert,
+        tls_client_key=row.tls_client_key,
+        tls_ca_bundle=row.tls_ca_bundle,
     )
 
 

@@ -15,15 +15,34 @@ import msgspec
 from msgspec import Meta
 from nats.js import JetStreamContext
 
-from integrations import get_integration, requires_url
-from integrations.core import RESERVED_HEADERS, generate_secret, header_problem, validate_destination
+from integrations import destinations, get_integration, requires_url
+from integrations.core import (
+    RESERVED_HEADERS,
+    ClientTls,
+    generate_secret,
+    generate_signing_key,
+    header_problem,
+    validate_destination,
+)
 from publishers import EventPublisher
 from streams import EventValidationError, Settings, normalize_patterns
 
-from .._messages import Subscription
-from ..log import SubscriptionStore
+from .._messages import SignatureScheme, Subscription
+from ..log import AuditStore, SubscriptionStore
 from ._consumer import delete_consumer, ensure_consumer
 from ._registry import SubscriptionRegistry
+from ._safety import (
+    CaBundle,
+    ClientCert,
+    ClientKey,
+    SignatureOption,
+    check_tls,
+    described,
+    key_fields,
+    patched_tls,
+    unsafe_character,
+    update_action,
+)
 
 __all__ = (
     "RESERVED_HEADER_PREFIXES",
@@ -80,6 +99,10 @@ class SubscriptionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     retry_schedule: _Schedule | None = None
     max_in_flight: _InFlight | None = None
     filters: dict[str, Any] | None = None
+    signature: SignatureOption = "v1"
+    tls_client_cert: ClientCert | None = None
+    tls_client_key: ClientKey | None = None
+    tls_ca_bundle: CaBundle | None = None
 
 
 class SubscriptionPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -95,6 +118,12 @@ class SubscriptionPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     retry_schedule: _Schedule | msgspec.UnsetType | None = UNSET
     max_in_flight: _InFlight | msgspec.UnsetType | None = UNSET
     filters: dict[str, Any] | msgspec.UnsetType | None = UNSET
+    signature: SignatureOption | msgspec.UnsetType = UNSET
+    """A key pair is made the first time ``v1a`` or ``both`` is chosen."""
+    tls_client_cert: ClientCert | msgspec.UnsetType | None = UNSET
+    """With ``tls_client_key``; ``null`` for both removes the client certificate."""
+    tls_client_key: ClientKey | msgspec.UnsetType | None = UNSET
+    tls_ca_bundle: CaBundle | msgspec.UnsetType | None = UNSET
 
 
 class SubscriptionView(msgspec.Struct, kw_only=True):
@@ -120,6 +149,17 @@ class SubscriptionView(msgspec.Struct, kw_only=True):
     updated_at: datetime
     secret: str | msgspec.UnsetType = UNSET
     """``whsec_…``: present in the answer to create and rotate-secret, and nowhere else."""
+    signature: SignatureScheme = "v1"
+    public_key: str | None = None
+    """``whpk_…``: the ed25519 key ``v1a`` signatures verify with (``v1a`` and ``both``); not a secret."""
+    public_key_id: str | None = None
+    """Its ``kid`` in ``/.well-known/turbohooks/keys`` (RFC 7638 thumbprint)."""
+    previous_public_key: str | None = None
+    """The key before the last rotation, still signing until ``previous_secret_expires_at``."""
+    tls_client_cert: str | None = None
+    tls_client_key_set: bool = False
+    """Whether a client key is stored (the key itself is never shown)."""
+    tls_ca_bundle: str | None = None
 
 
 def subscription_view(sub: Subscription, *, with_secret: bool = False) -> SubscriptionView:
@@ -144,6 +184,7 @@ def subscription_view(sub: Subscription, *, with_secret: bool = False) -> Subscr
         created_at=sub.created_at,
         updated_at=sub.updated_at,
         secret=sub.secret if with_secret else UNSET,
+        **key_fields(sub, moment=datetime.now(UTC)),
     )
 
 
@@ -151,6 +192,8 @@ def _check_name(name: str) -> str:
     cleaned = name.strip()
     if not cleaned:
         raise EventValidationError("name", "is required")
+    if (problem := unsafe_character(cleaned)) is not None:
+        raise EventValidationError("name", f"{problem}; names are shown in terminals and pages, use plain text")
     if len(cleaned) > _MAX_NAME:
         raise EventValidationError("name", f"is longer than {_MAX_NAME} characters")
     return cleaned
@@ -194,17 +237,33 @@ class SubscriptionService:
         registry: SubscriptionRegistry,
         js: JetStreamContext,
         publisher: EventPublisher | None = None,
+        *,
+        audit: AuditStore | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.registry = registry
         self.js = js
         self.publisher = publisher
+        self.audit = audit
+        """Where admin actions are recorded (who: :func:`~consumers.log.acting_as`); ``None`` records nothing."""
 
-    async def _check_url(self, url: str) -> str:
+    async def _audit(self, action: str, sub: Subscription, details: Mapping[str, Any] | None = None) -> None:
+        if self.audit is not None:
+            await self.audit.record(action, f"subscription:{sub.id}", {"name": sub.name, **(details or {})})
+
+    async def _check_url(self, url: str, field: str = "url") -> str:
         return await validate_destination(
-            url, allow_http=self.settings.webhook_allow_http, allowed_hosts=self.settings.webhook_allowed_hosts
+            url,
+            allow_http=self.settings.webhook_allow_http,
+            allowed_hosts=self.settings.webhook_allowed_hosts,
+            field=field,
         )
+
+    async def _check_destinations(self, integration: Any, config: Mapping[str, Any]) -> None:
+        """The integration's other URLs (GitHub's ``api_url``) pass the destination rules too."""
+        for field, url in destinations(integration, config).items():
+            await self._check_url(url, field)
 
     async def create(self, new: SubscriptionCreate) -> Subscription:
         """Validate and create; the returned subscription carries its secret (shown once)."""
@@ -214,6 +273,9 @@ class SubscriptionService:
         # the URL; their validate_config checks it instead.
         url = await self._check_url(new.url) if requires_url(integration) else new.url.strip()
         config = integration.validate_config(new.integration_config, url)
+        await self._check_destinations(integration, config)
+        tls = ClientTls(client_cert=new.tls_client_cert, client_key=new.tls_client_key, ca_bundle=new.tls_ca_bundle)
+        check_tls(tls, url)
         now = datetime.now(UTC)
         subscription = Subscription(
             id=uuid.uuid4(),
@@ -230,6 +292,11 @@ class SubscriptionService:
             max_in_flight=_check_in_flight(new.max_in_flight),
             created_at=now,
             updated_at=now,
+            signature_scheme=new.signature,
+            signing_key=generate_signing_key() if new.signature != "v1" else None,
+            tls_client_cert=tls.client_cert,
+            tls_client_key=tls.client_key,
+            tls_ca_bundle=tls.ca_bundle,
         )
         created = await self.store.create(subscription)
         try:
@@ -238,6 +305,7 @@ class SubscriptionService:
             await self.store.delete(created.id)
             raise
         await self.registry.put(created)
+        await self._audit("create", created, described(created))
         return created
 
     async def get(self, subscription_id: uuid.UUID) -> Subscription:
@@ -262,6 +330,7 @@ class SubscriptionService:
             changes["integration_config"] = integration.validate_config(
                 patch.integration_config, changes.get("url", current.url)
             )
+            await self._check_destinations(integration, changes["integration_config"])
         if patch.headers is not UNSET:
             changes["headers"] = _check_headers(patch.headers)
         if patch.retry_schedule is not UNSET:
@@ -270,12 +339,21 @@ class SubscriptionService:
             changes["max_in_flight"] = _check_in_flight(patch.max_in_flight)
         if patch.filters is not UNSET:
             changes["filters"] = patch.filters
+        if patch.signature is not UNSET:
+            changes["signature_scheme"] = patch.signature
+            if patch.signature != "v1" and not current.signing_key:
+                changes["signing_key"] = generate_signing_key()
+        changes.update(patched_tls(current, patch, changes.get("url")))
         if patch.active is not UNSET:
             if patch.active:
                 changes.update(status="active", disabled_reason=None, consecutive_failures=0, first_failure_at=None)
             elif current.status == "active":
                 changes["status"] = "paused"
-        return await self._save(current, changes)
+        saved = await self._save(current, changes)
+        if changes:
+            # Field names, never values: headers and configs may hold credentials.
+            await self._audit(update_action(changes), saved, {"fields": sorted(changes)})
+        return saved
 
     async def _save(self, current: Subscription, changes: Mapping[str, Any]) -> Subscription:
         if not changes:
@@ -329,16 +407,18 @@ class SubscriptionService:
         return saved
 
     async def rotate_secret(self, subscription_id: uuid.UUID) -> Subscription:
-        """A new secret; the old one keeps signing beside it for ``WEBHOOK_SECRET_GRACE``."""
+        """A new secret (and ed25519 key pair); the old ones keep signing beside them for ``WEBHOOK_SECRET_GRACE``."""
         current = await self.store.get(subscription_id)
-        return await self._save(
-            current,
-            {
-                "secret": generate_secret(),
-                "previous_secret": current.secret,
-                "previous_secret_expires_at": datetime.now(UTC) + timedelta(seconds=self.settings.webhook_secret_grace),
-            },
-        )
+        changes: dict[str, Any] = {
+            "secret": generate_secret(),
+            "previous_secret": current.secret,
+            "previous_secret_expires_at": datetime.now(UTC) + timedelta(seconds=self.settings.webhook_secret_grace),
+        }
+        if current.signing_key:
+            changes.update(signing_key=generate_signing_key(), previous_signing_key=current.signing_key)
+        saved = await self._save(current, changes)
+        await self._audit("rotate", saved, {"grace_seconds": self.settings.webhook_secret_grace})
+        return saved
 
     async def delete(self, subscription_id: uuid.UUID) -> None:
         """Delete the subscription, its consumer (and backlog) and its delivery log."""
@@ -346,6 +426,7 @@ class SubscriptionService:
         await self.store.delete(subscription_id)
         await self.registry.delete(subscription_id)
         await delete_consumer(self.js, self.settings, current)
+        await self._audit("delete", current)
 
     async def mirror(self) -> None:
         """Re-sync the KV registry and the consumers with SQL (on start)."""

@@ -27,6 +27,7 @@ from streams.settings import GatewaySettings
 
 from .._token import ADMIN_TOKEN_VARIABLE
 from ..ui import SESSION_OR_TOKEN_GUARDS, TEMPLATE_CONFIG, openapi_render_plugins, ui_routers
+from ._audit import audit_actor_middleware
 from ._guard import SECURITY_SCHEME, TOKEN_STATE
 from ._metrics import GatewayMetrics
 from ._problems import EXCEPTION_HANDLERS
@@ -46,6 +47,7 @@ _TAGS: Final = [
     Tag(name="subscriptions", description="Webhook subscriptions: manage, test, replay."),
     Tag(name="deliveries", description="The delivery log; retries."),
     Tag(name="stats", description="Delivery analytics and lag."),
+    Tag(name="audit", description="Who did what, when, from where (admin actions)."),
 ]
 
 
@@ -93,6 +95,7 @@ def create_app(
         },
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[count_request],
+        middleware=[audit_actor_middleware],
         request_max_body_size=max_body_size,
         openapi_config=OpenAPIConfig(
             title="turbohooks admin API",

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 import typer
 from rich import box
-from rich.table import Table
 
 from consumers import DeliveryStatus
 from streams import parse_duration
 
 from ._common import console, fail, print_json
 from ._engine import WideOption, shown_id, with_engine
+from ._safe import SafeTable as Table
+from ._safe import safe, styled
 
 if TYPE_CHECKING:
     from consumers import DeliveryDetail, Engine
@@ -81,7 +82,7 @@ def deliveries_list(
             table.add_row(
                 shown_id(d.id, wide),
                 d.event_type,
-                f"[{colour}]{d.status}[/{colour}]",
+                styled(d.status, colour),
                 str(d.attempts),
                 str(d.response_code or ""),
                 f"{d.created_at:%m-%d %H:%M:%S}",
@@ -123,6 +124,8 @@ def deliveries_retry(delivery: _DeliveryArg) -> None:
 
         did = await resolve_delivery(engine, delivery, "delivery id")
         sub = await retry_delivery(engine, did)
-        console.print(f"queued a retry of delivery {did} to {sub.name} ({sub.url})", highlight=False, soft_wrap=True)
+        console.print(
+            f"queued a retry of delivery {did} to {safe(sub.name)} ({safe(sub.url)})", highlight=False, soft_wrap=True
+        )
 
     with_engine(body)

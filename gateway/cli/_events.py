@@ -34,6 +34,7 @@ from streams import (
 
 from ._common import PROVISION_HINT, console, err_console, fail, load_settings, nats_connection, print_json, run
 from ._receive import receive
+from ._safe import safe
 
 __all__ = ("register",)
 
@@ -240,14 +241,14 @@ def _show(payload: bytes, seq: int, as_json: bool) -> None:
     try:
         event = decode_event(payload)
     except EventValidationError as exc:
-        console.print(f"[dim]{seq:>8}[/dim] [red]undecodable event: {exc}[/red]")
+        console.print(f"[dim]{seq:>8}[/dim] [red]undecodable event: {safe(exc)}[/red]")
         return
     current = event.data.current
     title = current.get("title") or current.get("name") or ""
     actor = f"{event.actor.type}:{event.actor.name}"
     console.print(
         f"[dim]{seq:>8}[/dim] {event.timestamp:%Y-%m-%d %H:%M:%S} [bold]{event.event_type:<30}[/bold] "
-        f"{event.entity_id:<12} [cyan]{actor}[/cyan] {title}",
+        f"{safe(f'{event.entity_id:<12}')} [cyan]{safe(actor)}[/cyan] {safe(title)}",
         highlight=False,
     )
 

@@ -6,13 +6,14 @@ from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from consumers import ensure_env_subscriptions
 from streams import ConfigError, EventValidationError
 
 from ._common import console, err_console, fail, freeze_heap, load_settings, print_json, run, when
 from ._processes import _stop_on_signal
+from ._safe import SafeTable as Table
+from ._safe import safe
 
 if TYPE_CHECKING:
     from ..operations import ReplayItem
@@ -43,7 +44,9 @@ def gateway(
     async def main() -> None:
         async with open_engine(settings, name="gateway") as engine, _stop_on_signal() as stop:
             for sub in await ensure_env_subscriptions(engine.service):
-                console.print(f"subscription {sub.name} ({sub.integration}) from the environment → {sub.url}")
+                console.print(
+                    f"subscription {safe(sub.name)} ({sub.integration}) from the environment → {safe(sub.url)}"
+                )
 
             def ready(url: str) -> None:
                 # soft_wrap: a URL or a token broken over two lines cannot be copied.
@@ -159,10 +162,11 @@ def replay(
             return
         if dry_run:
             _show(items, dry_run=True)
-            console.print(f"dry run: {len(items)} events of {sub.name} would be sent; nothing was queued")
+            console.print(f"dry run: {len(items)} events of {safe(sub.name)} would be sent; nothing was queued")
         else:
             console.print(
-                f"queued {queued} events for {sub.name} ({sub.url}); the workers deliver them", soft_wrap=True
+                f"queued {queued} events for {safe(sub.name)} ({safe(sub.url)}); the workers deliver them",
+                soft_wrap=True,
             )
 
     run(main)

@@ -11,7 +11,7 @@ import typer
 from streams import VERSION, ConfigError
 from streams.settings import LoggingSettings
 
-from . import _events, _gateway, _generators, _integrations, _processes
+from . import _audit, _events, _gateway, _generators, _integrations, _processes
 from ._subscriptions import deliveries_app, subscriptions_app
 
 __all__ = ("app", "main")
@@ -45,6 +45,7 @@ _processes.register(app)
 _generators.register(app)
 _gateway.register(app)
 _integrations.register(app)
+_audit.register(app)
 app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(deliveries_app, name="deliveries")
 

@@ -36,6 +36,7 @@ from streams import (
 
 from ._common import console, err_console, fail, freeze_heap, load_role, load_settings, nats_connection, run
 from ._monitor import Monitor
+from ._safe import safe
 
 __all__ = ("register",)
 
@@ -208,7 +209,9 @@ async def _up(
         engine = await stack.enter_async_context(open_engine(settings, name="up"))
         await engine.service.mirror()
         for sub in await ensure_env_subscriptions(engine.service):
-            console.print(f"subscription [bold]{sub.name}[/bold] ({sub.integration}) from the environment → {sub.url}")
+            console.print(
+                f"subscription [bold]{safe(sub.name)}[/bold] ({sub.integration}) from the environment → {safe(sub.url)}"
+            )
         for name in (settings.stream_name, ATTEMPTS_STREAM, DEAD_LETTER_STREAM, "TURBOHOOKS_REDELIVER"):
             info = await engine.js.stream_info(name)
             console.print(f"stream [bold]{name}[/bold] ready ({info.state.messages} messages)")

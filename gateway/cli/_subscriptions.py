@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 import typer
 from rich import box
-from rich.table import Table
 
 from consumers import Subscription
 from integrations import INTEGRATION_NAMES
@@ -22,6 +21,8 @@ from streams import EventValidationError, parse_duration
 from ._common import console, fail, print_json, when
 from ._deliveries import deliveries_app
 from ._engine import SubscriptionArg, WideOption, option_named, shown_id, with_engine
+from ._safe import SafeTable as Table
+from ._safe import styled
 
 if TYPE_CHECKING:
     from consumers import Engine, SubscriptionPatch
@@ -213,7 +214,7 @@ def list_(
                 shown_id(s.id, wide),
                 s.name,
                 s.integration,
-                f"[{colour}]{s.status}[/{colour}]",
+                styled(s.status, colour),
                 ", ".join(s.event_types),
                 s.url,
             )
@@ -324,6 +325,6 @@ def delete(subscription: SubscriptionArg) -> None:
     async def body(engine: Engine) -> None:
         sub = await _find(engine, subscription)
         await engine.service.delete(sub.id)
-        console.print(f"deleted subscription {sub.id} ({sub.name})", highlight=False, soft_wrap=True)
+        console.print(f"deleted subscription {sub.id} ({safe(sub.name)})", highlight=False, soft_wrap=True)
 
     with_engine(body)

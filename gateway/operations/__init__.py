@@ -3,7 +3,7 @@
 Each operation is one module and takes an open :class:`~consumers.Engine`;
 the API's handlers and the CLI's commands only translate their inputs and
 print or serialize the result. None of them delivers: retry, recover and
-replay queue requests for the workers (refused, by one rule,
+replay queue requests for the workers (each operation is recorded in the audit log, ``_audit``) (refused, by one rule,
 :func:`require_active`, unless the subscription is active); test-send is the
 one exception, a synthetic event sent now and recorded nowhere.
 
@@ -14,6 +14,7 @@ Failures are the :class:`~streams.TurbohooksError` tree: ``NotFoundError``,
 
 from __future__ import annotations
 
+from ._audit import acting_as, record_audit, token_actor
 from ._queue import event_envelope, queue_redelivery, require_active
 from ._recover import MAX_RECOVER, RecoverResult, recover_failed
 from ._replay import MAX_REPLAY_EVENTS, ReplayItem, ReplayRange, ReplayResult, replay_subscription
@@ -34,12 +35,14 @@ __all__ = (
     "ReplayRange",
     "ReplayResult",
     "StreamBounds",
+    "acting_as",
     "count_matching",
     "event_envelope",
     "parse_when",
     "queue_redelivery",
     "read_backward",
     "read_forward",
+    "record_audit",
     "recover_failed",
     "replay_subscription",
     "require_active",
@@ -50,4 +53,5 @@ __all__ = (
     "seq_at_time",
     "short_id",
     "stream_bounds",
+    "token_actor",
 )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
+from ._audit import record_audit
 from ._queue import event_envelope, queue_redelivery, require_active
 
 if TYPE_CHECKING:
@@ -52,6 +53,9 @@ async def recover_failed(
             await queue_redelivery(engine, sub, envelope, trigger="manual", stream_seq=detail.stream_seq)
 
     await asyncio.gather(*(queue(d.id) for d in chosen))
+    await record_audit(
+        engine, None, "recover", f"subscription:{sub.id}", {"since": since.isoformat(), "queued": len(chosen)}
+    )
     return RecoverResult(
         subscription_id=sub.id,
         since=since,

@@ -28,6 +28,7 @@ from streams import (
     normalize_patterns,
 )
 
+from ._audit import record_audit
 from ._queue import queue_redelivery, require_active
 from ._stream import count_matching, read_forward, seq_at_time, stream_bounds
 
@@ -191,6 +192,8 @@ async def replay_subscription(
             elif progress is not None and len(items) % _QUEUE_BATCH == 0:
                 progress(len(items), planned)
     await flush()
+    if not spec.dry_run:
+        await record_audit(engine, None, "replay", f"subscription:{sub.id}", {"first_seq": first, "queued": queued})
     return ReplayResult(
         subscription_id=sub.id,
         dry_run=spec.dry_run,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
+from ._audit import record_audit
 from ._queue import event_envelope, queue_redelivery, require_active
 
 if TYPE_CHECKING:
@@ -20,4 +21,5 @@ async def retry_delivery(engine: Engine, delivery_id: uuid.UUID) -> Subscription
     require_active(sub, "retry a delivery")
     envelope = await event_envelope(engine, detail)
     await queue_redelivery(engine, sub, envelope, trigger="manual", stream_seq=detail.stream_seq)
+    await record_audit(engine, None, "retry", f"delivery:{delivery_id}", {"subscription_id": str(sub.id)})
     return sub

@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
-from consumers import DeliveryClient, delivery_headers
+from consumers import DeliveryClient, client_tls, delivery_headers
 from integrations import get_integration
 from streams import USER_AGENT, EventValidationError, build_event, encode_event, match_event_types
+
+from ._audit import record_audit
 
 if TYPE_CHECKING:
     from consumers import Engine
@@ -72,7 +74,10 @@ async def send_test_event(engine: Engine, subscription_id: uuid.UUID) -> Deliver
         guard_addresses=True,
         allowed_hosts=settings.webhook_allowed_hosts,
     ) as client:
-        result = await client.post(request.url, request.body, headers)
+        result = await client.post(request.url, request.body, headers, tls=client_tls(sub))
+    await record_audit(
+        engine, None, "test", f"subscription:{sub.id}", {"event_type": event.event_type, "status": result.status}
+    )
     return DeliveryTestResult(
         subscription_id=sub.id,
         event_id=event.event_id,

@@ -10,6 +10,16 @@ delivery engine (``consumers``): the engine imports this.
 
 from __future__ import annotations
 
+from ._asymmetric import (
+    PUBLIC_KEY_PREFIX,
+    SIGNING_KEY_PREFIX,
+    generate_signing_key,
+    key_id,
+    public_jwk,
+    public_key_of,
+    sign_v1a,
+    verify_v1a,
+)
 from ._config import (
     CONFIG_FIELD,
     LINK_FIELDS,
@@ -30,6 +40,7 @@ from ._contract import (
     TransportContext,
     TransportFactory,
 )
+from ._dial import BlockedAddressError, dial_problem, usable_addresses
 from ._json import JsonIntegration, NoConfig, WebhookRule
 from ._render import (
     ELLIPSIS,
@@ -58,6 +69,7 @@ from ._signing import (
     signature_header,
     verify,
 )
+from ._tls import ClientTls, ssl_context, tls_problem
 from ._urls import METADATA_ADDRESSES, METADATA_HOSTS, address_problem, host_allowed, validate_destination
 
 __all__ = (
@@ -67,9 +79,13 @@ __all__ = (
     "LINK_FIELDS",
     "METADATA_ADDRESSES",
     "METADATA_HOSTS",
+    "PUBLIC_KEY_PREFIX",
     "RESERVED_HEADERS",
     "SECRET_PREFIX",
+    "SIGNING_KEY_PREFIX",
+    "BlockedAddressError",
     "Change",
+    "ClientTls",
     "ConfigT",
     "ErrorKind",
     "Facts",
@@ -89,24 +105,34 @@ __all__ = (
     "check_link_template",
     "check_webhook_path",
     "describe",
+    "dial_problem",
     "dump_config",
     "fact_fields",
     "generate_secret",
+    "generate_signing_key",
     "github_signature",
     "header_problem",
     "host_allowed",
+    "key_id",
     "parse_config",
     "parse_retry_after",
     "plain_text",
     "priority_colour",
+    "public_jwk",
+    "public_key_of",
     "retry_after_header",
     "secret_bytes",
     "sign",
+    "sign_v1a",
     "signature_header",
+    "ssl_context",
     "stored_config",
     "text_of",
+    "tls_problem",
     "truncate",
+    "usable_addresses",
     "utf16_len",
     "validate_destination",
     "verify",
+    "verify_v1a",
 )

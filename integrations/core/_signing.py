@@ -38,6 +38,8 @@ from typing import Final
 
 from streams._errors import EventValidationError, TurbohooksError
 
+from ._asymmetric import sign_v1a, verify_v1a
+
 __all__ = (
     "CE_TYPE_PREFIX",
     "RESERVED_HEADERS",
@@ -183,27 +185,33 @@ def build_headers(
     source: str,
     user_agent: str,
     extra: Mapping[str, str] | None = None,
+    signing_keys: Sequence[str] = (),
 ) -> dict[str, str]:
     """Every header of one delivery; a custom (``extra``) header never replaces a reserved one.
 
     ``secrets`` is the current secret first, then a rotated-out one still in its
-    grace period. ``event_time`` without a time zone is taken as UTC.
+    grace period; ``signing_keys`` the same for ``v1a`` (ed25519) signatures. Either
+    may be empty (not both): a ``v1a``-only delivery has no HMAC signature at all,
+    ``X-Turbo-Signature-256`` included. ``event_time`` without a time zone is taken as UTC.
     """
-    if isinstance(secrets, str):
-        raise TypeError("build_headers(secrets=...) takes a sequence of secrets, not one string")
-    if not secrets:
-        raise ValueError("build_headers() needs at least one secret")
+    if isinstance(secrets, str) or isinstance(signing_keys, str):
+        raise TypeError("build_headers(secrets=..., signing_keys=...) take sequences, not one string")
+    if not secrets and not signing_keys:
+        raise ValueError("build_headers() needs at least one secret or signing key")
     ident = str(msg_id)
     headers = {name: value for name, value in (extra or {}).items() if name.lower() not in RESERVED_HEADERS}
+    signatures = [sign(secret, ident, timestamp, body) for secret in secrets]
+    signatures += [sign_v1a(key, ident, timestamp, body) for key in signing_keys]
+    if secrets:
+        # One value per header, as GitHub-style receivers compare: the secret they were
+        # configured with (the previous one) until the grace period ends.
+        headers["X-Turbo-Signature-256"] = github_signature(secrets[-1], body)
     headers.update(
         {
             "webhook-id": ident,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header(secrets, ident, timestamp, body),
+            "webhook-signature": " ".join(signatures),
             "X-Turbo-Event": event_type,
-            # One value per header, as GitHub-style receivers compare: the secret they were
-            # configured with (the previous one) until the grace period ends.
-            "X-Turbo-Signature-256": github_signature(secrets[-1], body),
             "User-Agent": user_agent,
             "Content-Type": "application/json",
             "ce-specversion": "1.0",
@@ -225,15 +233,18 @@ def verify(
     *,
     tolerance: float = 300,
     now: float | None = None,
+    public_keys: Sequence[str] = (),
 ) -> None:
     """Check a received webhook's Standard Webhooks signature; raise :class:`SignatureError` if it fails.
 
     Header names are matched case-insensitively. The timestamp must be within
     ``tolerance`` seconds of ``now`` (default: the clock) in either direction.
+    With ``public_keys`` (``whpk_...``), ``v1a`` (ed25519) signatures are checked
+    too; ``secret_or_secrets`` may then be empty (``()``) to accept ``v1a`` alone.
     """
     secrets = [secret_or_secrets] if isinstance(secret_or_secrets, str) else list(secret_or_secrets)
-    if not secrets:
-        raise ValueError("verify() needs at least one secret")
+    if not secrets and not public_keys:
+        raise ValueError("verify() needs at least one secret or public key")
     lowered = {name.lower(): value for name, value in headers.items()}
     missing = [n for n in ("webhook-id", "webhook-timestamp", "webhook-signature") if not lowered.get(n)]
     if missing:
@@ -246,13 +257,13 @@ def verify(
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance:
         raise SignatureError(f"webhook-timestamp is {current - timestamp:+.0f}s from now, outside ±{tolerance:g}s")
-    received = [
-        candidate.split(",", 1)[1].encode()
-        for candidate in lowered["webhook-signature"].split()
-        if candidate.startswith("v1,")
-    ]
-    if not received:
-        raise SignatureError("webhook-signature holds no v1 signature")
+    candidates = lowered["webhook-signature"].split()
+    received = [c.split(",", 1)[1].encode() for c in candidates if c.startswith("v1,")]
+    asymmetric = [c.split(",", 1)[1] for c in candidates if c.startswith("v1a,")]
+    if public_keys and any(verify_v1a(key, msg_id, timestamp, body, sig) for key in public_keys for sig in asymmetric):
+        return
+    if not received or not secrets:
+        raise SignatureError(f"webhook-signature holds no {'v1' if secrets else 'matching v1a'} signature")
     matched = False
     for secret in secrets:
         try:

@@ -188,6 +188,10 @@ class GitHubIntegration:
             check_link_template(parsed.link_template, f"{CONFIG_FIELD}.link_template")
         return dump_config(parsed)
 
+    def destinations(self, config: Mapping[str, Any]) -> dict[str, str]:
+        """Where requests go: ``api_url`` (checked at save like a webhook URL)."""
+        return {f"{CONFIG_FIELD}.api_url": str(config.get("api_url") or DEFAULT_API_URL)}
+
     def plan(self, event: Event, config: GitHubConfig) -> GitHubPlan | None:
         """What ``event`` asks of GitHub, or ``None`` for events that are not mirrored."""
         issue_id = (

@@ -22,6 +22,7 @@ from streams import NATS_ERRORS, USER_AGENT, Event, EventValidationError, Settin
 from streams.settings import GitHubSettings
 
 from ..core import ErrorKind, OutgoingRequest, SendResult, TransportContext, stored_config, validate_destination
+from ._dial import GuardedBackend, GuardedTransport
 from ._plan import GITHUB_BUCKET, GitHubConfig, GitHubPlan, plan_decoder, turbo_marker
 
 __all__ = ("GitHubTransport", "open_github_transport")
@@ -99,10 +100,11 @@ class GitHubTransport:
             return self._kv
 
     async def _api_problem(self, api_url: str) -> str | None:
-        """Why ``api_url`` may not be called (the engine's destination rules), or ``None``.
+        """Why ``api_url`` may not be called (the engine's destination rules for the URL itself), or ``None``.
 
-        An accepted URL is remembered; a refused one is checked again next time
-        (a name that did not resolve may resolve later).
+        The URL's form only (scheme, credentials, an IP literal, a metadata name): the
+        name's addresses are checked on each connection, by the client's
+        :class:`GuardedBackend`, so this verdict depends on no DNS answer and is remembered.
         """
         if api_url in self._accepted:
             return None
@@ -112,6 +114,7 @@ class GitHubTransport:
                 allow_http=self._settings.webhook_allow_http,
                 allowed_hosts=self._settings.webhook_allowed_hosts,
                 field="integration_config.api_url",
+                resolve=False,
             )
         except EventValidationError as exc:
             return str(exc)
@@ -363,10 +366,17 @@ async def open_github_transport(context: TransportContext) -> AsyncIterator[GitH
     """The transport of one worker: one HTTP client (redirects not followed), closed on exit.
 
     The tokens (:class:`~streams.settings.GitHubSettings`) are read now, once: a
-    changed ``GITHUB_TOKEN`` takes effect when the worker restarts.
+    changed ``GITHUB_TOKEN`` takes effect when the worker restarts. Its connections go
+    through :class:`GuardedBackend`: each one's addresses are resolved and checked when it
+    is opened (DNS rebinding), hosts in ``WEBHOOK_ALLOWED_HOSTS`` exempt.
     """
     github = context.role(GitHubSettings)
+    backend = GuardedBackend(context.settings.webhook_allowed_hosts)
     async with httpx.AsyncClient(
-        timeout=context.timeout, follow_redirects=False, headers={"User-Agent": USER_AGENT}
+        timeout=context.timeout,
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT},
+        transport=GuardedTransport(backend),
+        trust_env=False,
     ) as client:
         yield GitHubTransport(client, context.js, context.settings, github)

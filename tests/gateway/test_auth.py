@@ -34,7 +34,8 @@ def _routes() -> list[tuple[str, str]]:
 
 
 ROUTES = _routes()
-PROTECTED = [(method, path) for method, path in ROUTES if path not in ("/health", "/api/inbound/github")]
+PUBLIC_PATHS = ("/health", "/api/inbound/github", "/.well-known/turbohooks/keys")
+PROTECTED = [(method, path) for method, path in ROUTES if path not in PUBLIC_PATHS]
 
 
 def test_every_route_is_listed() -> None:

@@ -63,14 +63,14 @@ def _get(base: str, path: str) -> Any:
 
 def test_schema_describes_every_route(served_schema: dict[str, Any]) -> None:
     operations = {(m.upper(), p) for p, ops in served_schema["paths"].items() for m in ops}
-    assert len(operations) == 21
+    assert len(operations) == 23  # 21, then the public keys and the audit log (issue 17)
     assert ("POST", "/api/subscriptions/{subscription_id}/replay") in operations
     assert ("POST", "/api/inbound/github") in operations
     for path, ops in served_schema["paths"].items():
         for method, op in ops.items():
-            public = path in ("/health", "/api/inbound/github")
+            public = path in ("/health", "/api/inbound/github", "/.well-known/turbohooks/keys")
             assert (not op.get("security")) == public, (method, path)
-            assert ("401" in op["responses"]) != (path == "/health"), (method, path)
+            assert ("401" in op["responses"]) != (path in ("/health", "/.well-known/turbohooks/keys")), (method, path)
             for status, answer in op["responses"].items():
                 if status.startswith(("4", "5")):
                     assert list(answer["content"]) == ["application/problem+json"], (method, path, status)

@@ -1,7 +1,8 @@
 """The admin API's routes: one module per area, each with one ``Router`` carrying its path, tags and guard.
 
-Public (no guard): ``health`` (``/health``) and ``inbound`` (``/api/inbound/github``,
-signed by GitHub). Every other router carries the admin token's guard itself,
+Public (no guard): ``health`` (``/health``), ``inbound`` (``/api/inbound/github``,
+signed by GitHub) and ``keys`` (``/.well-known/turbohooks/keys``, public keys).
+Every other router carries the admin token's guard itself,
 so a route added to an area inherits its area's protection.
 """
 
@@ -9,18 +10,20 @@ from __future__ import annotations
 
 from litestar import Router
 
-from . import deliveries, event_types, events, health, inbound, monitoring, stats, subscriptions
+from . import audit, deliveries, event_types, events, health, inbound, keys, monitoring, stats, subscriptions
 
 __all__ = ("ROUTERS",)
 
 ROUTERS: tuple[Router, ...] = (
     health.router,
     inbound.router,
+    keys.router,
     monitoring.router,
     event_types.router,
     events.router,
     subscriptions.router,
     deliveries.router,
     stats.router,
+    audit.router,
 )
 """Every area's router, in the order the OpenAPI schema lists them."""
