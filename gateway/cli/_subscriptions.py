@@ -22,7 +22,7 @@ from ._common import console, fail, print_json, when
 from ._deliveries import deliveries_app
 from ._engine import SubscriptionArg, WideOption, option_named, shown_id, with_engine
 from ._safe import SafeTable as Table
-from ._safe import styled
+from ._safe import safe, styled
 
 if TYPE_CHECKING:
     from consumers import Engine, SubscriptionPatch
