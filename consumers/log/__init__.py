@@ -13,7 +13,7 @@ the CLI); a worker never imports this package.
 from __future__ import annotations
 
 from ._database import MIGRATIONS_DIR, Database, alembic_config
-from ._recorder import RECORDER_CONSUMER, Recorder
+from ._recorder import PARKED_SUBJECT, RECORDER_CONSUMER, Recorder
 from ._store import (
     AttemptDetail,
     DeliveryDetail,
@@ -28,6 +28,7 @@ from ._store import (
 
 __all__ = (
     "MIGRATIONS_DIR",
+    "PARKED_SUBJECT",
     "RECORDER_CONSUMER",
     "AttemptDetail",
     "Database",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from litestar import Router
 
-from . import deliveries, event_types, events, health, inbound, monitoring, stats, subscriptions
+from . import dead_letters, deliveries, event_types, events, health, inbound, monitoring, stats, subscriptions
 
 __all__ = ("ROUTERS",)
 
@@ -21,6 +21,7 @@ ROUTERS: tuple[Router, ...] = (
     events.router,
     subscriptions.router,
     deliveries.router,
+    dead_letters.router,
     stats.router,
 )
 """Every area's router, in the order the OpenAPI schema lists them."""
