@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from . import _events, _gateway, _generators, _integrations, _processes
+from . import _dead_letters, _events, _gateway, _generators, _integrations, _processes
 from ._subscriptions import deliveries_app, subscriptions_app
 
 __all__ = ("app", "main")
@@ -26,6 +26,7 @@ _gateway.register(app)
 _integrations.register(app)
 app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(_dead_letters.dead_letters_app, name="dead-letters")
 
 
 def main() -> None:
