@@ -108,7 +108,7 @@ class EventPublisher:
         if self._flusher is not None:
             return
         if self._nc is None:
-            self._nc = await connect_nats(self.settings, name=f"turbohooks-{self.name}")
+            self._nc = await connect_nats(self.settings, name=f"turbohooks-{self.name}", role="publisher")
         self._js = self._nc.jetstream(timeout=self.settings.publish_timeout)
         self._outbox = Outbox(self._outbox_path)
         self._closing = False

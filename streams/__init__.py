@@ -5,6 +5,7 @@ event types, subjects and subscription patterns, settings, errors, the streams,
 and the embedded nats-server.
 """
 
+from ._auth import ROLES as NATS_ROLES
 from ._catalog import (
     ENTITY_TYPES,
     EVENT_CATALOG,
@@ -44,6 +45,7 @@ from ._errors import (
 from ._kv import open_bucket
 from ._lazy import lazy_exports
 from ._server import DEFAULT_CONFIG, EmbeddedNats, find_nats_server
+from ._server_config import embedded_config
 from ._subjects import (
     SUBJECT_ROOT,
     event_subject,
@@ -85,6 +87,7 @@ __all__ = (
     "KNOWN_EVENT_TYPES",
     "LEGACY_RECORDER_CONSUMERS",
     "NATS_ERRORS",
+    "NATS_ROLES",
     "RECORDER_CONSUMER",
     "RECORDER_FETCH",
     "REDELIVER_STREAM",
@@ -116,6 +119,7 @@ __all__ = (
     "build_event",
     "connect_nats",
     "decode_event",
+    "embedded_config",
     "encode_event",
     "ensure_recorder_consumer",
     "ensure_stream",

@@ -23,12 +23,14 @@ from litestar.types import Message, Scope
 
 from consumers import Engine
 from streams import VERSION, TurbohooksError
+from streams.settings import GatewaySettings
 
 from .._token import ADMIN_TOKEN_VARIABLE
 from ._guard import ADMIN_GUARDS, SECURITY_SCHEME, TOKEN_STATE
 from ._metrics import GatewayMetrics
 from ._problems import EXCEPTION_HANDLERS
 from ._routes import ROUTERS
+from ._routes.inbound import GITHUB_SECRET_STATE
 
 __all__ = ("MAX_BODY_SIZE", "create_app", "serve_gateway")
 
@@ -47,13 +49,19 @@ _TAGS: Final = [
 ]
 
 
-def create_app(engine: Engine, *, admin_token: str, max_body_size: int = MAX_BODY_SIZE) -> Litestar:
+def create_app(
+    engine: Engine, *, admin_token: str, gateway: GatewaySettings | None = None, max_body_size: int = MAX_BODY_SIZE
+) -> Litestar:
     """The admin API over ``engine``; every route but ``/health`` and the inbound webhooks wants the token.
 
     Which routes are public is said by their routers (``_routes``), never by a list.
+    ``gateway`` holds the inbound webhook's secret (``GITHUB_WEBHOOK_SECRET``); when
+    not given, the settings are read now, once, not per request.
     """
     if not admin_token.strip():
         raise ValueError("create_app() needs a non-empty admin token")
+    if gateway is None:
+        gateway = GatewaySettings.from_env()
     metrics = GatewayMetrics()
 
     async def count_request(message: Message, scope: Scope) -> None:
@@ -70,7 +78,7 @@ def create_app(engine: Engine, *, admin_token: str, max_body_size: int = MAX_BOD
 
     return Litestar(
         route_handlers=list(ROUTERS),
-        state=State({TOKEN_STATE: admin_token.encode()}),
+        state=State({TOKEN_STATE: admin_token.encode(), GITHUB_SECRET_STATE: gateway.github_webhook_secret or ""}),
         dependencies={
             "engine": Provide(provide_engine, sync_to_thread=False),
             "gateway_metrics": Provide(provide_metrics, sync_to_thread=False),
@@ -142,6 +150,7 @@ async def serve_gateway(
     admin_token: str,
     stop: asyncio.Event,
     on_ready: Callable[[str], None] | None = None,
+    gateway: GatewaySettings | None = None,
 ) -> None:
     """Serve the admin API on ``host:port`` until ``stop`` is set; ``on_ready`` gets its URL once listening.
 
@@ -150,7 +159,7 @@ async def serve_gateway(
     """
     sock = _listen(host, port)
     config = uvicorn.Config(
-        create_app(engine, admin_token=admin_token),
+        create_app(engine, admin_token=admin_token, gateway=gateway),
         lifespan="on",
         log_level="warning",
         access_log=False,

@@ -104,9 +104,11 @@ def run(main: Callable[[], Awaitable[T]]) -> T:
 
 
 @contextlib.asynccontextmanager
-async def nats_connection(settings: Settings, name: str = "turbohooks-cli") -> AsyncIterator[NATS]:
-    """A NATS connection for one command, drained on exit."""
-    nc = await connect_nats(settings, name=name)
+async def nats_connection(
+    settings: Settings, name: str = "turbohooks-cli", *, role: str = "gateway"
+) -> AsyncIterator[NATS]:
+    """A NATS connection for one command as ``role`` (its NATS permissions), drained on exit."""
+    nc = await connect_nats(settings, name=name, role=role)
     try:
         yield nc
     finally:

@@ -6,7 +6,6 @@ plain text, never as rich markup: it comes from the outside world.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, cast, get_args
 
@@ -45,7 +44,9 @@ def _plain(value: object) -> Text:
 
 @dead_letters_app.command("list")
 def list_(
-    subscription: Annotated[str | None, typer.Option("--subscription", help="Only this subscription's.")] = None,
+    subscription: Annotated[
+        str | None, typer.Option("--subscription", help="Only this subscription's: its id, id prefix or name.")
+    ] = None,
     cause: Annotated[
         str | None, typer.Option("--cause", help="delivery_failed, refused, log_refused or unreadable.")
     ] = None,
@@ -60,10 +61,12 @@ def list_(
     if cause is not None and cause not in causes:
         fail(f"--cause: {cause!r} is not one of {', '.join(causes)}", 2)
     kind = cast("DeadLetterKind | None", cause)
-    sid = _uuid(subscription, "--subscription") if subscription is not None else None
     start = when(since, "--since")
 
     async def body(engine: Engine) -> None:
+        from ..operations import resolve_subscription
+
+        sid = (await resolve_subscription(engine, subscription, "--subscription")).id if subscription else None
         page = await list_dead_letters(engine, subscription_id=sid, cause=kind, since=start, limit=limit)
         if as_json:
             print_json(page)
@@ -102,7 +105,8 @@ def show(seq: Annotated[int, typer.Argument(min=1, help="The letter's sequence i
 def redrive(
     seq: Annotated[int | None, typer.Argument(min=1, help="The letter's sequence in the dead-letter stream.")] = None,
     subscription: Annotated[
-        str | None, typer.Option("--subscription", help="Redrive every dead letter of this subscription.")
+        str | None,
+        typer.Option("--subscription", help="Redrive every dead letter of this subscription (id, prefix or name)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -122,8 +126,11 @@ def redrive(
                 _plain(f"queued dead letter {one.seq}: event {one.event_id} to subscription {one.subscription_id}")
             )
             return
+        from ..operations import resolve_subscription
+
         assert subscription is not None
-        summary = await redrive_subscription_dead_letters(engine, _uuid(subscription, "--subscription"))
+        sub = await resolve_subscription(engine, subscription, "--subscription")
+        summary = await redrive_subscription_dead_letters(engine, sub.id)
         if as_json:
             print_json(summary)
             return
@@ -133,10 +140,3 @@ def redrive(
             console.print(_plain(f"  {refusal.seq}: {refusal.reason}"))
 
     _with_engine(body)
-
-
-def _uuid(value: str, option: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        fail(f"{option}: {value!r} is not a UUID", 2)

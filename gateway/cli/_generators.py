@@ -9,9 +9,10 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from publishers import EventPublisher, MilestoneProcessor, Scheduler, SchedulerSettings, SimulationStats, Simulator
-from publishers._scheduler import label
-from streams import ConfigError, provision
+from publishers import EventPublisher, MilestoneProcessor, Scheduler, SimulationStats, Simulator
+from publishers.processors import label
+from streams import ConfigError, Settings, provision
+from streams.settings import SchedulerSettings, load_config
 
 from ._common import console, fail, load_settings, nats_connection, run
 from ._processes import _stop_on_signal
@@ -21,15 +22,15 @@ __all__ = ("register",)
 
 def scheduler() -> None:
     """Run the scheduler (due dates, overdue, starting soon, digests) and the milestone processor."""
-    settings = load_settings()
     try:
-        schedule = SchedulerSettings.from_env()
+        config = load_config()
+        settings, schedule = config.role(Settings), config.role(SchedulerSettings)
     except ConfigError as exc:
         fail(str(exc), 2)
 
     async def main() -> None:
         async with (
-            nats_connection(settings, name="turbohooks-scheduler") as nc,
+            nats_connection(settings, name="turbohooks-scheduler", role="scheduler") as nc,
             EventPublisher(settings, nc=nc, name="scheduler") as publisher,
             _stop_on_signal() as stop,
         ):
@@ -63,7 +64,7 @@ def simulate(
 
     async def main() -> SimulationStats:
         async with (
-            nats_connection(settings, name="turbohooks-simulate") as nc,
+            nats_connection(settings, name="turbohooks-simulate", role="publisher") as nc,
             EventPublisher(settings, nc=nc, name="simulate") as publisher,
         ):
             await provision(nc.jetstream(), settings)

@@ -13,7 +13,7 @@ import typer
 from consumers import Worker, ensure_env_subscriptions
 from integrations import INTEGRATION_NAMES
 from publishers import EventPublisher, MilestoneProcessor, Scheduler, SchedulerSettings
-from streams import DEFAULT_CONFIG, ConfigError, EmbeddedNats, Settings, connect_nats, provision
+from streams import ConfigError, EmbeddedNats, Settings, connect_nats, embedded_config, provision
 
 from ._common import console, fail, freeze_heap, load_settings, run
 
@@ -59,7 +59,7 @@ async def _up(settings: Settings, schedule: SchedulerSettings, host: str, port: 
                 store_dir=settings.data_dir / "jetstream",
                 host=settings.nats_host,
                 port=settings.nats_port,
-                config=DEFAULT_CONFIG,
+                config=embedded_config(settings),  # dev.conf + the generated users (and TLS)
                 log_file=settings.data_dir / "nats-server.log",
             )
             await stack.enter_async_context(server)
@@ -75,9 +75,17 @@ async def _up(settings: Settings, schedule: SchedulerSettings, host: str, port: 
             console.print(f"stream [bold]{name}[/bold] ready ({info.state.messages} messages)")
         console.print(f"database {engine.db.url}")
         stop = await stack.enter_async_context(_stop_on_signal())
-        worker = Worker(settings, engine.nc)
-        recorder = Recorder(settings, engine.nc, engine.deliveries, engine.service)
-        generators = await stack.enter_async_context(EventPublisher(settings, nc=engine.nc, name="generators"))
+        # Each role on its own connection, with its own NATS user's permissions.
+        as_role = {
+            r: await connect_nats(settings, name=f"turbohooks-{r}", role=r) for r in ("worker", "recorder", "scheduler")
+        }
+        for conn in as_role.values():
+            stack.push_async_callback(conn.close)
+        worker = Worker(settings, as_role["worker"])
+        recorder = Recorder(settings, as_role["recorder"], engine.deliveries, engine.service)
+        generators = await stack.enter_async_context(
+            EventPublisher(settings, nc=as_role["scheduler"], name="generators")
+        )
         token, created = load_or_create_admin_token(settings)
         listening = asyncio.Event()
         freeze_heap()
@@ -145,7 +153,7 @@ def worker(
         fail(f"--integration: unknown {', '.join(unknown)}; choose from {', '.join(INTEGRATION_NAMES)}", 2)
 
     async def main() -> None:
-        nc = await connect_nats(settings, name="turbohooks-worker")
+        nc = await connect_nats(settings, name="turbohooks-worker", role="worker")
         try:
             await provision(nc.jetstream(), settings)
             async with _stop_on_signal() as stop:
@@ -166,7 +174,7 @@ def recorder() -> None:
     async def main() -> None:
         from consumers import Recorder, open_engine
 
-        async with open_engine(settings, name="recorder") as engine, _stop_on_signal() as stop:
+        async with open_engine(settings, name="recorder", role="recorder") as engine, _stop_on_signal() as stop:
             console.print(f"recorder running, writing to {engine.db.url}; Ctrl-C stops it")
             freeze_heap()
             await Recorder(settings, engine.nc, engine.deliveries, engine.service).run(stop)

@@ -34,6 +34,7 @@ from ._redrive import (
     redrive_subscription_dead_letters,
 )
 from ._replay import MAX_REPLAY_EVENTS, ReplayItem, ReplayRange, ReplayResult, replay_subscription
+from ._resolve import SHORT_ID, resolve_delivery, resolve_subscription, short_id
 from ._retry import retry_delivery
 from ._stream import ALL_SUBJECTS, StreamBounds, count_matching, read_backward, read_forward, seq_at_time, stream_bounds
 from ._test_send import DeliveryTestResult, send_test_event
@@ -45,6 +46,7 @@ __all__ = (
     "MAX_RECOVER",
     "MAX_REDRIVE",
     "MAX_REPLAY_EVENTS",
+    "SHORT_ID",
     "AttemptSummary",
     "DeadLetterItem",
     "DeadLetterKind",
@@ -71,8 +73,11 @@ __all__ = (
     "redrive_subscription_dead_letters",
     "replay_subscription",
     "require_active",
+    "resolve_delivery",
+    "resolve_subscription",
     "retry_delivery",
     "send_test_event",
     "seq_at_time",
+    "short_id",
     "stream_bounds",
 )

@@ -46,6 +46,22 @@ class Settings(RoleSettings, frozen=True, kw_only=True):
     """``TURBOHOOKS_NATS_HOST``: where the embedded nats-server listens."""
     nats_port: int = 14222
     """``TURBOHOOKS_NATS_PORT``: the embedded nats-server's port (not 4222, to stay clear of a system NATS)."""
+    nats_user: str | None = None
+    """``NATS_USER``: the NATS user to sign in as (an external server); with ``NATS_PASSWORD``."""
+    nats_password: str | None = None
+    """``NATS_PASSWORD``: ``NATS_USER``'s password."""
+    nats_creds: Path | None = None
+    """``NATS_CREDS``: a JWT ``.creds`` file (operator/accounts servers; needs ``nats-py[nkeys]``)."""
+    nats_nkey_seed: Path | None = None
+    """``NATS_NKEY_SEED``: a file holding an nkey seed (``SU…``) to sign in with (needs ``nats-py[nkeys]``)."""
+    nats_tls: bool = False
+    """``TURBOHOOKS_NATS_TLS``: the embedded server requires TLS and client certificates (generated in the data dir)."""
+    nats_tls_ca: Path | None = None
+    """``NATS_TLS_CA``: the CA bundle the server's certificate is verified against."""
+    nats_tls_cert: Path | None = None
+    """``NATS_TLS_CERT``: the client certificate presented to the server (with ``NATS_TLS_KEY``)."""
+    nats_tls_key: Path | None = None
+    """``NATS_TLS_KEY``: the client certificate's private key."""
     database_url: str | None = None
     """``DATABASE_URL``: SQLAlchemy URL; default ``sqlite+aiosqlite:///<data dir>/turbohooks.db``."""
     stream_name: str = "TURBO_EVENTS"

@@ -93,7 +93,7 @@ async def test_list_show_and_redrive_from_the_cli(
     await wait_for(lambda: len(receiver.at(path)) == 2, what="the redriven delivery")
     assert json.loads(receiver.at(path)[-1].body)["event_id"] == str(failed.event_id)
 
-    everything = await _cli("dead-letters", "redrive", "--subscription", str(sub.id), "--json", env=env)
+    everything = await _cli("dead-letters", "redrive", "--subscription", sub.name, "--json", env=env)
     assert everything.returncode == 0, everything.stderr
     summary = json.loads(everything.stdout)
     assert summary["queued"] == 0 and summary["refused"] == 1
@@ -102,7 +102,7 @@ async def test_list_show_and_redrive_from_the_cli(
     for args, code, said in [
         (("dead-letters", "redrive"), 2, "either SEQ or --subscription"),
         (("dead-letters", "list", "--cause", "nope"), 2, "--cause"),
-        (("dead-letters", "list", "--subscription", "nope"), 2, "not a UUID"),
+        (("dead-letters", "list", "--subscription", "no such name!"), 2, "--subscription"),
     ]:
         answer = await _cli(*args, env=env)
         assert answer.returncode == code and said in answer.stderr, (args, answer.stderr)
