@@ -12,8 +12,9 @@ import msgspec
 
 from consumers import DeadLetter
 from streams import ATTEMPTS_SUBJECT_ROOT, DEAD_LETTER_SUBJECT_ROOT, build_event, encode_event
+from tests.support import Receiver, Running, wait_for
 
-from .conftest import Receiver, Running, new_subscription, wait_for
+from .conftest import new_subscription
 
 
 def envelope(event_type: str, entity_id: str) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -15,8 +14,7 @@ import pytest
 from consumers import Engine, SubscriptionCreate
 from gateway.operations import list_dead_letters
 from streams import Settings
-
-from .conftest import Receiver, Running, wait_for
+from tests.support import Receiver, Running, cli_env, wait_for
 
 BIN = Path(sys.executable).parent / "turbohooks"
 
@@ -24,16 +22,14 @@ BIN = Path(sys.executable).parent / "turbohooks"
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
     """A CLI process's environment: the test's NATS and data dir (so its database too)."""
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "TURBOHOOKS_", "WEBHOOK_", "DATABASE_"))}
-    return {
-        **keep,
-        "NATS_URL": settings.resolved_nats_url(),
-        "TURBOHOOKS_DATA_DIR": str(settings.data_dir),
-        "TURBOHOOKS_STREAM_MAX_BYTES": "1GiB",
-        "WEBHOOK_ALLOW_HTTP": "true",
-        "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
-        "COLUMNS": "250",
-    }
+    return cli_env(
+        NATS_URL=settings.resolved_nats_url(),
+        TURBOHOOKS_DATA_DIR=str(settings.data_dir),
+        TURBOHOOKS_STREAM_MAX_BYTES="1GiB",
+        WEBHOOK_ALLOW_HTTP="true",
+        WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
+        COLUMNS="250",
+    )
 
 
 async def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import subprocess
 import sys
@@ -26,8 +25,9 @@ import pytest
 
 from consumers import Engine
 from streams import Settings, build_event, encode_event
+from tests.support import Receiver, Running, cli_env, wait_for
 
-from .conftest import Receiver, Running, new_subscription, wait_for
+from .conftest import new_subscription
 
 BIN = Path(sys.executable).parent / "turbohooks"
 
@@ -70,14 +70,12 @@ def bad_messages(cap: int) -> list[tuple[str, bytes]]:
 
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "TURBOHOOKS_", "WEBHOOK_", "DATABASE_"))}
-    return {
-        **keep,
-        "NATS_URL": settings.resolved_nats_url(),
-        "TURBOHOOKS_DATA_DIR": str(settings.data_dir),
-        "TURBOHOOKS_STREAM_MAX_BYTES": "1GiB",
-        "COLUMNS": "250",
-    }
+    return cli_env(
+        NATS_URL=settings.resolved_nats_url(),
+        TURBOHOOKS_DATA_DIR=str(settings.data_dir),
+        TURBOHOOKS_STREAM_MAX_BYTES="1GiB",
+        COLUMNS="250",
+    )
 
 
 async def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
