@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ._audit import AuditEntry, AuditStore, acting_as, current_actor, local_actor
 from ._database import MIGRATIONS_DIR, Database, alembic_config
-from ._recorder import RECORDER_CONSUMER, Recorder
+from ._recorder import PARKED_SUBJECT, RECORDER_CONSUMER, Recorder
 from ._store import (
     AttemptDetail,
     DeliveryDetail,
@@ -30,6 +30,7 @@ from ._store import (
 
 __all__ = (
     "MIGRATIONS_DIR",
+    "PARKED_SUBJECT",
     "RECORDER_CONSUMER",
     "AttemptDetail",
     "AuditEntry",

@@ -46,6 +46,7 @@ _TAGS: Final = [
     Tag(name="events", description="The catalog; publishing; history read from the stream."),
     Tag(name="subscriptions", description="Webhook subscriptions: manage, test, replay."),
     Tag(name="deliveries", description="The delivery log; retries."),
+    Tag(name="dead-letters", description="Events not delivered, messages refused, with why; redrive."),
     Tag(name="stats", description="Delivery analytics and lag."),
     Tag(name="audit", description="Who did what, when, from where (admin actions)."),
 ]

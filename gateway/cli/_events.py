@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import difflib
 import json
 import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Final, get_args
 
 import msgspec
 import typer
@@ -223,7 +224,7 @@ def tail(
                         msg = await sub.next_msg(timeout=1.0 if no_follow else None)
                     except NatsTimeoutError:
                         return
-                    _show(msg.data, msg.metadata.sequence.stream, as_json)
+                    _show(msg.data, msg.metadata.sequence.stream, as_json, msg.subject)
                     shown += 1
                     if no_follow and msg.metadata.num_pending == 0:
                         return
@@ -233,24 +234,47 @@ def tail(
     run(main)
 
 
-def _show(payload: bytes, seq: int, as_json: bool) -> None:
-    if as_json:
-        sys.stdout.write(payload.decode() + "\n")
-        sys.stdout.flush()
-        return
+def _show(payload: bytes, seq: int, as_json: bool, subject: str | None = None) -> None:
+    """One message of the stream as one line, whatever it holds (never a traceback, never markup)."""
     try:
-        event = decode_event(payload)
+        event = decode_event(payload, subject=subject)
     except EventValidationError as exc:
-        console.print(f"[dim]{seq:>8}[/dim] [red]undecodable event: {safe(exc)}[/red]")
+        if as_json:
+            # Still one JSON document per line: what it is, why not an event, and the start of its bytes.
+            sys.stdout.write(json.dumps(_undecodable(payload, seq, subject, str(exc))) + "\n")
+            sys.stdout.flush()
+            return
+        console.print(f"[dim]{seq:>8}[/dim] [red]undecodable event: {safe(exc)}[/red]", soft_wrap=True)
+        return
+    if as_json:
+        line = payload if b"\n" not in payload else msgspec.json.encode(msgspec.json.decode(payload))
+        sys.stdout.write(line.decode() + "\n")  # an event is valid JSON, so UTF-8
+        sys.stdout.flush()
         return
     current = event.data.current
     title = current.get("title") or current.get("name") or ""
     actor = f"{event.actor.type}:{event.actor.name}"
     console.print(
-        f"[dim]{seq:>8}[/dim] {event.timestamp:%Y-%m-%d %H:%M:%S} [bold]{event.event_type:<30}[/bold] "
+        f"[dim]{seq:>8}[/dim] {event.timestamp:%Y-%m-%d %H:%M:%S} [bold]{safe(event.event_type):<30}[/bold] "
         f"{safe(f'{event.entity_id:<12}')} [cyan]{safe(actor)}[/cyan] {safe(title)}",
         highlight=False,
+        soft_wrap=True,
     )
+
+
+_SHOWN_RAW: Final = 256
+"""Bytes of an undecodable message ``tail --json`` shows (base64)."""
+
+
+def _undecodable(payload: bytes, seq: int, subject: str | None, reason: str) -> dict[str, Any]:
+    return {
+        "seq": seq,
+        "subject": subject,
+        "undecodable": reason,
+        "bytes": len(payload),
+        "raw": base64.b64encode(payload[:_SHOWN_RAW]).decode(),
+        "raw_truncated": len(payload) > _SHOWN_RAW,
+    }
 
 
 class _StreamRow(msgspec.Struct):

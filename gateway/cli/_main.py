@@ -11,7 +11,7 @@ import typer
 from streams import VERSION, ConfigError
 from streams.settings import LoggingSettings
 
-from . import _audit, _events, _gateway, _generators, _integrations, _processes
+from . import _audit, _dead_letters, _events, _gateway, _generators, _integrations, _processes
 from ._subscriptions import deliveries_app, subscriptions_app
 
 __all__ = ("app", "main")
@@ -48,6 +48,7 @@ _integrations.register(app)
 _audit.register(app)
 app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(_dead_letters.dead_letters_app, name="dead-letters")
 
 
 def _log_level() -> str:

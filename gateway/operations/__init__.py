@@ -1,4 +1,4 @@
-"""What the admin API and the CLI both do: retry, recover, replay, test-send.
+"""What the admin API and the CLI both do: retry, recover, replay, test-send, dead letters.
 
 Each operation is one module and takes an open :class:`~consumers.Engine`;
 the API's handlers and the CLI's commands only translate their inputs and
@@ -15,8 +15,25 @@ Failures are the :class:`~streams.TurbohooksError` tree: ``NotFoundError``,
 from __future__ import annotations
 
 from ._audit import acting_as, record_audit, token_actor
+from ._dead_letters import (
+    MAX_DEAD_LETTER_SCAN,
+    AttemptSummary,
+    DeadLetterItem,
+    DeadLetterKind,
+    DeadLetterList,
+    get_dead_letter,
+    list_dead_letters,
+)
 from ._queue import event_envelope, queue_redelivery, require_active
 from ._recover import MAX_RECOVER, RecoverResult, recover_failed
+from ._redrive import (
+    MAX_REDRIVE,
+    DeadLetterRedriven,
+    RedriveRefusal,
+    SubscriptionRedrive,
+    redrive_dead_letter,
+    redrive_subscription_dead_letters,
+)
 from ._replay import MAX_REPLAY_EVENTS, ReplayItem, ReplayRange, ReplayResult, replay_subscription
 from ._resolve import SHORT_ID, resolve_delivery, resolve_subscription, short_id
 from ._retry import retry_delivery
@@ -26,24 +43,37 @@ from ._when import parse_when
 
 __all__ = (
     "ALL_SUBJECTS",
+    "MAX_DEAD_LETTER_SCAN",
     "MAX_RECOVER",
+    "MAX_REDRIVE",
     "MAX_REPLAY_EVENTS",
     "SHORT_ID",
+    "AttemptSummary",
+    "DeadLetterItem",
+    "DeadLetterKind",
+    "DeadLetterList",
+    "DeadLetterRedriven",
     "DeliveryTestResult",
     "RecoverResult",
+    "RedriveRefusal",
     "ReplayItem",
     "ReplayRange",
     "ReplayResult",
     "StreamBounds",
+    "SubscriptionRedrive",
     "acting_as",
     "count_matching",
     "event_envelope",
+    "get_dead_letter",
+    "list_dead_letters",
     "parse_when",
     "queue_redelivery",
     "read_backward",
     "read_forward",
     "record_audit",
     "recover_failed",
+    "redrive_dead_letter",
+    "redrive_subscription_dead_letters",
     "replay_subscription",
     "require_active",
     "resolve_delivery",

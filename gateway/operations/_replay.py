@@ -173,9 +173,9 @@ async def replay_subscription(
                 next_seq = seq
                 break
             try:
-                event = decode_event(msg.data)
+                event = decode_event(msg.data, subject=msg.subject)
             except EventValidationError:
-                # Not an event of the contract: listed, never sent.
+                # Not an event of the contract, or not of its subject's type (refused by workers): listed, not sent.
                 items.append(
                     ReplayItem(
                         seq=seq, event_id=None, event_type=event_type_of_subject(msg.subject), stored_at=meta.timestamp

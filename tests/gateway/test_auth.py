@@ -29,6 +29,7 @@ def _routes() -> list[tuple[str, str]]:
     for route in app.routes:
         assert isinstance(route, HTTPRoute)
         path = re.sub(r"\{[a-z_]+:uuid\}", str(uuid.uuid4()), route.path).replace("{path:str}", "swagger.json")
+        path = re.sub(r"\{[a-z_]+:int\}", "1", path)
         routes.extend((method, path) for method in sorted(route.methods) if method != "OPTIONS")
     return routes
 

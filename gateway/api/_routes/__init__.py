@@ -10,7 +10,19 @@ from __future__ import annotations
 
 from litestar import Router
 
-from . import audit, deliveries, event_types, events, health, inbound, keys, monitoring, stats, subscriptions
+from . import (
+    audit,
+    dead_letters,
+    deliveries,
+    event_types,
+    events,
+    health,
+    inbound,
+    keys,
+    monitoring,
+    stats,
+    subscriptions,
+)
 
 __all__ = ("ROUTERS",)
 
@@ -23,6 +35,7 @@ ROUTERS: tuple[Router, ...] = (
     events.router,
     subscriptions.router,
     deliveries.router,
+    dead_letters.router,
     stats.router,
     audit.router,
 )

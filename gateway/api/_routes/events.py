@@ -71,9 +71,9 @@ async def publish_event(engine: EngineDep, data: JSONBody[PublishEventBody]) -> 
 
 def _stored(msg: Msg) -> StoredEvent | None:
     try:
-        event = decode_event(msg.data)
+        event = decode_event(msg.data, subject=msg.subject)
     except EventValidationError:
-        return None  # not an event of the contract (published by hand): not history
+        return None  # not an event of the contract (published by hand, its type not its subject's): not history
     meta = msg.metadata
     return StoredEvent(
         seq=meta.sequence.stream, subject=msg.subject, stored_at=meta.timestamp, event=EventEnvelope.of(event)
@@ -142,7 +142,7 @@ async def _full(js: JetStreamContext, stream: str, headers_only: Msg) -> StoredE
     meta = headers_only.metadata
     try:
         raw = await js.get_msg(stream, meta.sequence.stream)
-        event = decode_event(raw.data or b"")
+        event = decode_event(raw.data or b"", subject=headers_only.subject)
     except (JsNotFoundError, EventValidationError):
         return None  # aged out meanwhile, or a message that is not an event
     return StoredEvent(

@@ -9,6 +9,14 @@ Responses reuse the engine's own Structs where they are the contract already
 
 from __future__ import annotations
 
+from .dead_letters import (
+    AttemptSummary,
+    DeadLetterPage,
+    DeadLetterRedriven,
+    DeadLetterView,
+    RedriveRefusal,
+    SubscriptionRedrive,
+)
 from .deliveries import DeliveryDetailView, DeliveryPage, RetryQueued
 from .events import (
     ActorBody,
@@ -40,6 +48,10 @@ from .subscriptions import (
 __all__ = (
     "ActorBody",
     "ActorView",
+    "AttemptSummary",
+    "DeadLetterPage",
+    "DeadLetterRedriven",
+    "DeadLetterView",
     "DeliveryDetailView",
     "DeliveryPage",
     "DeliveryTestResult",
@@ -57,6 +69,7 @@ __all__ = (
     "ReadyCheck",
     "ReadyStatus",
     "RecoverResult",
+    "RedriveRefusal",
     "ReplayBody",
     "ReplayItem",
     "ReplayResult",
@@ -66,5 +79,6 @@ __all__ = (
     "SubscriptionCreateBody",
     "SubscriptionLag",
     "SubscriptionPage",
+    "SubscriptionRedrive",
     "SubscriptionUpdateBody",
 )
