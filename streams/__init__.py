@@ -17,6 +17,7 @@ from ._catalog import (
     EventTypeInfo,
     event_type_info,
 )
+from ._cluster import CLUSTER_CONFIG_DIR, NatsCluster
 from ._connection import connect_nats
 from ._envelope import (
     SCHEMA_VERSION,
@@ -78,6 +79,7 @@ from .settings import SETTINGS_VARIABLES, Settings, parse_duration, parse_size
 __all__ = (
     "ATTEMPTS_STREAM",
     "ATTEMPTS_SUBJECT_ROOT",
+    "CLUSTER_CONFIG_DIR",
     "DEAD_LETTER_STREAM",
     "DEAD_LETTER_SUBJECT_ROOT",
     "DEFAULT_CONFIG",
@@ -114,6 +116,7 @@ __all__ = (
     "EventData",
     "EventTypeInfo",
     "EventValidationError",
+    "NatsCluster",
     "NatsUnavailableError",
     "NotFoundError",
     "PortInUseError",

@@ -22,12 +22,12 @@ from nats.errors import Error as NatsError
 import nats
 
 from ._errors import EmbeddedServerError
-from ._server import find_nats_server
+from ._server import find_nats_server, shipped_config
 
 __all__ = ("CLUSTER_CONFIG_DIR", "ClusterNode", "NatsCluster")
 
-CLUSTER_CONFIG_DIR: Final = Path(__file__).resolve().parent.parent / "nats" / "cluster"
-"""``nats/cluster/`` of the source tree: ``node1.conf`` … ``node3.conf`` and their ``common.conf``."""
+CLUSTER_CONFIG_DIR: Final = shipped_config("cluster/common.conf").parent
+"""``nats/cluster/`` (the wheel's copy, or the source tree's): ``node1.conf`` … ``node3.conf`` and ``common.conf``."""
 
 _READY: Final = "Server is ready"
 
@@ -155,6 +155,7 @@ class NatsCluster:
         config_dir: Path | None = CLUSTER_CONFIG_DIR,
         log_dir: Path | None = None,
         start_timeout: float = 30.0,
+        first_port: int | None = None,
     ) -> None:
         if size < 1:
             raise ValueError("a cluster has at least one node")
@@ -170,7 +171,9 @@ class NatsCluster:
             node = ClusterNode(
                 index=index,
                 host=host,
-                port=_free_port(host),
+                # Node 1 may take a known port (``turbohooks up --cluster``: the embedded port, so
+                # commands in other terminals find the cluster as they find the single server).
+                port=first_port if index == 0 and first_port is not None else _free_port(host),
                 route_port=_free_port(host),
                 store_dir=store_root / f"node{index + 1}",
                 config=config,

@@ -94,8 +94,10 @@ def _telling(exc: BaseException) -> bool:
 
 
 async def _connect(server: str, name: str, options: dict[str, Any]) -> NATS:
+    # "nats://a:4222,nats://b:4222": every node of a cluster, tried in turn (nats-py wants a list).
+    servers = [part.strip() for part in server.split(",") if part.strip()]
     return await nats.connect(
-        server,
+        servers,
         name=name,
         **options,
         connect_timeout=2,

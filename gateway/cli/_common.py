@@ -42,6 +42,7 @@ __all__ = (
     "load_settings",
     "nats_connection",
     "print_json",
+    "reset_config",
     "run",
     "when",
 )
@@ -78,6 +79,12 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 _config: Config | None = None
+
+
+def reset_config() -> None:
+    """Forget the configuration read so far: each command (a process to its user) reads its own, once."""
+    global _config
+    _config = None
 
 
 def _load_config() -> Config:

@@ -12,6 +12,7 @@ from streams import VERSION, ConfigError
 from streams.settings import LoggingSettings
 
 from . import _audit, _dead_letters, _events, _gateway, _generators, _integrations, _processes
+from ._common import reset_config
 from ._subscriptions import deliveries_app, subscriptions_app
 
 __all__ = ("app", "main")
@@ -38,6 +39,7 @@ def _root(
     ] = False,
 ) -> None:
     """Webhooks and event streaming for Turbo, on NATS JetStream."""
+    reset_config()  # in-process callers (tests, an embedding program) run several commands in one process
 
 
 _events.register(app)

@@ -18,6 +18,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any, Final
 
+import msgspec
 import typer
 
 from consumers import Worker, ensure_env_subscriptions
@@ -28,6 +29,7 @@ from streams import (
     DEAD_LETTER_STREAM,
     DataDirLock,
     EmbeddedNats,
+    NatsCluster,
     Settings,
     connect_nats,
     embedded_config,
@@ -171,6 +173,7 @@ async def _up(
     *,
     quiet: bool,
     status_every: float,
+    cluster: int = 0,
 ) -> None:
     # The gateway (Litestar) and the SQL side load here, not when the CLI
     # starts: a `turbohooks worker` process needs neither.
@@ -191,7 +194,28 @@ async def _up(
         stack.enter_context(DataDirLock(settings.data_dir))
         # Signals first: from here on, Ctrl-C is a graceful stop, bounded by the grace.
         stop = await stack.enter_async_context(_stop_on_signal(grace, on_force=kill_server))
-        if settings.nats_url is None:
+        if cluster and settings.nats_url is None:
+            nodes = await stack.enter_async_context(
+                NatsCluster(
+                    size=cluster,
+                    store_root=settings.data_dir / "cluster",
+                    host=settings.nats_host,
+                    first_port=settings.nats_port,
+                    log_dir=settings.data_dir,
+                )
+            )
+            console.print(f"nats-server cluster of {cluster} (replicas {cluster}) on [bold]{nodes.url}[/bold]")
+            console.print(_mode_line(settings), highlight=False, soft_wrap=True)
+            # Every process of `up` is given every node and replicated streams; the commands of other
+            # terminals reach node 1 on the usual port (and learn the others from it), but provision
+            # with TURBOHOOKS_STREAM_REPLICAS: export it there too.
+            settings = msgspec.structs.replace(settings, nats_url=nodes.url, stream_replicas=cluster)
+            console.print(
+                f"other terminals: [bold]export TURBOHOOKS_STREAM_REPLICAS={cluster}[/bold] (node 1 is "
+                f"{settings.nats_host}:{nodes.nodes[0].port})",
+                highlight=False,
+            )
+        elif settings.nats_url is None:
             server = EmbeddedNats(
                 store_dir=settings.data_dir / "jetstream",
                 host=settings.nats_host,
@@ -205,7 +229,8 @@ async def _up(
             console.print(f"nats-server (embedded, pid {server.pid}) on [bold]{server.url}[/bold]")
         else:
             console.print(f"using NATS at [bold]{settings.nats_url}[/bold]")
-        console.print(_mode_line(settings), highlight=False, soft_wrap=True)
+        if not cluster:
+            console.print(_mode_line(settings), highlight=False, soft_wrap=True)
         engine = await stack.enter_async_context(open_engine(settings, name="up"))
         await engine.service.mirror()
         for sub in await ensure_env_subscriptions(engine.service):
@@ -288,11 +313,22 @@ def up(
     status_every: Annotated[
         float, typer.Option("--status-every", min=0.1, help="Seconds between status lines.", hidden=True)
     ] = 5.0,
+    cluster: Annotated[
+        int,
+        typer.Option(
+            "--cluster",
+            min=0,
+            max=5,
+            help="Run a JetStream cluster of N embedded nats-servers (3: one may stop) with replicas N; 0: one server.",
+        ),
+    ] = 0,
 ) -> None:
     """Run everything: embedded NATS (unless NATS_URL is set), the gateway, worker, recorder and scheduler."""
     settings = load_settings(nats_port=nats_port)
     schedule = load_role(SchedulerSettings)
-    _run_role(lambda: _up(settings, schedule, host, port, quiet=quiet, status_every=status_every))
+    if cluster and settings.nats_url is not None:
+        fail("--cluster: NATS_URL is set; the cluster is embedded (unset NATS_URL, or run without --cluster)", 2)
+    _run_role(lambda: _up(settings, schedule, host, port, quiet=quiet, status_every=status_every, cluster=cluster))
 
 
 def worker(

@@ -15,7 +15,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 from nats.aio.msg import Msg
 
 from streams import (
-    EVENT_CATALOG,
+    KNOWN_EVENT_TYPES,
     NATS_ERRORS,
     EventValidationError,
     build_event,
@@ -113,7 +113,7 @@ async def event_page(request: Request[Any, Any, Any], engine: EngineDep, event_i
 @get("/settings/webhooks/events", name="ui-catalog")
 async def catalog_page(request: Request[Any, Any, Any], engine: EngineDep) -> Template:
     subs = await engine.subscriptions.list(limit=500)
-    matching: dict[str, list[Any]] = {event_type: [] for event_type in EVENT_CATALOG}
+    matching: dict[str, list[Any]] = {event_type: [] for event_type in KNOWN_EVENT_TYPES}
     for sub in subs:
         for event_type in match_event_types(sub.event_types):
             matching.setdefault(event_type, []).append(sub)
@@ -127,7 +127,7 @@ async def catalog_page(request: Request[Any, Any, Any], engine: EngineDep) -> Te
                 event_id=uuid.UUID(int=0),
             )
         ).decode()
-        for event_type, info in EVENT_CATALOG.items()
+        for event_type, info in KNOWN_EVENT_TYPES.items()
     }
     return render(
         "catalog.html.j2",
@@ -136,7 +136,7 @@ async def catalog_page(request: Request[Any, Any, Any], engine: EngineDep) -> Te
         groups=catalog_groups(),
         matching=matching,
         examples=examples,
-        total=len(EVENT_CATALOG),
+        total=len(KNOWN_EVENT_TYPES),
     )
 
 

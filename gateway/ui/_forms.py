@@ -18,7 +18,7 @@ import msgspec
 
 from consumers import Subscription, SubscriptionCreate, SubscriptionPatch
 from integrations import INTEGRATIONS
-from streams import EVENT_CATALOG, ConflictError, EventValidationError
+from streams import KNOWN_EVENT_TYPES, ConflictError, EventValidationError
 
 from ..api._problems import _from_msgspec
 
@@ -65,7 +65,7 @@ def config_fields() -> dict[str, list[ConfigField]]:
 def catalog_groups() -> list[tuple[str, list[Any]]]:
     """The catalog's event types grouped by entity, in catalog order."""
     groups: dict[str, list[Any]] = {}
-    for info in EVENT_CATALOG.values():
+    for info in KNOWN_EVENT_TYPES.values():
         group = f"external.{info.source}" if info.source != "turbo" else info.entity_type
         groups.setdefault(group, []).append(info)
     return list(groups.items())
@@ -89,7 +89,7 @@ class SubscriptionForm:
 
     @classmethod
     def of(cls, sub: Subscription) -> SubscriptionForm:
-        singles = [p for p in sub.event_types if p in EVENT_CATALOG]
+        singles = [p for p in sub.event_types if p in KNOWN_EVENT_TYPES]
         config = {
             key: ", ".join(value) if isinstance(value, list) else "" if value is None else str(value)
             for key, value in sub.integration_config.items()
@@ -99,7 +99,7 @@ class SubscriptionForm:
             url=sub.url,
             integration=sub.integration,
             event_types=singles,
-            patterns=", ".join(p for p in sub.event_types if p not in EVENT_CATALOG),
+            patterns=", ".join(p for p in sub.event_types if p not in KNOWN_EVENT_TYPES),
             config={sub.integration: config},
             headers="\n".join(f"{k}: {v}" for k, v in sub.headers.items()),
             retry_schedule=", ".join(f"{s:g}" for s in sub.retry_schedule or []),

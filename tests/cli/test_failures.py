@@ -212,6 +212,14 @@ def test_the_rows_no_value_is_refused_of_are_free_text() -> None:
         "TURBOHOOKS_CONFIG",
         "TURBOHOOKS_DATA_DIR",
         "WEBHOOK_ALLOWED_HOSTS",
+        # NATS credentials and certificate paths (issue 17): names, secrets and files, any text.
+        "NATS_USER",
+        "NATS_PASSWORD",
+        "NATS_CREDS",
+        "NATS_NKEY_SEED",
+        "NATS_TLS_CA",
+        "NATS_TLS_CERT",
+        "NATS_TLS_KEY",
     } >= TEXT_ROWS, TEXT_ROWS
 
 

@@ -296,3 +296,44 @@ def test_version() -> None:
 
     result = cli("--version", env=_env(Path("unused")))
     assert result.returncode == 0 and result.stdout.strip() == f"turbohooks {VERSION}"
+
+
+@pytest.mark.slow
+def test_up_cluster_3_runs_a_replicated_cluster_that_delivers_and_stops_cleanly(
+    tmp_path: Path, ups: list[Up], receiver: str
+) -> None:
+    """`make up CLUSTER=3`: three nats-servers, streams at replicas 3, the second terminal's CLI reaching node 1."""
+    up = Up.start(tmp_path / "data", "--cluster", "3", "--status-every", "0.5")
+    ups.append(up)
+    up.wait_healthy(timeout=90)
+    assert "nats-server cluster of 3 (replicas 3)" in up.output()
+    second = {**up.env, "TURBOHOOKS_STREAM_REPLICAS": "3"}  # what `up` says to export
+    streams = cli("streams", env=second)
+    assert streams.returncode == 0, streams.stderr
+    created = cli("subscriptions", "create", "--name", "c3", "--url", receiver, "--event-types", "issue.*", env=second)
+    assert created.returncode == 0, created.stderr
+    published = cli("publish", "issue.created", "--entity-id", "7", "--data", '{"title": "Clustered"}', env=second)
+    assert published.returncode == 0, published.stderr
+    deadline = time.monotonic() + 30
+    while not _Receiver.received and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _Receiver.received, f"not delivered:\n{up.output()}"
+
+    async def replicas() -> int:
+        import nats
+
+        nc = await nats.connect(f"nats://127.0.0.1:{up.env['TURBOHOOKS_NATS_PORT']}")
+        try:
+            info = await nc.jetstream().stream_info("TURBO_EVENTS")
+            return int(info.config.num_replicas or 0)
+        finally:
+            await nc.close()
+
+    import asyncio
+
+    assert asyncio.run(replicas()) == 3
+    servers = [pid for pid in _processes_using(tmp_path / "data") if pid != up.process.pid]
+    assert len(servers) >= 3, "three nats-servers on the data dir's cluster stores"
+    up.ctrl_c()
+    assert up.process.wait(timeout=40) == 0
+    assert not [pid for pid in servers if _live(pid)], "no nats-server left running"
