@@ -20,8 +20,9 @@ from litestar.testing import AsyncTestClient
 
 from consumers import Engine
 from streams import build_event
+from tests.support import Receiver, Running, wait_for
 
-from .conftest import TOKEN, Receiver, Running, new_subscription, wait_for
+from .conftest import TOKEN, new_subscription
 
 
 def _b64url(text: str) -> bytes:

@@ -23,7 +23,7 @@ from consumers.engine._http import DeliveryClient
 from integrations import INTEGRATIONS, TransportContext
 from integrations.github import github_transport
 from streams import EventValidationError, build_event, encode_event
-from tests.engine.conftest import Receiver, Running, wait_for
+from tests.support import Receiver, Running, wait_for
 
 from .fakes import FakeGitHub
 
