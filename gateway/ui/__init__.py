@@ -29,7 +29,7 @@ from streams import ConflictError, EventValidationError, NotFoundError, Turbohoo
 from . import _analytics, _auth, _events, _log, _subscriptions
 from ._auth import sign_in_url
 from ._common import STATIC_DIR, STATIC_PATH, TEMPLATE_CONFIG, render
-from ._session import SESSION_OR_TOKEN_GUARDS, UI_SESSION_GUARDS, CsrfMiddleware, SignInRequired
+from ._session import SESSION_OR_TOKEN_GUARDS, UI_SESSION_GUARDS, ActorMiddleware, CsrfMiddleware, SignInRequired
 
 __all__ = ("SESSION_OR_TOKEN_GUARDS", "TEMPLATE_CONFIG", "openapi_render_plugins", "ui_routers")
 
@@ -66,7 +66,7 @@ def ui_routers(admin_token: str) -> list[Router]:
             *_events.HANDLERS,
         ],
         guards=UI_SESSION_GUARDS,
-        middleware=[DefineMiddleware(CsrfMiddleware, admin_token=admin_token)],
+        middleware=[DefineMiddleware(CsrfMiddleware, admin_token=admin_token), ActorMiddleware],
         include_in_schema=False,
         exception_handlers={
             SignInRequired: _sign_in,

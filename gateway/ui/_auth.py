@@ -9,8 +9,19 @@ from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
 from .._token import ADMIN_TOKEN_VARIABLE
+from ..api._params import EngineDep
+from ..operations import record_audit
 from ._common import form_values, render
-from ._session import PUBLIC_OPT, has_session, issue_session, revoke_session, session_cookie, token_matches
+from ._session import (
+    PUBLIC_OPT,
+    has_session,
+    issue_session,
+    revoke_session,
+    session_actor,
+    session_cookie,
+    session_nonce_actor,
+    token_matches,
+)
 
 __all__ = ("HANDLERS", "safe_next", "sign_in_url")
 
@@ -42,10 +53,13 @@ async def sign_in_page(request: Request[Any, Any, Any]) -> Template | Redirect:
 
 
 @post("/sign-in", name="ui-sign-in-submit", opt={PUBLIC_OPT: True})
-async def sign_in(request: Request[Any, Any, Any]) -> Template | Redirect:
+async def sign_in(request: Request[Any, Any, Any], engine: EngineDep) -> Template | Redirect:
     values = await form_values(request)
     target = safe_next(str(values.get("next") or ""))
+    source = request.client.host if request.client else None
     if not token_matches(request.app.state, str(values.get("token") or "")):
+        # Failed sign-ins are what an attacker leaves: recorded (never the token tried).
+        await record_audit(engine, "ui:anonymous", "sign-in", "session", {"ok": False}, source)
         return render(
             "sign_in.html.j2",
             request,
@@ -54,13 +68,18 @@ async def sign_in(request: Request[Any, Any, Any]) -> Template | Redirect:
             variable=ADMIN_TOKEN_VARIABLE,
             status_code=401,
         )
+    session = issue_session(request.app.state)
+    await record_audit(engine, session_nonce_actor(session), "sign-in", "session", {"ok": True}, source)
     response: Redirect = Redirect(target, status_code=303)
-    response.set_cookie(session_cookie(request, issue_session(request.app.state)))
+    response.set_cookie(session_cookie(request, session))
     return response
 
 
 @post("/sign-out", name="ui-sign-out")
-async def sign_out(request: Request[Any, Any, Any]) -> Redirect:
+async def sign_out(request: Request[Any, Any, Any], engine: EngineDep) -> Redirect:
+    actor = session_actor(request)
+    if actor is not None:
+        await record_audit(engine, actor, "sign-out", "session", None, request.client.host if request.client else None)
     revoke_session(request)
     response: Redirect = Redirect("/sign-in", status_code=303)
     response.set_cookie(session_cookie(request, None))

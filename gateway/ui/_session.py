@@ -23,10 +23,13 @@ from typing import Any, Final
 from litestar.config.csrf import CSRFConfig
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie, State
+from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers import BaseRouteHandler
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.types import ASGIApp, Guard, Receive, Scope, Send
+
+from consumers import acting_as
 
 from ..api._guard import TOKEN_STATE, require_admin_token
 
@@ -37,12 +40,15 @@ __all__ = (
     "SESSION_MAX_AGE",
     "SESSION_OR_TOKEN_GUARDS",
     "UI_SESSION_GUARDS",
+    "ActorMiddleware",
     "CsrfMiddleware",
     "SignInRequired",
     "has_session",
     "issue_session",
     "revoke_session",
+    "session_actor",
     "session_cookie",
+    "session_nonce_actor",
     "token_matches",
 )
 
@@ -103,6 +109,18 @@ def _nonce_of(state: State, value: str, now: float) -> str | None:
     return nonce
 
 
+def session_actor(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """``ui:<12 characters of the session's nonce>`` for the audit log, while the session is valid."""
+    value = connection.cookies.get(SESSION_COOKIE)
+    nonce = _nonce_of(connection.app.state, value or "", time.time()) if value else None
+    return None if nonce is None else f"ui:{nonce[:12]}"
+
+
+def session_nonce_actor(value: str) -> str:
+    """The audit actor of a session value just issued."""
+    return f"ui:{value.partition('.')[2].partition('.')[0][:12]}"
+
+
 def has_session(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     """The request carries a valid session cookie."""
     value = connection.cookies.get(SESSION_COOKIE)
@@ -154,6 +172,26 @@ def require_token_or_session(connection: ASGIConnection[Any, Any, Any, Any], han
 
 UI_SESSION_GUARDS: Final[list[Guard]] = [require_session]
 SESSION_OR_TOKEN_GUARDS: Final[list[Guard]] = [require_token_or_session]
+
+
+class ActorMiddleware:
+    """Run each signed-in page request as its session's actor, so the audit log says who acted."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope)
+        actor = session_actor(connection)
+        if actor is None:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        with acting_as(actor, client[0] if client else None):
+            await self.app(scope, receive, send)
 
 
 class CsrfMiddleware:

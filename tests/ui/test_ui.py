@@ -206,6 +206,18 @@ async def test_pause_and_resume(page: Page, stack: Stack) -> None:
     assert (await stack.api.get(f"/api/subscriptions/{sub_id}")).json()["status"] == "active"
 
 
+async def test_the_audit_log_has_the_sign_ins_and_the_ui_sessions_actions(page: Page, stack: Stack) -> None:
+    """Sign-ins (refused ones too) and what a signed-in session changes are audited as ``ui:<session>``."""
+    entries = (await stack.api.get("/api/audit", params={"limit": 200})).json()["items"]
+    sign_ins = [e for e in entries if e["action"] == "sign-in"]
+    assert any(e["details"] == {"ok": False} and e["actor"] == "ui:anonymous" for e in sign_ins)
+    signed = [e for e in sign_ins if e["details"] == {"ok": True}]
+    assert signed and all(e["actor"].startswith("ui:") and e["actor"] != "ui:anonymous" for e in signed)
+    paused = [e for e in entries if e["action"] == "pause" and e["target"].endswith(_STATE["sub"])]
+    assert paused and paused[0]["actor"] in {e["actor"] for e in signed}, paused
+    assert TOKEN not in str(entries)
+
+
 async def test_an_action_without_the_csrf_token_is_refused(page: Page, stack: Stack) -> None:
     sub_id = _STATE["sub"]
     # The session cookie rides along (same context), the CSRF token does not.
