@@ -17,6 +17,7 @@ from publishers import EventPublisher
 from streams import Settings, connect_nats, provision
 
 from .log import Database, DeliveryStore, SubscriptionStore
+from .secrets import Keyring
 from .subscriptions import SubscriptionRegistry, SubscriptionService
 
 __all__ = ("Engine", "open_engine")
@@ -48,8 +49,11 @@ async def open_engine(settings: Settings, *, name: str = "engine", nc: NATS | No
         await provision(js, settings)
         db = await stack.enter_async_context(Database(settings.resolved_database_url()))
         publisher = await stack.enter_async_context(EventPublisher(settings, nc=nc, name=name))
-        registry = await SubscriptionRegistry.open(js, settings)
-        subscriptions = SubscriptionStore(db)
+        keyring = Keyring.from_settings(settings)
+        registry = await SubscriptionRegistry.open(js, settings, keyring)
+        subscriptions = SubscriptionStore(db, keyring)
+        # Secrets stored in clear by an earlier release (or under a retired key) are encrypted now.
+        await subscriptions.reseal()
         service = SubscriptionService(settings, subscriptions, registry, js, publisher)
         yield Engine(
             settings=settings,

@@ -42,6 +42,8 @@ class Settings(RoleSettings, frozen=True, kw_only=True):
     """``NATS_URL``: a running NATS server to use. Unset: the embedded one is used."""
     data_dir: Path = Path(".turbohooks")
     """``TURBOHOOKS_DATA_DIR``: the embedded server's store, the SQLite files, the admin token."""
+    secret_key: tuple[str, ...] = ()
+    """``TURBOHOOKS_SECRET_KEY``: base64 keys encrypting secrets at rest (the first encrypts); unset: the key file."""
     nats_host: str = "127.0.0.1"
     """``TURBOHOOKS_NATS_HOST``: where the embedded nats-server listens."""
     nats_port: int = 14222
