@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -94,6 +95,11 @@ class Database:
             options["pool_pre_ping"] = True
         self._engine = create_async_engine(self._url, **options)
         if self.dialect_name == "sqlite":
+            # aiosqlite logs every statement with its parameters at DEBUG
+            # (TURBOHOOKS_LOG_LEVEL=DEBUG): never below INFO, like hide_parameters.
+            driver_log = logging.getLogger("aiosqlite")
+            if driver_log.getEffectiveLevel() < logging.INFO:
+                driver_log.setLevel(logging.INFO)
             event.listen(self._engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self._engine.sync_engine, "begin", _sqlite_on_begin)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)

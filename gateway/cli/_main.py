@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from . import _events, _gateway, _generators, _integrations, _processes
+from . import _events, _gateway, _generators, _integrations, _processes, _secrets
 from ._subscriptions import deliveries_app, subscriptions_app
 
 __all__ = ("app", "main")
@@ -24,6 +24,7 @@ _processes.register(app)
 _generators.register(app)
 _gateway.register(app)
 _integrations.register(app)
+_secrets.register(app)
 app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(deliveries_app, name="deliveries")
 
