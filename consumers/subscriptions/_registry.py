@@ -14,6 +14,7 @@ with the key they share with the writers (the data dir's key file, or
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import Final
@@ -26,12 +27,13 @@ from nats.js.kv import KeyValue
 from streams import Settings, open_bucket
 
 from .._messages import Subscription
-from ..secrets import Keyring, is_stale, seal, unseal
+from ..secrets import Keyring, SecretKeyError, is_stale, seal, unseal
 
 __all__ = ("REGISTRY_BUCKET", "RegistryChange", "SubscriptionRegistry")
 
 REGISTRY_BUCKET: Final = "turbohooks_subscriptions"
 
+_log = logging.getLogger(__name__)
 _encoder: Final = msgspec.json.Encoder()
 _decoder: Final = msgspec.json.Decoder(Subscription)
 
@@ -162,6 +164,12 @@ class SubscriptionRegistry:
                 if entry.operation in ("DEL", "PURGE") or not entry.value:
                     yield RegistryChange(deleted=uuid.UUID(hex=entry.key))
                     continue
-                yield RegistryChange(subscription=self._decode(entry.value))
+                try:
+                    subscription = self._decode(entry.value)
+                except SecretKeyError as exc:
+                    # Not this process's key: its events wait in the backlog, loudly.
+                    _log.error("subscription %s not run here: %s", entry.key, exc)
+                    continue
+                yield RegistryChange(subscription=subscription)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]

@@ -18,8 +18,16 @@ import msgspec
 import pytest
 from sqlalchemy import text
 
-from consumers import REGISTRY_BUCKET, Engine, delivery_id_for, open_engine, verify
-from consumers.secrets import ENVELOPE_PREFIX, KEY_FILE, Keyring, mask
+from consumers import (
+    REGISTRY_BUCKET,
+    Engine,
+    SubscriptionCreate,
+    SubscriptionRegistry,
+    delivery_id_for,
+    open_engine,
+    verify,
+)
+from consumers.secrets import ENVELOPE_PREFIX, KEY_FILE, Keyring, mask, new_key
 from gateway.cli._secrets import _rotate
 from streams import Settings
 
@@ -133,3 +141,21 @@ async def test_kv_sealed_worker_delivers_log_masked_and_rotation_keeps_verifying
         await wait_for(lambda: recorded(second.event_id), what="the second delivery in the log")
         old = await engine.deliveries.get(delivery_id_for(sub.id, first.event_id))
         verify(secret, old.attempt_log[-1].request_headers, got.body)  # old deliveries keep verifying
+
+
+async def test_a_worker_without_the_key_runs_nothing_and_says_why(
+    engine: Engine, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sub = await engine.service.create(
+        SubscriptionCreate(name=f"nokey-{unique}", url="http://127.0.0.1:9/x", event_types=["issue.*"])
+    )
+    kv = await engine.js.key_value(REGISTRY_BUCKET)
+    stranger = SubscriptionRegistry(kv, Keyring([new_key()]))
+    seen: list[uuid.UUID] = []
+    async for change in stranger.watch():
+        if change.initial_done:
+            break
+        if change.subscription is not None:
+            seen.append(change.subscription.id)
+    assert sub.id not in seen
+    assert any("not run here" in r.getMessage() and "does not have" in r.getMessage() for r in caplog.records)
