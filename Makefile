@@ -19,8 +19,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-up: $(STAMP) ## run NATS, the workers, the recorder and the gateway on embedded defaults
-	$(BIN)/turbohooks up
+up: $(STAMP) ## run NATS, the workers, the recorder and the gateway (PORT=8001: the gateway's port; ARGS='--quiet ...')
+	$(BIN)/turbohooks up $(if $(PORT),--port $(PORT)) $(ARGS)
 
 test: $(STAMP) ## run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -39,11 +39,13 @@ class Engine:
 
 
 @contextlib.asynccontextmanager
-async def open_engine(settings: Settings, *, name: str = "engine", nc: NATS | None = None) -> AsyncIterator[Engine]:
-    """Connect (unless ``nc`` is given), provision the streams, migrate the database, open the stores."""
+async def open_engine(
+    settings: Settings, *, name: str = "engine", nc: NATS | None = None, role: str = "gateway"
+) -> AsyncIterator[Engine]:
+    """Connect as ``role`` (unless ``nc`` is given), provision the streams, migrate the database, open the stores."""
     async with contextlib.AsyncExitStack() as stack:
         if nc is None:
-            nc = await connect_nats(settings, name=f"turbohooks-{name}")
+            nc = await connect_nats(settings, name=f"turbohooks-{name}", role=role)
             stack.push_async_callback(nc.close)
         js = nc.jetstream(timeout=settings.publish_timeout)
         await provision(js, settings)

@@ -6,10 +6,10 @@ import contextlib
 import logging
 import os
 import secrets
-from collections.abc import Mapping
 from typing import Final
 
 from streams import ConfigError, Settings
+from streams.settings import GatewaySettings
 
 __all__ = ("ADMIN_TOKEN_FILE", "ADMIN_TOKEN_VARIABLE", "load_or_create_admin_token")
 
@@ -21,14 +21,17 @@ ADMIN_TOKEN_FILE: Final = "admin-token"  # noqa: S105 — a file name, not a sec
 _MIN_LENGTH: Final = 16
 
 
-def load_or_create_admin_token(settings: Settings, environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
+def load_or_create_admin_token(settings: Settings, gateway: GatewaySettings | None = None) -> tuple[str, bool]:
     """The admin token and whether it was just generated.
 
-    ``TURBOHOOKS_ADMIN_TOKEN`` wins; else ``<data dir>/admin-token``; else a new
-    random token is written there (mode 0600) so that restarts keep it.
+    ``gateway.admin_token`` (``TURBOHOOKS_ADMIN_TOKEN``, read once at start; when
+    ``gateway`` is not given, the settings are read now) wins; else
+    ``<data dir>/admin-token``; else a new random token is written there (mode
+    0600) so that restarts keep it.
     """
-    env = os.environ if environ is None else environ
-    given = env.get(ADMIN_TOKEN_VARIABLE, "").strip()
+    if gateway is None:
+        gateway = GatewaySettings.from_env()
+    given = gateway.admin_token
     if given:
         if len(given) < _MIN_LENGTH:
             raise ConfigError(ADMIN_TOKEN_VARIABLE, f"is shorter than {_MIN_LENGTH} characters; use a random token")

@@ -2,7 +2,7 @@
 
 The recipients are the config's ``to`` (and ``cc``), or the addresses of a
 ``mailto:`` subscription URL. The SMTP server comes from the worker's
-environment, read when the transport opens:
+settings (:class:`streams.settings.SmtpSettings`), read once when the transport opens:
 
 ==================  ===============================================================
 ``SMTP_HOST``       the server (default ``localhost``)
@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import hashlib
 import html
-import os
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -39,7 +38,8 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 import msgspec
 
-from streams import ConfigError, Event, EventValidationError
+from streams import Event, EventValidationError
+from streams.settings import SmtpSettings
 
 from .core import (
     CONFIG_FIELD,
@@ -54,6 +54,7 @@ from .core import (
     fact_fields,
     parse_config,
     plain_text,
+    stored_config,
     truncate,
 )
 
@@ -154,7 +155,7 @@ class EmailIntegration:
 
     def load_config(self, config: EmailConfig | Mapping[str, Any]) -> EmailConfig:
         """The stored config as :class:`EmailConfig` (a Struct is returned as is)."""
-        return config if isinstance(config, EmailConfig) else msgspec.convert(dict(config), EmailConfig)
+        return stored_config(config, EmailConfig)
 
     def validate_config(self, config: Mapping[str, Any], url: str) -> dict[str, Any]:
         parsed = parse_config(config, EmailConfig)
@@ -202,53 +203,6 @@ class EmailIntegration:
 
     def retry_after(self, status: int | None, headers: Mapping[str, str], body: str) -> float | None:
         return None  # SMTP has no "retry after"; the schedule decides
-
-
-def _env_bool(environ: Mapping[str, str], name: str) -> bool | None:
-    text = environ.get(name, "").strip().lower()
-    if not text:
-        return None
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(name, f"{text!r} is not a boolean; write true or false")
-
-
-class SmtpSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """Where and how mail is sent; :meth:`from_env` reads the ``SMTP_*`` variables."""
-
-    host: str = "localhost"
-    port: int = 25
-    username: str | None = None
-    password: str | None = None
-    start_tls: bool | None = None
-    """``True`` requires STARTTLS, ``False`` never uses it, ``None`` uses it when the server offers it."""
-    use_tls: bool = False
-    sender: str = "turbohooks@localhost"
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> SmtpSettings:
-        """Read ``SMTP_*``; :class:`ConfigError` names a bad variable."""
-        env = os.environ if environ is None else environ
-        use_tls = bool(_env_bool(env, "SMTP_TLS"))
-        start_tls = _env_bool(env, "SMTP_STARTTLS")
-        default_port = 465 if use_tls else 587 if start_tls else 25
-        port_text = env.get("SMTP_PORT", "").strip()
-        if port_text and (not port_text.isdigit() or not 0 < int(port_text) < 65536):
-            raise ConfigError("SMTP_PORT", f"{port_text!r} is not a TCP port")
-        sender = env.get("SMTP_FROM", "").strip() or "turbohooks@localhost"
-        if not _ADDRESS.match(sender):
-            raise ConfigError("SMTP_FROM", f"{sender!r} is not an e-mail address")
-        return cls(
-            host=env.get("SMTP_HOST", "").strip() or "localhost",
-            port=int(port_text) if port_text else default_port,
-            username=env.get("SMTP_USERNAME") or None,
-            password=env.get("SMTP_PASSWORD") or None,
-            start_tls=False if use_tls else start_tls,
-            use_tls=use_tls,
-            sender=sender,
-        )
 
 
 def _message(mail: _Mail, sender: str) -> EmailMessage:
@@ -336,5 +290,5 @@ class EmailTransport:
 
 @contextlib.asynccontextmanager
 async def email_transport(context: TransportContext) -> AsyncIterator[EmailTransport]:
-    """The transport of one worker; reads ``SMTP_*`` now (a bad value stops the worker, naming it)."""
-    yield EmailTransport(SmtpSettings.from_env(), context.timeout)
+    """The transport of one worker, with the worker's ``SMTP_*`` settings (a bad value stops it, naming it)."""
+    yield EmailTransport(context.role(SmtpSettings), context.timeout)

@@ -23,6 +23,7 @@ from streams import (
     Event,
     EventContext,
     EventData,
+    NatsUnavailableError,
     PublishError,
     Settings,
     build_event,
@@ -96,6 +97,7 @@ class EventPublisher:
         self._emptied = asyncio.Event()
         self._closing = False
         self._drain_timeout = drain_timeout
+        self._connecting: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -108,8 +110,15 @@ class EventPublisher:
         if self._flusher is not None:
             return
         if self._nc is None:
-            self._nc = await connect_nats(self.settings, name=f"turbohooks-{self.name}")
-        self._js = self._nc.jetstream(timeout=self.settings.publish_timeout)
+            try:
+                self._nc = await connect_nats(self.settings, name=f"turbohooks-{self.name}", role="publisher")
+            except NatsUnavailableError as exc:
+                # An application starts while NATS is down: emit_background() keeps its promise (the
+                # outbox holds the events); emit() raises PublishError until the connection is made.
+                _log.warning("%s; events wait in the outbox until it answers", exc)
+                self._connecting = asyncio.create_task(self._connect_later(), name=f"turbohooks-{self.name}-connect")
+        if self._nc is not None:
+            self._js = self._nc.jetstream(timeout=self.settings.publish_timeout)
         self._outbox = Outbox(self._outbox_path)
         self._closing = False
         self._wake.clear()
@@ -117,6 +126,15 @@ class EventPublisher:
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"turbohooks-{self.name}-outbox")
         if len(self._outbox):
             self._wake.set()
+
+    async def _connect_later(self) -> None:
+        while self._nc is None:
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(NatsUnavailableError):
+                self._nc = await connect_nats(self.settings, name=f"turbohooks-{self.name}", role="publisher")
+        self._js = self._nc.jetstream(timeout=self.settings.publish_timeout)
+        _log.info("outbox: connected to NATS; flushing %d events", self.outbox_pending)
+        self._wake.set()
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -133,6 +151,11 @@ class EventPublisher:
             await self.flush(self._drain_timeout)
         self._closing = True
         self._wake.set()
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
+            self._connecting = None
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -150,6 +173,10 @@ class EventPublisher:
     @property
     def js(self) -> JetStreamContext:
         if self._js is None:
+            if self._connecting is not None:
+                raise PublishError(
+                    "turbohooks: NATS is not reachable yet; emit_background() keeps events in the outbox meanwhile"
+                )
             raise PublishError("turbohooks: EventPublisher is not open; use `async with EventPublisher() as p:`")
         return self._js
 
@@ -349,6 +376,10 @@ class EventPublisher:
         while not self._closing:
             assert self._outbox is not None
             rows = self._outbox.head(_FLUSH_BATCH)
+            if rows and self._js is None:  # not connected yet: _connect_later() wakes this loop
+                self._wake.clear()
+                await self._wake.wait()
+                continue
             if not rows:
                 self._emptied.set()
                 self._wake.clear()

@@ -5,6 +5,8 @@ event types, subjects and subscription patterns, settings, errors, the streams,
 and the embedded nats-server.
 """
 
+from ._auth import ADMIN_ROLE as NATS_ADMIN_ROLE
+from ._auth import ROLES as NATS_ROLES
 from ._catalog import (
     ENTITY_TYPES,
     EVENT_CATALOG,
@@ -43,7 +45,8 @@ from ._errors import (
 )
 from ._kv import open_bucket
 from ._lazy import lazy_exports
-from ._server import DEFAULT_CONFIG, EmbeddedNats, find_nats_server
+from ._server import DEFAULT_CONFIG, DataDirLock, DataDirTakenError, EmbeddedNats, find_nats_server
+from ._server_config import embedded_config
 from ._subjects import (
     SUBJECT_ROOT,
     event_subject,
@@ -84,7 +87,9 @@ __all__ = (
     "EXTERNAL_SOURCES",
     "KNOWN_EVENT_TYPES",
     "LEGACY_RECORDER_CONSUMERS",
+    "NATS_ADMIN_ROLE",
     "NATS_ERRORS",
+    "NATS_ROLES",
     "RECORDER_CONSUMER",
     "RECORDER_FETCH",
     "REDELIVER_STREAM",
@@ -99,6 +104,8 @@ __all__ = (
     "ActorType",
     "ConfigError",
     "ConflictError",
+    "DataDirLock",
+    "DataDirTakenError",
     "DatabaseUnavailableError",
     "EmbeddedNats",
     "EmbeddedServerError",
@@ -116,6 +123,7 @@ __all__ = (
     "build_event",
     "connect_nats",
     "decode_event",
+    "embedded_config",
     "encode_event",
     "ensure_recorder_consumer",
     "ensure_stream",

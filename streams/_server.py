@@ -4,20 +4,87 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import fcntl
+import functools
 import importlib.resources
+import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import sysconfig
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
 from ._errors import EmbeddedServerError, PortInUseError
 
-__all__ = ("DEFAULT_CONFIG", "EmbeddedNats", "find_nats_server", "shipped_config")
+__all__ = ("DEFAULT_CONFIG", "DataDirLock", "DataDirTakenError", "EmbeddedNats", "find_nats_server", "shipped_config")
+
+LOCK_FILE: Final = "up.lock"
+"""The file in the data dir that ``turbohooks up`` holds locked (``fcntl.flock``) for its life; it holds the pid."""
+
+
+class DataDirTakenError(EmbeddedServerError):
+    """Another process (``turbohooks up``) holds the data dir's lock."""
+
+
+class DataDirLock:
+    """An exclusive lock on ``<data dir>/up.lock`` for as long as the context is open.
+
+    One embedded nats-server per JetStream store: a second ``turbohooks up`` on
+    the same data dir is refused, naming the pid that holds it. The lock is an
+    ``flock`` on an open file, so it ends with the process, however it ends
+    (kill -9 included), and the file descriptor is not inherited by nats-server.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def holder(self) -> int | None:
+        """The pid written by the process holding the lock (None if unreadable)."""
+        try:
+            return int(self.path.read_text(encoding="ascii").split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            pid = self.holder()
+            who = f"pid {pid}" if pid is not None else "another process"
+            raise DataDirTakenError(
+                f"turbohooks: the data dir {self.path.parent} is taken by `turbohooks up` ({who}); stop it, or run "
+                f"this one with its own TURBOHOOKS_DATA_DIR (and TURBOHOOKS_NATS_PORT)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
 
 
 def shipped_config(name: str) -> Path:
@@ -67,12 +134,33 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def _exit_with_parent() -> Callable[[], object] | None:
+    """A pre-exec hook for the child: SIGTERM when the parent dies (Linux ``PR_SET_PDEATHSIG``); elsewhere None.
+
+    A server in its own session no longer dies with the terminal; this keeps a
+    ``kill -9`` of ``turbohooks up`` from leaving it running on the store. The C
+    function is looked up here, in the parent: the child only calls it.
+    """
+    if sys.platform != "linux":
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return functools.partial(prctl, 1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG = 1
+
+
 class EmbeddedNats:
     """Run nats-server with JetStream for as long as the context is open.
 
     ``port=None`` lets the server pick a free port (what the tests use); the
     address is then read from its log. Stopping sends SIGTERM (nats-server
     flushes its store and exits), then kills after ``stop_timeout``.
+
+    ``own_session=True`` (``turbohooks up``) starts it in its own session and
+    process group: the terminal's Ctrl-C reaches only the Python process, which
+    stops its workers (they still acknowledge through the server) and then the
+    server. On Linux the server is also told to exit if its parent dies.
     """
 
     def __init__(
@@ -85,6 +173,7 @@ class EmbeddedNats:
         log_file: Path | None = None,
         start_timeout: float = 15.0,
         stop_timeout: float = 10.0,
+        own_session: bool = False,
     ) -> None:
         self.store_dir = store_dir
         self.host = host
@@ -93,6 +182,7 @@ class EmbeddedNats:
         self.log_file = log_file
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
+        self.own_session = own_session
         self._process: asyncio.subprocess.Process | None = None
         self._drain: asyncio.Task[None] | None = None
         self._tail: deque[str] = deque(maxlen=40)
@@ -125,8 +215,15 @@ class EmbeddedNats:
                 # Running without it would silently drop `sync_interval: always` and the payload limit.
                 raise EmbeddedServerError(f"turbohooks: the nats-server configuration {self.config} is missing")
             args += ["-c", str(self.config)]
+        session: dict[str, object] = {}
+        if self.own_session:
+            session = {"start_new_session": True, "preexec_fn": _exit_with_parent()}
         self._process = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            **session,  # type: ignore[arg-type]
         )
         ready = asyncio.get_running_loop().create_future()
         self._drain = asyncio.create_task(self._read_log(ready))

@@ -131,7 +131,9 @@ def _differs(have: js_api.StreamConfig, want: js_api.StreamConfig) -> bool:
     def norm(value: object) -> object:
         return sorted(value) if isinstance(value, list) else value
 
-    return any(norm(getattr(have, f)) != norm(getattr(want, f)) for f in _MANAGED)
+    # A field left unset (None) wants the server's default (the internal streams'
+    # max_bytes, stored as -1): not a difference, or every start would update them.
+    return any(getattr(want, f) is not None and norm(getattr(have, f)) != norm(getattr(want, f)) for f in _MANAGED)
 
 
 async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> js_api.StreamInfo:
@@ -172,12 +174,15 @@ def recorder_consumer_config(start_seq: int | None = None) -> js_api.ConsumerCon
 
 
 async def ensure_recorder_consumer(js: JetStreamContext) -> None:
-    """Create the recorder's consumer unless it exists; replace a legacy one from where it stood."""
+    """Create the recorder's consumer unless it exists; replace a legacy one from where it stood.
+
+    Looked up first: a role without the right to create it (least privilege) can still check it is there.
+    """
     try:
         await js.consumer_info(ATTEMPTS_STREAM, RECORDER_CONSUMER)
-        exists = True
+        return
     except JsNotFoundError:
-        exists = False
+        pass
     legacy_floor: int | None = None
     legacy: list[str] = []
     for name in LEGACY_RECORDER_CONSUMERS:
@@ -186,12 +191,11 @@ async def ensure_recorder_consumer(js: JetStreamContext) -> None:
         except JsNotFoundError:
             continue
         legacy.append(name)
-        floor = info.ack_floor.stream_seq if info.ack_floor is not None else 0
-        legacy_floor = floor if legacy_floor is None else min(legacy_floor, floor or 0)
+        floor = (info.ack_floor.stream_seq if info.ack_floor is not None else 0) or 0
+        legacy_floor = floor if legacy_floor is None else min(legacy_floor, floor)
     try:
-        if not exists:
-            start = None if legacy_floor is None else (legacy_floor or 0) + 1
-            await js.add_consumer(ATTEMPTS_STREAM, recorder_consumer_config(start))
+        start = None if legacy_floor is None else legacy_floor + 1
+        await js.add_consumer(ATTEMPTS_STREAM, recorder_consumer_config(start))
         # Only once the new consumer holds interest: deleting first would let the stream drop the batches.
         for name in legacy:
             await js.delete_consumer(ATTEMPTS_STREAM, name)

@@ -1,4 +1,8 @@
-"""Shared fixtures: one real nats-server per session, fresh settings per test."""
+"""Shared fixtures: one real nats-server per session, fresh settings per test.
+
+The engine's fixtures (``engine``, ``receiver``, ``running``, ``unique``) and the
+helpers live in :mod:`tests.support`; they are registered here for every directory.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from streams import EmbeddedNats, Settings, connect_nats, provision
+from tests.support.fixtures import engine, receiver, running, unique
+
+__all__ = ("engine", "receiver", "running", "unique")  # registered as fixtures of every test directory
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -24,7 +24,7 @@ from integrations.core import ErrorKind, parse_retry_after
 from streams._errors import EventValidationError
 
 if TYPE_CHECKING:
-    from streams._settings import Settings
+    from streams.settings import Settings
 
 __all__ = (
     "Classification",

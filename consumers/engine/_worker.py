@@ -100,8 +100,13 @@ class Worker:
             try:
                 await stop.wait()
             finally:
-                for task in tasks:
-                    task.cancel()
+                pending = set(tasks)
+                while pending:
+                    # A cancel can be lost inside nats-py's KV watcher (seen 1 in ~200 on 3.11: the task
+                    # stays "cancelling" on a fresh queue getter); asking again ends it.
+                    for task in pending:
+                        task.cancel()
+                    _, pending = await asyncio.wait(pending, timeout=0.5)
                 for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task

@@ -6,6 +6,7 @@ import builtins
 import uuid
 from datetime import datetime
 
+import msgspec
 from sqlalchemy import (
     ColumnElement,
     func,
@@ -92,8 +93,19 @@ class DeliveryQueries:
                 **summary_values(row),
                 response_body=row.response_body,
                 payload=payload_bytes(row.payload),
-                attempt_log=[attempt_detail(attempt) for attempt in attempts],
+                # Numbered 1, 2, … across triggers: a worker numbers a manual retry's or a
+                # replay's attempts from 1 (JetStream's count is the live consumer's only).
+                attempt_log=[
+                    msgspec.structs.replace(attempt_detail(attempt), attempt=number)
+                    for number, attempt in enumerate(attempts, start=1)
+                ],
             )
+
+    async def ids_between(self, low: uuid.UUID, high: uuid.UUID) -> builtins.list[uuid.UUID]:
+        """Ids of deliveries in ``[low, high]`` (an id prefix), at most 10."""
+        query = select(DeliveryRow.id).where(DeliveryRow.id.between(low, high)).order_by(DeliveryRow.id).limit(10)
+        async with self._db.session() as session:
+            return list(await session.scalars(query))
 
     async def failed_since(self, subscription_id: uuid.UUID, since: datetime) -> builtins.list[DeliverySummary]:
         """The subscription's ``failed`` deliveries created at or after ``since``, oldest first (to recover)."""

@@ -49,7 +49,7 @@ from streams import (
 )
 
 from .._messages import AttemptBatch, AttemptRecord
-from ._database import DATABASE_OUTAGES
+from ._database import DATABASE_OUTAGES, DATABASE_REFUSALS
 from ._store import DeliveryStore
 
 if TYPE_CHECKING:
@@ -143,13 +143,20 @@ class Recorder:
                 for msg in msgs:
                     await _ack(msg)
                 return True
-            except (DatabaseUnavailableError, *DATABASE_OUTAGES, *NATS_ERRORS) as exc:
-                # Held, not acknowledged, and nothing more fetched: the log keeps
-                # the stream's order, and the batch is not handed to another recorder.
-                _log.error(
-                    "recorder: could not write %d attempt batches (%s); retrying in %.1fs", len(msgs), exc, delay
-                )
             except Exception as exc:  # noqa: BLE001  any error of one batch: retried, then isolated
+                if _transient(exc):
+                    # Held, not acknowledged, and nothing more fetched: the log keeps
+                    # the stream's order, and the batch is not handed to another recorder.
+                    _log.error(
+                        "recorder: could not write %d attempt batches (%s); retrying in %.1fs", len(msgs), exc, delay
+                    )
+                    if await _sleep(stop, delay):
+                        return False
+                    delay = min(delay * 2, _RETRY_MAX)
+                    if time.monotonic() - marked >= self._keepalive:
+                        marked = time.monotonic()
+                        await _in_progress(msgs)
+                    continue
                 failures += 1
                 if failures >= 2:
                     _log.error("recorder: a batch keeps failing (%r); writing its messages one by one", exc)
@@ -169,13 +176,13 @@ class Recorder:
                 try:
                     try:
                         await self._write([msg])
-                    except (DatabaseUnavailableError, *DATABASE_OUTAGES, *NATS_ERRORS):
-                        raise
-                    except Exception as exc:  # noqa: BLE001  kept on the dead-letter stream, with why
+                    except Exception as exc:
+                        if _transient(exc):
+                            raise
                         await self._park(msg, f"the delivery log refused it: {exc!r}")
                     await _ack(msg)
                     break
-                except (DatabaseUnavailableError, *DATABASE_OUTAGES, *NATS_ERRORS) as exc:
+                except Exception as exc:  # noqa: BLE001  only the transient ones reach here
                     _log.error("recorder: could not write an attempt batch (%s); retrying in %.1fs", exc, delay)
                     if await _sleep(stop, delay):
                         return False
@@ -221,6 +228,13 @@ class Recorder:
         _log.error("recorder: parked an attempts message on %s: %s", PARKED_SUBJECT, reason)
         await self.js.publish(PARKED_SUBJECT, data, headers=headers)
         self.parked += 1
+
+
+def _transient(exc: BaseException) -> bool:
+    """An outage (database or NATS) that writing again later gets through; not an error of the batch itself."""
+    if isinstance(exc, DATABASE_REFUSALS):
+        return False
+    return isinstance(exc, (DatabaseUnavailableError, *DATABASE_OUTAGES, *NATS_ERRORS))
 
 
 def _decode(data: bytes) -> list[AttemptRecord]:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     CursorResult,
     delete,
     func,
+    or_,
     select,
 )
 from sqlalchemy.exc import IntegrityError
@@ -98,6 +99,15 @@ class SubscriptionStore:
             .limit(limit)
             .offset(offset)
         )
+        async with self._db.session() as session:
+            return [_subscription(row, self.keyring) for row in await session.scalars(query)]
+
+    async def matching(self, name: str, low: uuid.UUID | None, high: uuid.UUID | None) -> builtins.list[Subscription]:
+        """Subscriptions named ``name`` or (when given) with an id in ``[low, high]`` (an id prefix), at most 10."""
+        where: ColumnElement[bool] = SubscriptionRow.name == name
+        if low is not None and high is not None:
+            where = or_(where, SubscriptionRow.id.between(low, high))
+        query = select(SubscriptionRow).where(where).order_by(SubscriptionRow.created_at).limit(10)
         async with self._db.session() as session:
             return [_subscription(row, self.keyring) for row in await session.scalars(query)]
 

@@ -3,13 +3,13 @@
 The secrets of a subscription:
 
 * its signing secrets, current and previous;
-* every custom header value. Headers are how a receiver's credential is given
-  (``Authorization``, ``X-Api-Key``, as the README suggests), and nothing in a
-  header's name reliably tells a credential from an ordinary value; a list of
-  "secret headers" to fill in would be one more thing to forget, and a forgotten
-  credential would then sit in clear in every recorded attempt. So all of them
-  are treated as secret: encrypted at rest and masked (last 4 characters) when
-  shown, in views and in recorded requests alike;
+* every custom header value, **at rest**: encrypting them all costs nothing and
+  covers a credential under any name. **When shown** (views, recorded requests),
+  the values of headers named like a credential are masked: a name containing
+  ``auth``, ``token``, ``secret``, ``key``, ``pass``, ``cookie``, ``session``,
+  ``credential`` or ``signature`` (``Authorization``, ``X-Api-Key``,
+  ``X-Auth-Token``...). Other headers (``X-Team: platform``) are configuration a
+  person reads back to check a subscription, and stay readable;
 * the integration config's credentials: a key named like one (``token``,
   ``password``, ``secret``, ``api_key``, ``*_token``, ...), e.g. the GitHub
   integration's ``token``. ``*_env`` keys name a variable, not a value.
@@ -35,11 +35,13 @@ __all__ = (
     "MASK",
     "is_credential_name",
     "is_masked",
+    "is_secret_header",
     "is_stale",
     "mask",
     "mask_config",
     "mask_headers",
     "mask_request_headers",
+    "masked",
     "seal",
     "seal_config",
     "seal_headers",
@@ -60,6 +62,17 @@ _CREDENTIAL: Final = re.compile(
 )
 _MASKED: Final = re.compile(rf"^(?:{SECRET_PREFIX})?{MASK}.{{0,{_SHOWN}}}$", re.DOTALL)
 _NOT_A_VALUE: Final = re.compile(r"[_-]env$", re.IGNORECASE)
+_SECRET_HEADER_WORDS: Final = (
+    "auth",
+    "token",
+    "secret",
+    "key",
+    "pass",
+    "cookie",
+    "session",
+    "credential",
+    "signature",
+)
 _CREDENTIAL_HEADERS: Final = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "x-auth-token"}
 )
@@ -86,9 +99,15 @@ def is_masked(value: object) -> bool:
     return isinstance(value, str) and _MASKED.match(value) is not None
 
 
+def is_secret_header(name: str) -> bool:
+    """Whether a custom header's value is masked when shown: its name says credential."""
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_HEADER_WORDS) or is_credential_name(name)
+
+
 def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Custom headers as shown: every value masked (they are all treated as secret)."""
-    return {name: mask(value) for name, value in headers.items()}
+    """Custom headers as shown: the values of credential-named ones masked."""
+    return {name: mask(value) if is_secret_header(name) else value for name, value in headers.items()}
 
 
 def mask_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -105,12 +124,12 @@ def _mask_value(key: str, value: Any) -> Any:
 
 
 def mask_request_headers(headers: Mapping[str, str], custom: Mapping[str, str]) -> dict[str, str]:
-    """Sent headers as recorded: the subscription's custom ones and credential-named ones masked.
+    """Sent headers as recorded: credential-named ones masked (custom ones by :func:`is_secret_header`).
 
-    Signatures stay: they are not secrets (they sign one body at one time, and a
-    receiver's operator compares them with what arrived).
+    The signatures turbohooks computes stay: they are not secrets (they sign one body
+    at one time, and a receiver's operator compares them with what arrived).
     """
-    secret = {name.lower() for name in custom}
+    secret = {name.lower() for name in custom if is_secret_header(name)}
     return {
         name: mask(value) if name.lower() in secret or is_credential_name(name) else value
         for name, value in headers.items()
@@ -190,3 +209,14 @@ def _config_credentials(config: Mapping[str, Any]) -> list[str]:
         elif isinstance(value, Mapping):
             found += _config_credentials(value)
     return found
+
+
+def masked(sub: Subscription) -> Subscription:
+    """``sub`` as shown on a page or in a form: every secret masked (sent back unchanged, the service keeps it)."""
+    return msgspec.structs.replace(
+        sub,
+        secret=mask(sub.secret) if sub.secret else sub.secret,
+        previous_secret=mask(sub.previous_secret) if sub.previous_secret else sub.previous_secret,
+        headers=mask_headers(sub.headers),
+        integration_config=mask_config(sub.integration_config),
+    )

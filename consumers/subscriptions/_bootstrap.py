@@ -12,19 +12,19 @@ Event types default to a useful set per service and can be set with
 (comma-separated patterns), read at creation only. With
 ``CLAUDE_WEBHOOK_SECRET`` set, the Claude subscription signs with that secret,
 so ``turbohooks claude-server`` (which reads the same variable) verifies it
-without copying anything.
+without copying anything. The variables are the settings role
+:class:`~streams.settings.EnvSubscriptionSettings`, read once at start.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
 import msgspec
 
 from integrations.core import secret_bytes, validate_destination
 from streams import ConfigError, ConflictError, EventValidationError
+from streams.settings import EnvSubscriptionSettings
 
 from .._messages import Subscription
 
@@ -95,25 +95,35 @@ async def _by_name(service: SubscriptionService, name: str, integration: str) ->
     return None
 
 
-async def ensure_env_subscriptions(
-    service: SubscriptionService, environ: Mapping[str, str] | None = None
-) -> list[Subscription]:
-    """Create (or re-point) the subscriptions the environment asks for; return them.
+def _asked(wanted: EnvSubscriptionSettings) -> list[tuple[EnvSubscription, str, tuple[str, ...]]]:
+    """Each subscription of :data:`ENV_SUBSCRIPTIONS` whose URL is set, with its URL and patterns."""
+    slack, discord, claude = ENV_SUBSCRIPTIONS
+    given = (
+        (slack, wanted.slack_url, wanted.slack_event_types),
+        (discord, wanted.discord_url, wanted.discord_event_types),
+        (claude, wanted.claude_url, wanted.claude_event_types),
+    )
+    return [(spec, url, patterns) for spec, url, patterns in given if url]
 
-    A subscription returned just created carries its secret, to be shown once.
-    A refused URL raises :class:`~streams.ConfigError` naming the variable.
+
+async def ensure_env_subscriptions(
+    service: SubscriptionService, wanted: EnvSubscriptionSettings | None = None
+) -> list[Subscription]:
+    """Create (or re-point) the subscriptions ``wanted`` asks for; return them.
+
+    ``wanted`` is read once at start (``config.role(EnvSubscriptionSettings)``);
+    when not given, the settings are read now. A subscription returned just
+    created carries its secret, to be shown once. A refused URL raises
+    :class:`~streams.ConfigError` naming the variable.
     """
     # Imported here: the CLI imports this module at start, and the service loads the SQL side.
     from ._service import SubscriptionCreate, SubscriptionPatch
 
-    env = os.environ if environ is None else environ
+    if wanted is None:
+        wanted = EnvSubscriptionSettings.from_env()
     settings = service.settings
     ensured: list[Subscription] = []
-    for spec in ENV_SUBSCRIPTIONS:
-        url = env.get(spec.variable, "").strip()
-        if not url:
-            continue
-        patterns = [p for p in env.get(spec.event_types_variable, "").split(",") if p.strip()]
+    for spec, url, patterns in _asked(wanted):
         try:
             existing = await _by_name(service, spec.name, spec.integration)
             if existing is None:
@@ -122,7 +132,7 @@ async def ensure_env_subscriptions(
                         SubscriptionCreate(
                             name=spec.name,
                             url=url,
-                            event_types=patterns or list(spec.event_types),
+                            event_types=list(patterns or spec.event_types),
                             integration=spec.integration,
                         )
                     )
@@ -135,26 +145,25 @@ async def ensure_env_subscriptions(
                     sub = found
             else:
                 sub = existing
-                wanted = await validate_destination(
+                normalized = await validate_destination(
                     url,
                     allow_http=settings.webhook_allow_http,
                     allowed_hosts=settings.webhook_allowed_hosts,
                     resolve=False,
                 )
-                if wanted != existing.url:
+                if normalized != existing.url:
                     sub = await service.update(existing.id, SubscriptionPatch(url=url))
         except EventValidationError as exc:
             field = spec.event_types_variable if exc.field.startswith("event_types") else spec.variable
             raise ConfigError(field, exc.problem) from None
         if spec.integration == "claude":
-            sub = await _adopt_secret(service, sub, env)
+            sub = await _adopt_secret(service, sub, wanted.claude_secret)
         ensured.append(sub)
     return ensured
 
 
-async def _adopt_secret(service: SubscriptionService, sub: Subscription, env: Mapping[str, str]) -> Subscription:
+async def _adopt_secret(service: SubscriptionService, sub: Subscription, secret: str | None) -> Subscription:
     """Sign with ``CLAUDE_WEBHOOK_SECRET`` (its first value) when set, so both ends share it."""
-    secret = env.get("CLAUDE_WEBHOOK_SECRET", "").split(",")[0].strip()
     if not secret or secret == sub.secret:
         return sub
     try:

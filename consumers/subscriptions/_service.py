@@ -101,7 +101,7 @@ class SubscriptionPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
 class SubscriptionView(msgspec.Struct, kw_only=True):
     """A subscription as shown to users: the secret only right after create or rotate.
 
-    Custom header values and the integration config's credentials are masked
+    Credential-named header values and the integration config's credentials are masked
     (``…abcd``), but in the answers that carry the signing secret (create, rotate:
     the one answer to keep safe, shown once): sending a masked value back
     unchanged in an update keeps the stored value.

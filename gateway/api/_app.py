@@ -23,12 +23,15 @@ from litestar.types import Message, Scope
 
 from consumers import Engine
 from streams import VERSION, TurbohooksError
+from streams.settings import GatewaySettings
 
 from .._token import ADMIN_TOKEN_VARIABLE
-from ._guard import ADMIN_GUARDS, SECURITY_SCHEME, TOKEN_STATE
+from ..ui import SESSION_OR_TOKEN_GUARDS, TEMPLATE_CONFIG, openapi_render_plugins, ui_routers
+from ._guard import SECURITY_SCHEME, TOKEN_STATE
 from ._metrics import GatewayMetrics
 from ._problems import EXCEPTION_HANDLERS
 from ._routes import ROUTERS
+from ._routes.inbound import GITHUB_SECRET_STATE
 
 __all__ = ("MAX_BODY_SIZE", "create_app", "serve_gateway")
 
@@ -46,13 +49,26 @@ _TAGS: Final = [
 ]
 
 
-def create_app(engine: Engine, *, admin_token: str, max_body_size: int = MAX_BODY_SIZE) -> Litestar:
+def create_app(
+    engine: Engine,
+    *,
+    admin_token: str,
+    gateway: GatewaySettings | None = None,
+    max_body_size: int = MAX_BODY_SIZE,
+    ui: bool = False,
+) -> Litestar:
     """The admin API over ``engine``; every route but ``/health`` and the inbound webhooks wants the token.
 
     Which routes are public is said by their routers (``_routes``), never by a list.
+    ``gateway`` holds the inbound webhook's secret (``GITHUB_WEBHOOK_SECRET``); when
+    not given, the settings are read now, once, not per request. ``ui`` mounts the web UI
+    (``gateway.ui``: its pages want a signed-in session, not the token); ``serve_gateway``
+    does, so ``turbohooks up`` serves it.
     """
     if not admin_token.strip():
         raise ValueError("create_app() needs a non-empty admin token")
+    if gateway is None:
+        gateway = GatewaySettings.from_env()
     metrics = GatewayMetrics()
 
     async def count_request(message: Message, scope: Scope) -> None:
@@ -68,8 +84,9 @@ def create_app(engine: Engine, *, admin_token: str, max_body_size: int = MAX_BOD
         return metrics
 
     return Litestar(
-        route_handlers=list(ROUTERS),
-        state=State({TOKEN_STATE: admin_token.encode()}),
+        route_handlers=[*ROUTERS, *(ui_routers(admin_token) if ui else [])],
+        template_config=TEMPLATE_CONFIG,
+        state=State({TOKEN_STATE: admin_token.encode(), GITHUB_SECRET_STATE: gateway.github_webhook_secret or ""}),
         dependencies={
             "engine": Provide(provide_engine, sync_to_thread=False),
             "gateway_metrics": Provide(provide_metrics, sync_to_thread=False),
@@ -83,8 +100,12 @@ def create_app(engine: Engine, *, admin_token: str, max_body_size: int = MAX_BOD
             description="Manage webhook subscriptions, read the delivery log, retry, replay, test, and read "
             f"analytics. Every route but `/health` wants `Authorization: Bearer <{ADMIN_TOKEN_VARIABLE}>`. "
             "Errors are RFC 9457 problem details (`application/problem+json`) naming the offending field.",
-            # The schema's pages want the token too: its router carries the same guard.
-            openapi_router=Router(path="/schema", guards=ADMIN_GUARDS, include_in_schema=False, route_handlers=[]),
+            # The schema's pages want the token too, or a signed-in UI session (a browser sends no token).
+            openapi_router=Router(
+                path="/schema", guards=SESSION_OR_TOKEN_GUARDS, include_in_schema=False, route_handlers=[]
+            ),
+            # Swagger UI with its assets served by the gateway: the default pages load theirs from a CDN.
+            render_plugins=openapi_render_plugins(),
             tags=_TAGS,
             components=Components(
                 security_schemes={
@@ -141,6 +162,7 @@ async def serve_gateway(
     admin_token: str,
     stop: asyncio.Event,
     on_ready: Callable[[str], None] | None = None,
+    gateway: GatewaySettings | None = None,
 ) -> None:
     """Serve the admin API on ``host:port`` until ``stop`` is set; ``on_ready`` gets its URL once listening.
 
@@ -149,7 +171,7 @@ async def serve_gateway(
     """
     sock = _listen(host, port)
     config = uvicorn.Config(
-        create_app(engine, admin_token=admin_token),
+        create_app(engine, admin_token=admin_token, gateway=gateway, ui=True),
         lifespan="on",
         log_level="warning",
         access_log=False,

@@ -2,33 +2,42 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import msgspec
 import typer
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError as JsNotFoundError
+from rich.markup import escape
 from rich.table import Table
 
 from publishers import EventPublisher
 from streams import (
     ATTEMPTS_STREAM,
     DEAD_LETTER_STREAM,
-    EVENT_CATALOG,
+    EXTERNAL_SOURCES,
+    KNOWN_EVENT_TYPES,
     SUBJECT_ROOT,
+    TURBO_SOURCE,
+    ActorType,
     EventValidationError,
     decode_event,
     parse_duration,
 )
 
-from ._common import console, fail, load_settings, nats_connection, print_json, run
+from ._common import PROVISION_HINT, console, err_console, fail, load_settings, nats_connection, print_json, run
+from ._receive import receive
 
 __all__ = ("register",)
+
+_SOURCES = (TURBO_SOURCE, *EXTERNAL_SOURCES)
 
 
 def _json_arg(value: str | None, option: str) -> Any:
@@ -70,13 +79,17 @@ def publish(
     context: Annotated[
         list[str] | None, typer.Option("--context", help="key=value, repeatable: project_id, issue_id, …")
     ] = None,
-    actor_type: Annotated[str, typer.Option("--actor-type", help="user, ai or system.")] = "system",
+    actor_type: Annotated[
+        str, typer.Option("--actor-type", help=f"One of {', '.join(get_args(ActorType))}.")
+    ] = "system",
     actor_name: Annotated[str, typer.Option("--actor-name", help="Who did it.")] = "turbohooks-cli",
     event_id: Annotated[str | None, typer.Option("--event-id", help="A UUID; re-using one publishes once.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the acknowledgement as JSON.")] = False,
 ) -> None:
     """Publish one event and print its id and stream sequence."""
     settings = load_settings()
+    if actor_type not in get_args(ActorType):
+        fail(f"--actor-type (actor.type): {actor_type!r} is not one of {', '.join(get_args(ActorType))}", 2)
     current = _json_arg(data, "--data")
     event_data: dict[str, Any] = {"current": current if current is not None else {}}
     if previous is not None:
@@ -87,7 +100,10 @@ def publish(
         fail(f"--data: must be a JSON object, got {type(current).__name__}", 2)
 
     async def main() -> None:
-        async with nats_connection(settings) as nc, EventPublisher(settings, nc=nc, name="cli") as publisher:
+        async with (
+            nats_connection(settings, role="publisher", streams="provision") as nc,
+            EventPublisher(settings, nc=nc, name="cli") as publisher,
+        ):
             ack = await publisher.emit(  # a refused event is exit 2, in run()
                 event_type=event_type,
                 entity_id=entity_id,
@@ -105,17 +121,29 @@ def publish(
     run(main)
 
 
-def events(as_json: Annotated[bool, typer.Option("--json", help="Print the catalog as JSON.")] = False) -> None:
-    """List every event type of the catalog."""
+def events(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the catalog as JSON.")] = False,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help=f"Only the types of this source: {', '.join(_SOURCES)} (default: every source)."),
+    ] = None,
+) -> None:
+    """List every event type of the catalog: Turbo's, then those received from outside (GitHub)."""
+    if source is not None and source not in _SOURCES:
+        fail(f"--source: {source!r} is not one of {', '.join(_SOURCES)}", 2)
+    listed = [info for info in KNOWN_EVENT_TYPES.values() if source is None or info.source == source]
     if as_json:
-        print_json(list(EVENT_CATALOG.values()))
+        print_json(listed)
         return
-    table = Table(title=f"{len(EVENT_CATALOG)} event types", show_lines=False)
+    counts = Counter(info.source for info in listed)
+    title = ", ".join(f"{n} {name}" for name, n in counts.items())
+    table = Table(title=f"{len(listed)} event types ({title})", show_lines=False)
     table.add_column("event type", style="bold")
+    table.add_column("source")
     table.add_column("subject")
     table.add_column("trigger")
-    for info in EVENT_CATALOG.values():
-        table.add_row(info.event_type, f"{SUBJECT_ROOT}.{info.event_type}", info.trigger)
+    for info in listed:
+        table.add_row(info.event_type, info.source, f"{SUBJECT_ROOT}.{info.event_type}", info.trigger)
     console.print(table)
 
 
@@ -125,6 +153,33 @@ def _subject_pattern(pattern: str) -> str:
     if pattern.startswith(SUBJECT_ROOT + ".") or pattern == SUBJECT_ROOT:
         return pattern
     return f"{SUBJECT_ROOT}.{pattern}"
+
+
+def _subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
+    p_tokens, s_tokens = pattern.split("."), subject.split(".")
+    for index, part in enumerate(p_tokens):
+        if part == ">":
+            return index == len(p_tokens) - 1 and len(s_tokens) > index
+        if index >= len(s_tokens) or part not in ("*", s_tokens[index]):
+            return False
+    return len(p_tokens) == len(s_tokens)
+
+
+def _warn_if_nothing_matches(pattern: str, subject: str) -> None:
+    """One line on stderr when ``subject`` can match no catalog event type, with the closest one."""
+    if any(_subject_matches(subject, f"{SUBJECT_ROOT}.{event_type}") for event_type in KNOWN_EVENT_TYPES):
+        return
+    groups = sorted({event_type.rsplit(".", 1)[0] + ".>" for event_type in KNOWN_EVENT_TYPES})
+    typed = subject.removeprefix(SUBJECT_ROOT + ".")
+    close = difflib.get_close_matches(typed, [*KNOWN_EVENT_TYPES, *groups], n=1, cutoff=0.0)
+    hint = f"; the closest is {close[0]!r}" if close else ""
+    err_console.print(
+        f"[yellow]warning:[/yellow] {escape(pattern)!r} matches no event type of the catalog{escape(hint)} "
+        "(`turbohooks events` lists them); waiting anyway",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def tail(
@@ -151,9 +206,10 @@ def tail(
             fail("--from-seq: sequences start at 1", 2)
         config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=from_seq)
     subject = _subject_pattern(pattern)
+    _warn_if_nothing_matches(pattern, subject)
 
     async def main() -> None:
-        async with nats_connection(settings) as nc:
+        async with nats_connection(settings, role="tail", streams="require") as nc:
             js = nc.jetstream()
             sub = await js.subscribe(subject, stream=settings.stream_name, ordered_consumer=True, config=config)
             shown = 0
@@ -222,7 +278,7 @@ def streams(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.
     settings = load_settings()
 
     async def main() -> None:
-        async with nats_connection(settings) as nc:
+        async with nats_connection(settings, role="tail") as nc:
             js = nc.jetstream()
             rows: list[_StreamRow] = []
             consumers: list[_ConsumerRow] = []
@@ -259,7 +315,7 @@ def streams(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.
                         )
                     )
         if not rows:
-            fail(f"no turbohooks stream on {settings.resolved_nats_url()}; run `turbohooks up` first")
+            fail(f"turbohooks: no turbohooks stream on {settings.resolved_nats_url()}; {PROVISION_HINT}")
         if as_json:
             print_json({"streams": rows, "consumers": consumers})
             return
@@ -301,3 +357,4 @@ def register(app: typer.Typer) -> None:
     app.command()(events)
     app.command()(tail)
     app.command()(streams)
+    app.command()(receive)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
@@ -86,7 +85,9 @@ def _show(items: list[ReplayItem], dry_run: bool) -> None:
 
 
 def replay(
-    subscription: Annotated[str, typer.Option("--subscription", help="The subscription id.")],
+    subscription: Annotated[
+        str, typer.Option("--subscription", help="The subscription: its id, id prefix or name.", show_default=False)
+    ],
     since: Annotated[str | None, typer.Option("--since", help="Start: 2h, 30m, 7d ago, or an RFC 3339 time.")] = None,
     until: Annotated[str | None, typer.Option("--until", help="End (exclusive): a duration ago or a time.")] = None,
     from_seq: Annotated[int | None, typer.Option("--from-seq", min=1, help="Start at this stream sequence.")] = None,
@@ -100,13 +101,9 @@ def replay(
     """Deliver stored events again to one subscription (its live consumer is not touched)."""
     from consumers import open_engine
 
-    from ..operations import ReplayRange, replay_subscription
+    from ..operations import ReplayRange, replay_subscription, resolve_subscription
 
     settings = load_settings()
-    try:
-        sid = uuid.UUID(subscription)
-    except ValueError:
-        fail(f"--subscription: {subscription!r} is not a UUID", 2)
     spec = ReplayRange(
         since=when(since, "--since"),
         until=when(until, "--until"),
@@ -122,7 +119,7 @@ def replay(
 
     async def main() -> None:
         async with open_engine(settings, name="cli") as engine:
-            sub = await engine.service.get(sid)
+            sub = await resolve_subscription(engine, subscription, "--subscription")
             items: list[ReplayItem] = []
             handled = queued = 0
             keep = dry_run or as_json  # a real replay of millions need not hold them all

@@ -9,11 +9,11 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from publishers import EventPublisher, MilestoneProcessor, Scheduler, SchedulerSettings, SimulationStats, Simulator
-from publishers._scheduler import label
-from streams import ConfigError, provision
+from publishers import EventPublisher, MilestoneProcessor, Scheduler, SimulationStats, Simulator
+from publishers.processors import label
+from streams.settings import SchedulerSettings
 
-from ._common import console, fail, load_settings, nats_connection, run
+from ._common import console, load_role, load_settings, nats_connection, run
 from ._processes import _stop_on_signal
 
 __all__ = ("register",)
@@ -22,18 +22,14 @@ __all__ = ("register",)
 def scheduler() -> None:
     """Run the scheduler (due dates, overdue, starting soon, digests) and the milestone processor."""
     settings = load_settings()
-    try:
-        schedule = SchedulerSettings.from_env()
-    except ConfigError as exc:
-        fail(str(exc), 2)
+    schedule = load_role(SchedulerSettings)
 
     async def main() -> None:
         async with (
-            nats_connection(settings, name="turbohooks-scheduler") as nc,
+            nats_connection(settings, name="turbohooks-scheduler", role="scheduler", streams="provision") as nc,
             EventPublisher(settings, nc=nc, name="scheduler") as publisher,
             _stop_on_signal() as stop,
         ):
-            await provision(nc.jetstream(), settings)
             the_scheduler = Scheduler(publisher, settings=schedule)
             milestones = MilestoneProcessor(publisher)
             thresholds = ",".join(label(t) for t in schedule.due_thresholds) or "none"
@@ -63,10 +59,9 @@ def simulate(
 
     async def main() -> SimulationStats:
         async with (
-            nats_connection(settings, name="turbohooks-simulate") as nc,
+            nats_connection(settings, name="turbohooks-simulate", role="publisher", streams="provision") as nc,
             EventPublisher(settings, nc=nc, name="simulate") as publisher,
         ):
-            await provision(nc.jetstream(), settings)
             simulator = Simulator(publisher, seed=seed, rate=rate)
             console.print(f"simulating with seed [bold]{simulator.seed}[/bold] (ids start {simulator.prefix}-)")
             columns = (

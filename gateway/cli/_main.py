@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
+import sys
+from typing import Annotated
 
 import typer
+
+from streams import VERSION, ConfigError
+from streams.settings import LoggingSettings
 
 from . import _events, _gateway, _generators, _integrations, _processes, _secrets
 from ._subscriptions import deliveries_app, subscriptions_app
@@ -19,6 +23,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"turbohooks {VERSION}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Webhooks and event streaming for Turbo, on NATS JetStream."""
+
+
 _events.register(app)
 _processes.register(app)
 _generators.register(app)
@@ -29,10 +50,23 @@ app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(deliveries_app, name="deliveries")
 
 
+def _log_level() -> str:
+    """``TURBOHOOKS_LOG_LEVEL`` (file or environment); a bad one is reported by the command that loads settings."""
+    try:
+        return LoggingSettings.from_env().level
+    except ConfigError:
+        return "WARNING"
+
+
 def main() -> None:
-    """Entry point of the console script."""
-    logging.basicConfig(
-        level=os.environ.get("TURBOHOOKS_LOG_LEVEL", "WARNING").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    app()
+    """Entry point of the console script: no traceback reaches a user unless TURBOHOOKS_LOG_LEVEL=DEBUG."""
+    level = _log_level()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except Exception as exc:  # the last net: every expected failure is one line already (run(), fail())
+        if level == "DEBUG":
+            raise
+        cause = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+        sys.stderr.write(f"error: turbohooks: {cause} (TURBOHOOKS_LOG_LEVEL=DEBUG shows the traceback)\n")
+        sys.exit(1)

@@ -1,53 +1,34 @@
-"""`turbohooks subscriptions …` and `turbohooks deliveries …`.
+"""`turbohooks subscriptions …` (and the `deliveries` group, from ``_deliveries``).
 
 What the admin API does, the CLI does too, through the same operations
-(``gateway.operations``): retry, recover, replay, test-send.
+(``gateway.operations``): retry, recover, replay, test-send. Every command that
+takes a subscription accepts its id, a unique prefix of it (the 8 hex digits
+tables show) or its name (``gateway.operations.resolve_subscription``).
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 import typer
+from rich import box
 from rich.table import Table
 
-from consumers import DeliveryStatus, Subscription
+from consumers import Subscription
 from integrations import INTEGRATION_NAMES
-from streams import parse_duration
+from streams import EventValidationError, parse_duration
 
-from ._common import console, fail, load_settings, print_json, run, when
+from ._common import console, fail, print_json, when
+from ._deliveries import deliveries_app
+from ._engine import SubscriptionArg, WideOption, option_named, shown_id, with_engine
 
 if TYPE_CHECKING:
-    from consumers import Engine
+    from consumers import Engine, SubscriptionPatch
 
 __all__ = ("deliveries_app", "subscriptions_app")
 
 subscriptions_app = typer.Typer(help="Create and manage webhook subscriptions.", no_args_is_help=True)
-deliveries_app = typer.Typer(help="Read the delivery log; retry failed deliveries.", no_args_is_help=True)
-
-
-def _with_engine(body: Callable[[Engine], Awaitable[None]]) -> None:
-    settings = load_settings()
-
-    async def main() -> None:
-        # The SQL side is imported here, not at start: `turbohooks worker` loads this module too.
-        from consumers import open_engine
-
-        async with open_engine(settings, name="cli") as engine:
-            await body(engine)  # its errors are one line each, translated once in run()
-
-    run(main)
-
-
-def _uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        fail(f"{what}: {value!r} is not a UUID", 2)
 
 
 def _view(sub: Subscription, *, with_secret: bool = False) -> object:
@@ -60,67 +41,157 @@ def _show(sub: Subscription, *, with_secret: bool = False) -> None:
     print_json(_view(sub, with_secret=with_secret))
 
 
-@subscriptions_app.command("create")
-def create(
-    name: Annotated[str, typer.Option("--name", help="A name for people (unique).")],
-    url: Annotated[str, typer.Option("--url", help="Where to deliver (https unless WEBHOOK_ALLOW_HTTP).")],
-    event_types: Annotated[
-        str, typer.Option("--event-types", help="Comma-separated patterns: 'issue.*,comment.created', '*'.")
-    ],
-    integration: Annotated[
-        str, typer.Option("--integration", help=f"One of {', '.join(INTEGRATION_NAMES)}.")
-    ] = "webhook",
-    config: Annotated[str | None, typer.Option("--config", help="Integration config as a JSON object.")] = None,
-    header: Annotated[
-        list[str] | None, typer.Option("--header", help="Custom header 'Name: value', repeatable.")
-    ] = None,
-    retry_schedule: Annotated[
-        str | None, typer.Option("--retry-schedule", help="This subscription's own delays: 5s,1m,10m.")
-    ] = None,
-    paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
-) -> None:
-    """Create a subscription; prints it as JSON with its secret (shown this once)."""
+async def _find(engine: Engine, text: str) -> Subscription:
+    from ..operations import resolve_subscription
+
+    return await resolve_subscription(engine, text, "subscription id")
+
+
+def _headers(items: list[str]) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for item in header or []:
+    for item in items:
         key, sep, value = item.partition(":")
         if not sep:
             fail(f"--header: {item!r} is not 'Name: value'", 2)
         headers[key.strip()] = value.strip()
-    integration_config: dict[str, Any] = {}
-    if config is not None:
-        try:
-            integration_config = msgspec.json.decode(config)
-        except msgspec.DecodeError as exc:
-            fail(f"--config: not valid JSON ({exc})", 2)
-        if not isinstance(integration_config, dict):
-            fail("--config: must be a JSON object", 2)
-    schedule = None
-    if retry_schedule is not None:
-        try:
-            schedule = [parse_duration(part) for part in retry_schedule.split(",") if part.strip()]
-        except ValueError as exc:
-            fail(f"--retry-schedule: {exc}", 2)
+    return headers
+
+
+def _config(text: str) -> dict[str, Any]:
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        fail(f"--config: not valid JSON ({exc})", 2)
+    if not isinstance(value, dict):
+        fail("--config: must be a JSON object", 2)
+    return value
+
+
+def _schedule(text: str) -> list[float]:
+    try:
+        return [parse_duration(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        fail(f"--retry-schedule: {exc}", 2)
+
+
+def _patterns(text: str) -> list[str]:
+    return [p for p in text.split(",") if p.strip()]
+
+
+_HeaderOption = Annotated[list[str] | None, typer.Option("--header", help="Custom header 'Name: value', repeatable.")]
+_ScheduleOption = Annotated[
+    str | None, typer.Option("--retry-schedule", help="This subscription's own delays: 5s,1m,10m.")
+]
+_ConfigOption = Annotated[str | None, typer.Option("--config", help="Integration config as a JSON object.")]
+_EventTypesHelp = "Comma-separated patterns: 'issue.*,comment.created', '*'."
+
+
+@subscriptions_app.command("create")
+def create(
+    name: Annotated[str, typer.Option("--name", help="A name for people (unique).")],
+    url: Annotated[str, typer.Option("--url", help="Where to deliver.")],
+    event_types: Annotated[str, typer.Option("--event-types", help=_EventTypesHelp)],
+    integration: Annotated[
+        str, typer.Option("--integration", help=f"One of {', '.join(INTEGRATION_NAMES)}.")
+    ] = "webhook",
+    config: _ConfigOption = None,
+    header: _HeaderOption = None,
+    retry_schedule: _ScheduleOption = None,
+    max_in_flight: Annotated[
+        int | None, typer.Option("--max-in-flight", help="Concurrent deliveries (1: strict order).")
+    ] = None,
+    paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
+) -> None:
+    """Create a subscription; prints it as JSON with its secret (shown this once)."""
     from consumers import SubscriptionCreate
 
     new = SubscriptionCreate(
         name=name,
         url=url,
-        event_types=[p for p in event_types.split(",") if p.strip()],
+        event_types=_patterns(event_types),
         integration=integration,
-        integration_config=integration_config,
-        headers=headers,
+        integration_config=_config(config) if config is not None else {},
+        headers=_headers(header or []),
         active=not paused,
-        retry_schedule=schedule,
+        retry_schedule=_schedule(retry_schedule) if retry_schedule is not None else None,
+        max_in_flight=max_in_flight,
     )
 
     async def body(engine: Engine) -> None:
-        _show(await engine.service.create(new), with_secret=True)
+        try:
+            _show(await engine.service.create(new), with_secret=True)
+        except EventValidationError as exc:
+            raise option_named(exc) from None
 
-    _with_engine(body)
+    with_engine(body)
+
+
+@subscriptions_app.command("update")
+def update(
+    subscription: SubscriptionArg,
+    name: Annotated[str | None, typer.Option("--name", help="A new name.")] = None,
+    url: Annotated[str | None, typer.Option("--url", help="A new destination.")] = None,
+    event_types: Annotated[str | None, typer.Option("--event-types", help=_EventTypesHelp)] = None,
+    config: _ConfigOption = None,
+    header: Annotated[
+        list[str] | None, typer.Option("--header", help="'Name: value', repeatable: replaces every custom header.")
+    ] = None,
+    no_headers: Annotated[bool, typer.Option("--no-headers", help="Remove every custom header.")] = False,
+    retry_schedule: Annotated[
+        str | None, typer.Option("--retry-schedule", help="Own delays (5s,1m,10m), or 'default' for the global ones.")
+    ] = None,
+    max_in_flight: Annotated[
+        str | None, typer.Option("--max-in-flight", help="Concurrent deliveries (1: strict order), or 'default'.")
+    ] = None,
+) -> None:
+    """Change some fields (the others stay); a refused value is named and nothing is saved."""
+    from consumers import SubscriptionPatch
+
+    if header and no_headers:
+        fail("--header and --no-headers cannot be used together", 2)
+    patch = SubscriptionPatch()
+    if name is not None:
+        patch.name = name
+    if url is not None:
+        patch.url = url
+    if event_types is not None:
+        patch.event_types = _patterns(event_types)
+    if config is not None:
+        patch.integration_config = _config(config)
+    if header or no_headers:
+        patch.headers = _headers(header or [])
+    if retry_schedule is not None:
+        patch.retry_schedule = None if retry_schedule == "default" else _schedule(retry_schedule)
+    if max_in_flight is not None:
+        patch.max_in_flight = None if max_in_flight == "default" else _in_flight(max_in_flight)
+    if all(value is msgspec.UNSET for value in msgspec.structs.asdict(patch).values()):
+        fail("nothing to change: give --name, --url, --event-types, --config, --header, --retry-schedule …", 2)
+    _apply(subscription, patch)
+
+
+def _in_flight(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        fail(f"--max-in-flight: {text!r} is not a number (or 'default')", 2)
+
+
+def _apply(subscription: str, patch: SubscriptionPatch) -> None:
+    async def body(engine: Engine) -> None:
+        sub = await _find(engine, subscription)
+        try:
+            _show(await engine.service.update(sub.id, patch))
+        except EventValidationError as exc:
+            raise option_named(exc) from None
+
+    with_engine(body)
 
 
 @subscriptions_app.command("list")
-def list_(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+def list_(
+    wide: WideOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every field as JSON.")] = False,
+) -> None:
     """List subscriptions."""
 
     async def body(engine: Engine) -> None:
@@ -128,43 +199,50 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")
         if as_json:
             print_json([_view(s) for s in subs])
             return
-        table = Table(title=f"{len(subs)} subscriptions")
-        for col in ("id", "name", "integration", "status", "event types", "url"):
-            table.add_column(col)
+        table = Table(title=f"{len(subs)} subscriptions", box=box.SIMPLE)
+        table.add_column("id", no_wrap=True)
+        # Names are what people type: whole on one line up to 30 characters, folded beyond.
+        table.add_column("name", overflow="fold", min_width=min(30, max((len(s.name) for s in subs), default=4)))
+        table.add_column("integration", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("event types", overflow="fold")
+        table.add_column("url", overflow="fold")
         for s in subs:
             colour = {"active": "green", "paused": "yellow", "disabled": "red"}[s.status]
             table.add_row(
-                str(s.id), s.name, s.integration, f"[{colour}]{s.status}[/{colour}]", ", ".join(s.event_types), s.url
+                shown_id(s.id, wide),
+                s.name,
+                s.integration,
+                f"[{colour}]{s.status}[/{colour}]",
+                ", ".join(s.event_types),
+                s.url,
             )
         console.print(table)
 
-    _with_engine(body)
+    with_engine(body)
 
 
 @subscriptions_app.command("show")
-def show(subscription_id: Annotated[str, typer.Argument(help="Subscription id.")]) -> None:
+def show(subscription: SubscriptionArg) -> None:
     """Show one subscription (its secret is not shown: rotate it to get a new one)."""
-    sid = _uuid(subscription_id, "subscription id")
 
     async def body(engine: Engine) -> None:
-        _show(await engine.service.get(sid))
+        _show(await _find(engine, subscription))
 
-    _with_engine(body)
+    with_engine(body)
 
 
 def _action(verb: str, doc: str, with_secret: bool = False) -> None:
-    def command(subscription_id: Annotated[str, typer.Argument(help="Subscription id.")]) -> None:
-        sid = _uuid(subscription_id, "subscription id")
-
+    def command(subscription: SubscriptionArg) -> None:
         async def body(engine: Engine) -> None:
             method = {
                 "pause": engine.service.pause,
                 "resume": engine.service.resume,
                 "rotate-secret": engine.service.rotate_secret,
             }[verb]
-            _show(await method(sid), with_secret=with_secret)
+            _show(await method((await _find(engine, subscription)).id), with_secret=with_secret)
 
-        _with_engine(body)
+        with_engine(body)
 
     command.__doc__ = doc
     subscriptions_app.command(verb)(command)
@@ -172,21 +250,24 @@ def _action(verb: str, doc: str, with_secret: bool = False) -> None:
 
 _action("pause", "Pause delivery; events keep accumulating in the subscription's backlog.")
 _action("resume", "Resume delivery (also of a disabled subscription), backlog first.")
-_action("rotate-secret", "New secret (printed once); the old one keeps signing for WEBHOOK_SECRET_GRACE.", True)
+_action(
+    "rotate-secret",
+    "New secret (printed once); the old one keeps signing beside it for WEBHOOK_SECRET_GRACE.",
+    True,
+)
 
 
 @subscriptions_app.command("test")
 def send_test(
-    subscription_id: Annotated[str, typer.Argument(help="Subscription id.")],
+    subscription: SubscriptionArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
 ) -> None:
     """Send a signed test event now (not queued, not logged); exit 1 unless the receiver answers 2xx."""
-    sid = _uuid(subscription_id, "subscription id")
 
     async def body(engine: Engine) -> None:
         from ..operations import send_test_event
 
-        result = await send_test_event(engine, sid)
+        result = await send_test_event(engine, (await _find(engine, subscription)).id)
         if as_json:
             print_json(result)
         else:
@@ -203,29 +284,29 @@ def send_test(
         if not result.success:
             fail(f"the receiver did not answer 2xx: {result.error or f'status {result.status}'}")
 
-    _with_engine(body)
+    with_engine(body)
 
 
 @subscriptions_app.command("recover")
 def recover(
-    subscription_id: Annotated[str, typer.Argument(help="Subscription id.")],
+    subscription: SubscriptionArg,
     since: Annotated[str, typer.Option("--since", help="Failed since: 2h, 30m, 7d ago, or an RFC 3339 time.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
 ) -> None:
     """Queue one more attempt of every delivery that failed since --since (the workers deliver them)."""
-    sid = _uuid(subscription_id, "subscription id")
     start = when(since, "--since")
     assert start is not None
 
     async def body(engine: Engine) -> None:
         from ..operations import recover_failed
 
-        result = await recover_failed(engine, sid, start)
+        sub = await _find(engine, subscription)
+        result = await recover_failed(engine, sub.id, start)
         if as_json:
             print_json(result)
             return
         console.print(
-            f"queued {result.queued} failed deliveries of subscription {sid} since "
+            f"queued {result.queued} failed deliveries of subscription {sub.id} since "
             f"{result.since:%Y-%m-%d %H:%M:%S} UTC; the workers deliver them",
             highlight=False,
             soft_wrap=True,
@@ -233,90 +314,16 @@ def recover(
         if result.truncated:
             console.print(f"more than {result.max_deliveries} failed: run it again once these are delivered")
 
-    _with_engine(body)
+    with_engine(body)
 
 
 @subscriptions_app.command("delete")
-def delete(subscription_id: Annotated[str, typer.Argument(help="Subscription id.")]) -> None:
+def delete(subscription: SubscriptionArg) -> None:
     """Delete a subscription, its backlog and its delivery log."""
-    sid = _uuid(subscription_id, "subscription id")
 
     async def body(engine: Engine) -> None:
-        await engine.service.delete(sid)
-        console.print(f"deleted subscription {sid}")
+        sub = await _find(engine, subscription)
+        await engine.service.delete(sub.id)
+        console.print(f"deleted subscription {sub.id} ({sub.name})", highlight=False, soft_wrap=True)
 
-    _with_engine(body)
-
-
-@deliveries_app.command("list")
-def deliveries_list(
-    subscription: Annotated[str | None, typer.Option("--subscription", help="Only this subscription's.")] = None,
-    status: Annotated[str | None, typer.Option("--status", help="pending, success or failed.")] = None,
-    event_type: Annotated[str | None, typer.Option("--event-type", help="Only this event type.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="Only the last 10m, 2h, 1d.")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-) -> None:
-    """List deliveries, newest first."""
-    sid = _uuid(subscription, "--subscription") if subscription else None
-    wanted_status: DeliveryStatus | None = None
-    if status is not None:
-        if status not in ("pending", "success", "failed"):
-            fail("--status: choose pending, success or failed", 2)
-        wanted_status = status  # type: ignore[assignment]
-    start = None
-    if since is not None:
-        try:
-            start = datetime.now(UTC) - timedelta(seconds=parse_duration(since))
-        except ValueError as exc:
-            fail(f"--since: {exc}", 2)
-
-    async def body(engine: Engine) -> None:
-        rows = await engine.deliveries.list(
-            subscription_id=sid, status=wanted_status, event_type=event_type, since=start, limit=limit
-        )
-        if as_json:
-            print_json(rows)
-            return
-        table = Table(title=f"{len(rows)} deliveries")
-        for col in ("id", "event type", "status", "attempts", "code", "created", "error"):
-            table.add_column(col)
-        for d in rows:
-            colour = {"success": "green", "pending": "yellow", "failed": "red"}.get(d.status, "white")
-            table.add_row(
-                str(d.id),
-                d.event_type,
-                f"[{colour}]{d.status}[/{colour}]",
-                str(d.attempts),
-                str(d.response_code or ""),
-                f"{d.created_at:%Y-%m-%d %H:%M:%S}",
-                (d.error_message or "")[:60],
-            )
-        console.print(table)
-
-    _with_engine(body)
-
-
-@deliveries_app.command("show")
-def deliveries_show(delivery_id: Annotated[str, typer.Argument(help="Delivery id.")]) -> None:
-    """Show one delivery with every attempt."""
-    did = _uuid(delivery_id, "delivery id")
-
-    async def body(engine: Engine) -> None:
-        print_json(await engine.deliveries.get(did))
-
-    _with_engine(body)
-
-
-@deliveries_app.command("retry")
-def deliveries_retry(delivery_id: Annotated[str, typer.Argument(help="Delivery id.")]) -> None:
-    """Deliver once more now (a worker of the subscription's integration sends it)."""
-    did = _uuid(delivery_id, "delivery id")
-
-    async def body(engine: Engine) -> None:
-        from ..operations import retry_delivery
-
-        sub = await retry_delivery(engine, did)
-        console.print(f"queued a retry of delivery {did} to {sub.name} ({sub.url})")
-
-    _with_engine(body)
+    with_engine(body)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from ._queue import event_envelope, queue_redelivery, require_active
 from ._recover import MAX_RECOVER, RecoverResult, recover_failed
 from ._replay import MAX_REPLAY_EVENTS, ReplayItem, ReplayRange, ReplayResult, replay_subscription
+from ._resolve import SHORT_ID, resolve_delivery, resolve_subscription, short_id
 from ._retry import retry_delivery
 from ._stream import ALL_SUBJECTS, StreamBounds, count_matching, read_backward, read_forward, seq_at_time, stream_bounds
 from ._test_send import DeliveryTestResult, send_test_event
@@ -26,6 +27,7 @@ __all__ = (
     "ALL_SUBJECTS",
     "MAX_RECOVER",
     "MAX_REPLAY_EVENTS",
+    "SHORT_ID",
     "DeliveryTestResult",
     "RecoverResult",
     "ReplayItem",
@@ -41,8 +43,11 @@ __all__ = (
     "recover_failed",
     "replay_subscription",
     "require_active",
+    "resolve_delivery",
+    "resolve_subscription",
     "retry_delivery",
     "send_test_event",
     "seq_at_time",
+    "short_id",
     "stream_bounds",
 )

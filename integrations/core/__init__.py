@@ -18,6 +18,7 @@ from ._config import (
     check_webhook_path,
     dump_config,
     parse_config,
+    stored_config,
 )
 from ._contract import (
     ConfigT,
@@ -102,6 +103,7 @@ __all__ = (
     "secret_bytes",
     "sign",
     "signature_header",
+    "stored_config",
     "text_of",
     "truncate",
     "utf16_len",

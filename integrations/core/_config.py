@@ -26,6 +26,7 @@ __all__ = (
     "check_webhook_path",
     "dump_config",
     "parse_config",
+    "stored_config",
 )
 
 CONFIG_FIELD: Final = "integration_config"
@@ -60,6 +61,14 @@ def _field_of(message: str) -> str:
         if match := pattern.search(message):
             return f"{CONFIG_FIELD}.{match.group(1)}"
     return CONFIG_FIELD
+
+
+def stored_config(config: _T | Mapping[str, Any], kind: type[_T]) -> _T:
+    """A stored (already validated) config as a ``kind``; a ``kind`` is returned as is."""
+    if isinstance(config, Mapping):
+        converted: _T = msgspec.convert(dict(config), kind)
+        return converted
+    return config
 
 
 def parse_config(config: Mapping[str, Any], kind: type[_T]) -> _T:

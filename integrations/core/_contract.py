@@ -18,6 +18,7 @@ import msgspec
 from nats.js import JetStreamContext
 
 from streams import Event, Settings
+from streams.settings import Config, RoleSettings, load_config
 
 __all__ = (
     "ConfigT",
@@ -37,6 +38,7 @@ the HTTP client refused to send the request itself (a header it will not write):
 ConfigT = TypeVar("ConfigT", bound=msgspec.Struct)
 """An integration's config Struct."""
 _ConfigT_contra = TypeVar("_ConfigT_contra", contravariant=True)
+_RoleT = TypeVar("_RoleT", bound=RoleSettings)
 
 
 class OutgoingRequest(msgspec.Struct, kw_only=True):
@@ -76,11 +78,21 @@ class SendResult(msgspec.Struct, kw_only=True):
 
 
 class TransportContext(msgspec.Struct, kw_only=True, frozen=True):
-    """What a transport may use: the settings, JetStream (KV state), the attempt timeout."""
+    """What a transport may use: the settings, JetStream (KV state), the attempt timeout.
+
+    ``config`` is the configuration the process read at start; a transport asks it
+    for its role's settings with :meth:`role` (SMTP, GitHub's tokens) when it opens.
+    """
 
     settings: Settings
     js: JetStreamContext
     timeout: float
+    config: Config | None = None
+    """The process's configuration (:func:`streams.settings.load_config`); ``None``: read when asked."""
+
+    def role(self, kind: type[_RoleT]) -> _RoleT:
+        """The settings of ``kind``'s role, from :attr:`config` (read now, once, when there is none)."""
+        return (self.config or load_config()).role(kind)
 
 
 @runtime_checkable

@@ -15,7 +15,7 @@ import msgspec
 
 from streams import Event
 
-from ._config import CONFIG_FIELD, check_link_template, check_webhook_path, dump_config, parse_config
+from ._config import CONFIG_FIELD, check_link_template, check_webhook_path, dump_config, parse_config, stored_config
 from ._contract import ConfigT, OutgoingRequest, TransportFactory
 from ._retry_after import retry_after_header
 
@@ -65,10 +65,8 @@ class JsonIntegration(Generic[ConfigT]):
 
     def load_config(self, config: ConfigT | Mapping[str, Any]) -> ConfigT:
         """The stored config as the Struct (a Struct is returned as is)."""
-        if isinstance(config, Mapping):
-            parsed: ConfigT = msgspec.convert(dict(config), self.config_type)
-            return parsed
-        return config
+        parsed: ConfigT = stored_config(config, self.config_type)
+        return parsed
 
     def body(self, event: Event, raw: bytes, config: ConfigT) -> object | None:
         """The JSON document to send for ``event`` (``bytes`` are sent as they are); ``None`` skips the event."""

@@ -11,7 +11,13 @@ For receivers written against GitHub's scheme, ``X-Turbo-Signature-256`` is
 ``sha256=`` + hex HMAC-SHA256 of the body alone, keyed by the *whole secret
 string* (``whsec_...`` encoded as UTF-8), which is what such a receiver
 configured with the same secret string computes. It has no timestamp, so it
-does not protect against replays: prefer ``webhook-signature``.
+does not protect against replays: prefer ``webhook-signature``. Such a receiver
+checks one value against one secret, so during a rotation's grace period
+``X-Turbo-Signature-256`` stays keyed by the *previous* secret (the one the
+receiver was configured with, so it keeps verifying unchanged) and
+``X-Turbo-Signature-256-Next`` carries the new secret's signature; when the
+grace period ends the header switches to the new secret. A receiver moves to
+the new secret by then, or accepts either header in the meantime.
 
 :func:`verify` is the receiver's side, for tests, the bundled receivers and docs.
 """
@@ -58,6 +64,7 @@ RESERVED_HEADERS: Final[frozenset[str]] = frozenset(
         "webhook-signature",
         "x-turbo-event",
         "x-turbo-signature-256",
+        "x-turbo-signature-256-next",
         "user-agent",
         "content-type",
         "ce-specversion",
@@ -100,8 +107,9 @@ def header_problem(name: str, value: object) -> str | None:
     return None
 
 
-class SignatureError(TurbohooksError):
-    """A webhook request failed verification: missing headers, stale timestamp, or no matching signature."""
+class SignatureError(TurbohooksError, ValueError):
+    """A webhook request failed verification: missing headers, stale timestamp, no matching signature,
+    or a secret that is not a ``whsec_`` secret (a receiver catches this one error)."""
 
 
 def generate_secret() -> str:
@@ -193,7 +201,9 @@ def build_headers(
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signature_header(secrets, ident, timestamp, body),
             "X-Turbo-Event": event_type,
-            "X-Turbo-Signature-256": github_signature(secrets[0], body),
+            # One value per header, as GitHub-style receivers compare: the secret they were
+            # configured with (the previous one) until the grace period ends.
+            "X-Turbo-Signature-256": github_signature(secrets[-1], body),
             "User-Agent": user_agent,
             "Content-Type": "application/json",
             "ce-specversion": "1.0",
@@ -203,6 +213,8 @@ def build_headers(
             "ce-time": _rfc3339(event_time),
         }
     )
+    if len(secrets) > 1:
+        headers["X-Turbo-Signature-256-Next"] = github_signature(secrets[0], body)
     return headers
 
 
@@ -243,7 +255,11 @@ def verify(
         raise SignatureError("webhook-signature holds no v1 signature")
     matched = False
     for secret in secrets:
-        expected = _sign_with_key(secret_bytes(secret), msg_id, timestamp, body).split(",", 1)[1].encode()
+        try:
+            key = secret_bytes(secret)
+        except EventValidationError as exc:  # the receiver's own configuration: still one error to catch
+            raise SignatureError(f"the secret given to verify() {exc.problem}") from None
+        expected = _sign_with_key(key, msg_id, timestamp, body).split(",", 1)[1].encode()
         for candidate in received:
             matched |= hmac.compare_digest(expected, candidate)
     if not matched:

@@ -1,6 +1,10 @@
 """GitHub inbound: verify a webhook delivery and turn it into a ``turbo.external.github.<event>`` event.
 
-For the gateway's ``POST /api/inbound/github``; a worker never imports it.
+For the gateway's ``POST /api/inbound/github``; a worker never imports it. The
+events are built through the catalog (:data:`streams.EXTERNAL_EVENT_TYPES`), so a
+pattern such as ``external.github.issues`` names them; a GitHub event the catalog
+does not list is acknowledged (200, ``ignored``) and publishes nothing: an error
+answer would make GitHub mark the hook's deliveries failed.
 """
 
 from __future__ import annotations
@@ -10,22 +14,30 @@ import hmac
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 import msgspec
 
-from streams import Actor, Event, EventContext, EventData, EventValidationError, TurbohooksError
+from streams import EXTERNAL_EVENT_TYPES, Actor, Event, EventValidationError, TurbohooksError, build_event
 
 from ..core import truncate
 from ._plan import MARKER_PREFIX
 
-__all__ = ("GitHubSignatureError", "InboundResult", "github_event", "receive_github_webhook", "verify_github_signature")
+__all__ = (
+    "GitHubSignatureError",
+    "InboundResult",
+    "github_event",
+    "github_event_type",
+    "receive_github_webhook",
+    "verify_github_signature",
+)
 
 _EVENT_NAME: Final = re.compile(r"^[a-z_]{1,64}$")
 _MARKER: Final = re.compile(r"<!-- turbohooks:issue=([^ >]{1,200}) -->")
 _INBOUND_NAMESPACE: Final = uuid.UUID("1b0f0d56-3f51-4a5f-9d0e-0b7b3e8f2c41")
 _TEXT_CAP: Final = 20000
+_PING: Final = "external.github.ping"
+"""GitHub's hello when a hook is created: answered ``pong``, never an event."""
 
 
 class GitHubSignatureError(TurbohooksError):
@@ -122,19 +134,31 @@ def _inbound_data(name: str, payload: Mapping[str, Any]) -> tuple[str, str, dict
     return "github_repository", repo or "unknown", current
 
 
-def github_event(event_name: str | None, delivery_id: str | None, body: bytes) -> Event | None:
-    """The ``external.github.<event>`` event of one delivery; ``None`` for GitHub's ``ping``.
+def github_event_type(event_name: str | None) -> str:
+    """``external.github.<name>`` of an ``X-GitHub-Event`` header (checked to be a GitHub event name).
 
-    The event id is derived from ``X-GitHub-Delivery``, so GitHub's redelivery
-    of the same delivery is stored once. When the issue is one turbohooks
-    mirrored, ``context.issue_id`` names the Turbo issue; an echo of the
-    mirror's own writes is marked ``actor.type = "system"`` and ``echo: true``.
+    Whether the catalog lists it is :data:`~streams.EXTERNAL_EVENT_TYPES`' to say.
     """
     name = (event_name or "").strip()
     if not _EVENT_NAME.match(name):
         raise EventValidationError("X-GitHub-Event", f"{event_name!r} is not a GitHub event name")
-    if name == "ping":
+    return f"external.github.{name}"
+
+
+def github_event(event_name: str | None, delivery_id: str | None, body: bytes) -> Event | None:
+    """The ``external.github.<event>`` event of one delivery; ``None`` for GitHub's ``ping``.
+
+    Built by :func:`streams.build_event`: an event GitHub names that is not in the
+    catalog raises :class:`~streams.EventValidationError` (``event_type``). The
+    event id is derived from ``X-GitHub-Delivery``, so GitHub's redelivery
+    of the same delivery is stored once. When the issue is one turbohooks
+    mirrored, ``context.issue_id`` names the Turbo issue; an echo of the
+    mirror's own writes is marked ``actor.type = "system"`` and ``echo: true``.
+    """
+    event_type = github_event_type(event_name)
+    if event_type == _PING:
         return None
+    name = event_type.removeprefix("external.github.")
     try:
         payload = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
@@ -152,21 +176,21 @@ def github_event(event_name: str | None, delivery_id: str | None, body: bytes) -
     )
     current["echo"] = echo
     actor_type: Literal["user", "system"] = "system" if echo or sender.get("type") == "Bot" else "user"
-    return Event(
+    event = build_event(
+        event_type=event_type,
         event_id=uuid.uuid5(_INBOUND_NAMESPACE, delivery_id) if delivery_id else uuid.uuid4(),
-        event_type=f"external.github.{name}",
-        timestamp=datetime.now(UTC),
         entity_type=entity_type,
         entity_id=entity_id,
-        action=str(payload.get("action") or name),
         actor=Actor(
             type=actor_type,
             name=_login(sender) or "github",
             metadata={"source": "github", "github_id": sender.get("id"), "html_url": sender.get("html_url")},
         ),
-        data=EventData(current=current),
-        context=EventContext(issue_id=marker.group(1) if marker else None),
+        data={"current": current},
+        context={"issue_id": marker.group(1) if marker else None},
     )
+    # The catalog's action of an external type is GitHub's event name; the delivery says what happened.
+    return msgspec.structs.replace(event, action=str(payload.get("action") or name))
 
 
 async def receive_github_webhook(
@@ -179,16 +203,21 @@ async def receive_github_webhook(
     """The whole inbound route: verify, build the event, publish; what to answer GitHub.
 
     401 and nothing published for a bad or missing signature; 400 for a
-    delivery that is not JSON or names no event; 200 for ``ping``; 202 once
-    the event is stored.
+    delivery that is not JSON or names no event; 200 for ``ping``; 200
+    ``ignored`` and nothing published for an event the catalog does not list;
+    202 once the event is stored.
     """
     lowered = {k.lower(): v for k, v in headers.items()}
     try:
         verify_github_signature(secret, body, lowered.get("x-hub-signature-256"))
     except GitHubSignatureError as exc:
         return InboundResult(status=401, detail=str(exc))
+    name = lowered.get("x-github-event")
     try:
-        event = github_event(lowered.get("x-github-event"), lowered.get("x-github-delivery"), body)
+        event_type = github_event_type(name)
+        if event_type != _PING and event_type not in EXTERNAL_EVENT_TYPES:
+            return InboundResult(status=200, detail=f"ignored: {event_type} is not in the catalog")
+        event = github_event(name, lowered.get("x-github-delivery"), body)
     except EventValidationError as exc:
         return InboundResult(status=400, detail=str(exc))
     if event is None:

@@ -28,6 +28,7 @@ from ..core import (
     dump_config,
     parse_config,
     retry_after_header,
+    stored_config,
     text_of,
     truncate,
 )
@@ -57,7 +58,8 @@ LIMITS: Final = {"title": 256, "body": 65536, "comment": 65536, "label": 50}
 Op = Literal["create", "update", "comment", "close", "reopen", "label"]
 
 _REPOSITORY: Final = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
-_ENV_NAME: Final = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_TOKEN_VARIABLE: Final = re.compile(r"^[A-Z_][A-Z0-9_]*_TOKEN$")
+"""``token_env``: a worker reads every ``*_TOKEN`` variable once at start (``GitHubSettings``), no other."""
 _BODY_ROOM: Final = 60000
 _encoder: Final = msgspec.json.Encoder()
 
@@ -86,7 +88,7 @@ class GitHubConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omi
     token: str | None = None
     """A token with ``issues: write``; prefer ``token_env`` (a config is shown by ``subscriptions show``)."""
     token_env: str | None = None
-    """The environment variable of the worker holding the token; default ``GITHUB_TOKEN``."""
+    """The worker's variable holding the token, ending in ``_TOKEN`` (read at start); default ``GITHUB_TOKEN``."""
     labels: list[str] = msgspec.field(default_factory=list)
     """Labels put on every issue it creates, e.g. ``["turbo"]``."""
     link_template: str | None = None
@@ -161,7 +163,7 @@ class GitHubIntegration:
 
     def load_config(self, config: GitHubConfig | Mapping[str, Any]) -> GitHubConfig:
         """The stored config as :class:`GitHubConfig` (a Struct is returned as is)."""
-        return config if isinstance(config, GitHubConfig) else msgspec.convert(dict(config), GitHubConfig)
+        return stored_config(config, GitHubConfig)
 
     def validate_config(self, config: Mapping[str, Any], url: str) -> dict[str, Any]:
         if "repository" not in config:
@@ -174,8 +176,11 @@ class GitHubIntegration:
         parsed.api_url = check_http_url(parsed.api_url, f"{CONFIG_FIELD}.api_url")
         if parsed.token is not None and not parsed.token.strip():
             raise EventValidationError(f"{CONFIG_FIELD}.token", "is empty; leave it out to use GITHUB_TOKEN")
-        if parsed.token_env is not None and not _ENV_NAME.match(parsed.token_env):
-            raise EventValidationError(f"{CONFIG_FIELD}.token_env", f"{parsed.token_env!r} is not a variable name")
+        if parsed.token_env is not None and not _TOKEN_VARIABLE.match(parsed.token_env):
+            raise EventValidationError(
+                f"{CONFIG_FIELD}.token_env",
+                f"{parsed.token_env!r} is not a variable name ending in _TOKEN (the worker reads those at start)",
+            )
         for index, label in enumerate(parsed.labels):
             if not label.strip() or len(label) > LIMITS["label"]:
                 raise EventValidationError(f"{CONFIG_FIELD}.labels[{index}]", "must be 1 to 50 characters")

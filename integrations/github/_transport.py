@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
@@ -20,8 +19,9 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from streams import NATS_ERRORS, USER_AGENT, Event, EventValidationError, Settings, open_bucket
+from streams.settings import GitHubSettings
 
-from ..core import ErrorKind, OutgoingRequest, SendResult, TransportContext, validate_destination
+from ..core import ErrorKind, OutgoingRequest, SendResult, TransportContext, stored_config, validate_destination
 from ._plan import GITHUB_BUCKET, GitHubConfig, GitHubPlan, plan_decoder, turbo_marker
 
 __all__ = ("GitHubTransport", "open_github_transport")
@@ -73,10 +73,14 @@ def _key(kind: str, *parts: str) -> str:
 class GitHubTransport:
     """Sends :class:`GitHubPlan` s to the REST API; opened once per worker by :func:`github_transport`."""
 
-    def __init__(self, client: httpx.AsyncClient, js: JetStreamContext, settings: Settings) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, js: JetStreamContext, settings: Settings, github: GitHubSettings
+    ) -> None:
         self._client = client
         self._js = js
         self._settings = settings
+        self._github = github
+        """The tokens, read once when the worker opened the transport (``GITHUB_TOKEN``, every ``*_TOKEN``)."""
         self._kv: KeyValue | None = None
         self._kv_lock = asyncio.Lock()
         self._accepted: set[str] = set()
@@ -118,12 +122,14 @@ class GitHubTransport:
         self, request: OutgoingRequest, event: Event, url: str, config: GitHubConfig | Mapping[str, Any]
     ) -> SendResult:
         started = time.monotonic()
-        parsed = config if isinstance(config, GitHubConfig) else msgspec.convert(dict(config), GitHubConfig)
+        parsed = stored_config(config, GitHubConfig)
         plan = plan_decoder.decode(request.body)
-        variable = parsed.token_env or "GITHUB_TOKEN"
-        token = parsed.token or os.environ.get(variable, "")
+        token = parsed.token or self._github.token_for(parsed.token_env)
         if not token:
-            return self._refusal(401, f"turbohooks: no GitHub token: set {variable} for the worker", started)
+            variable = parsed.token_env or "GITHUB_TOKEN"
+            return self._refusal(
+                401, f"turbohooks: no GitHub token: set {variable} for the worker and restart it", started
+            )
         if (problem := await self._api_problem(parsed.api_url)) is not None:
             return self._refusal(400, f"turbohooks: {problem}", started)
         session = _Session(self._client, parsed.api_url, token, started)
@@ -354,8 +360,13 @@ class _Session:
 
 @contextlib.asynccontextmanager
 async def open_github_transport(context: TransportContext) -> AsyncIterator[GitHubTransport]:
-    """The transport of one worker: one HTTP client (redirects not followed), closed on exit."""
+    """The transport of one worker: one HTTP client (redirects not followed), closed on exit.
+
+    The tokens (:class:`~streams.settings.GitHubSettings`) are read now, once: a
+    changed ``GITHUB_TOKEN`` takes effect when the worker restarts.
+    """
+    github = context.role(GitHubSettings)
     async with httpx.AsyncClient(
         timeout=context.timeout, follow_redirects=False, headers={"User-Agent": USER_AGENT}
     ) as client:
-        yield GitHubTransport(client, context.js, context.settings)
+        yield GitHubTransport(client, context.js, context.settings, github)

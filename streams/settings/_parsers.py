@@ -22,6 +22,7 @@ __all__ = (
     "parse_choice",
     "parse_clock",
     "parse_command",
+    "parse_database_url",
     "parse_duration",
     "parse_durations",
     "parse_email",
@@ -72,6 +73,23 @@ def parse_secret_keys(text: str) -> tuple[str, ...]:
         if len(raw) != 32:
             raise ValueError(f"key {index} must be 32 bytes in base64 (`openssl rand -base64 32`), not {len(raw)}")
     return keys
+
+
+def parse_database_url(text: str) -> str:
+    """A SQLAlchemy URL with an async driver: ``sqlite+aiosqlite:///…`` or ``postgresql+asyncpg://…``.
+
+    The messages never repeat the URL: it may carry a password.
+    """
+    url = text.strip()
+    scheme, sep, _ = url.partition("://")
+    backend = scheme.lower().partition("+")[0]
+    if not sep or backend not in ("sqlite", "postgresql", "postgres"):
+        raise ValueError("is not a supported database URL; write sqlite+aiosqlite:///<path> or postgresql+asyncpg://…")
+    wanted = "sqlite+aiosqlite" if backend == "sqlite" else "postgresql+asyncpg"
+    if scheme.lower() != wanted and scheme.lower() != "postgresql+psycopg":
+        why = "is not a name SQLAlchemy knows" if backend == "postgres" else "has no async driver"
+        raise ValueError(f"{scheme}:// {why}; write {wanted}://…")
+    return url
 
 
 def parse_path(text: str) -> Path:

@@ -19,7 +19,9 @@ import msgspec
 from ._base import RoleSettings
 
 __all__ = (
+    "ENVIRONMENTS",
     "LOG_LEVELS",
+    "LOOPBACK_HOSTS",
     "ClaudeServerSettings",
     "EnvSubscriptionSettings",
     "GatewaySettings",
@@ -31,6 +33,10 @@ __all__ = (
 )
 
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ENVIRONMENTS: Final = ("development", "production")
+"""``TURBOHOOKS_ENV``'s values."""
+LOOPBACK_HOSTS: Final = ("localhost", "127.0.0.1", "::1")
+"""The hosts local development allows (``WEBHOOK_ALLOWED_HOSTS`` when it is not set)."""
 
 
 class Settings(RoleSettings, frozen=True, kw_only=True):
@@ -44,10 +50,29 @@ class Settings(RoleSettings, frozen=True, kw_only=True):
     """``TURBOHOOKS_DATA_DIR``: the embedded server's store, the SQLite files, the admin token."""
     secret_key: tuple[str, ...] = ()
     """``TURBOHOOKS_SECRET_KEY``: base64 keys encrypting secrets at rest (the first encrypts); unset: the key file."""
+    environment: str = "development"
+    """``TURBOHOOKS_ENV``: ``development`` (with the embedded server: http and loopback receivers accepted) or
+    ``production`` (https and the address rules, always)."""
     nats_host: str = "127.0.0.1"
     """``TURBOHOOKS_NATS_HOST``: where the embedded nats-server listens."""
     nats_port: int = 14222
     """``TURBOHOOKS_NATS_PORT``: the embedded nats-server's port (not 4222, to stay clear of a system NATS)."""
+    nats_user: str | None = None
+    """``NATS_USER``: the NATS user to sign in as (an external server); with ``NATS_PASSWORD``."""
+    nats_password: str | None = None
+    """``NATS_PASSWORD``: ``NATS_USER``'s password."""
+    nats_creds: Path | None = None
+    """``NATS_CREDS``: a JWT ``.creds`` file (operator/accounts servers; needs ``nats-py[nkeys]``)."""
+    nats_nkey_seed: Path | None = None
+    """``NATS_NKEY_SEED``: a file holding an nkey seed (``SU…``) to sign in with (needs ``nats-py[nkeys]``)."""
+    nats_tls: bool = False
+    """``TURBOHOOKS_NATS_TLS``: the embedded server requires TLS and client certificates (generated in the data dir)."""
+    nats_tls_ca: Path | None = None
+    """``NATS_TLS_CA``: the CA bundle the server's certificate is verified against."""
+    nats_tls_cert: Path | None = None
+    """``NATS_TLS_CERT``: the client certificate presented to the server (with ``NATS_TLS_KEY``)."""
+    nats_tls_key: Path | None = None
+    """``NATS_TLS_KEY``: the client certificate's private key."""
     database_url: str | None = None
     """``DATABASE_URL``: SQLAlchemy URL; default ``sqlite+aiosqlite:///<data dir>/turbohooks.db``."""
     stream_name: str = "TURBO_EVENTS"
@@ -90,6 +115,21 @@ class Settings(RoleSettings, frozen=True, kw_only=True):
     """``WEBHOOK_SECRET_GRACE``: how long a rotated-out secret keeps signing."""
     response_body_cap: int = 4096
     """``WEBHOOK_RESPONSE_BODY_CAP``: bytes of a receiver's answer kept in the delivery log."""
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> Self:
+        # Local development (the embedded server, TURBOHOOKS_ENV unset or development): a receiver on this
+        # machine over http is what a first try uses; every process reading the same settings agrees.
+        if values.get("environment", "development") == "development" and values.get("nats_url") is None:
+            values.setdefault("webhook_allow_http", True)
+            values.setdefault("webhook_allowed_hosts", LOOPBACK_HOSTS)
+        return cls(**values)
+
+    @property
+    def local_development(self) -> bool:
+        """The embedded server and ``TURBOHOOKS_ENV`` unset or ``development``: http and loopback receivers are
+        accepted unless ``WEBHOOK_ALLOW_HTTP`` / ``WEBHOOK_ALLOWED_HOSTS`` say otherwise."""
+        return self.environment == "development" and self.nats_url is None
 
     def resolved_nats_url(self) -> str:
         """The server to connect to: ``NATS_URL``, or the embedded server's address."""

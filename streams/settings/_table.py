@@ -17,6 +17,7 @@ from ._parsers import (
     parse_choice,
     parse_clock,
     parse_command,
+    parse_database_url,
     parse_duration,
     parse_durations,
     parse_email,
@@ -33,7 +34,7 @@ from ._parsers import (
     positive,
 )
 from ._patterns import parse_patterns
-from ._roles import LOG_LEVELS
+from ._roles import ENVIRONMENTS, LOG_LEVELS
 
 __all__ = ("CONFIG_VARIABLE", "SETTINGS_TABLE", "Variable", "markdown_table")
 
@@ -105,6 +106,16 @@ _ROWS: Final = (
         secret=True,
     ),
     _v(
+        "TURBOHOOKS_ENV",
+        "core",
+        "environment",
+        parse_choice(ENVIRONMENTS),
+        "`development`",
+        "`development` with the embedded server (no `NATS_URL`): `http://` and loopback receivers accepted "
+        "(as `WEBHOOK_ALLOW_HTTP=true` and `WEBHOOK_ALLOWED_HOSTS=localhost,127.0.0.1,::1`, unless set); "
+        "`production`, or any `NATS_URL`: https and the address rules",
+    ),
+    _v(
         "TURBOHOOKS_NATS_HOST", "core", "nats_host", parse_text, "`127.0.0.1`", "where the embedded nats-server listens"
     ),
     _v(
@@ -116,10 +127,62 @@ _ROWS: Final = (
         "the embedded nats-server's port (not 4222, to stay clear of a system NATS)",
     ),
     _v(
+        "NATS_USER",
+        "core",
+        "nats_user",
+        parse_text,
+        "unset: the embedded server's generated users",
+        "NATS user to sign in as on an external server (with `NATS_PASSWORD`)",
+    ),
+    _v("NATS_PASSWORD", "core", "nats_password", parse_text, "unset", "`NATS_USER`'s password", secret=True),
+    _v(
+        "NATS_CREDS",
+        "core",
+        "nats_creds",
+        parse_path,
+        "unset",
+        "a JWT `.creds` file to sign in with (operator/accounts servers; needs `nats-py[nkeys]`)",
+    ),
+    _v(
+        "NATS_NKEY_SEED",
+        "core",
+        "nats_nkey_seed",
+        parse_path,
+        "unset",
+        "a file holding an nkey seed to sign in with (needs `nats-py[nkeys]`)",
+    ),
+    _v(
+        "TURBOHOOKS_NATS_TLS",
+        "core",
+        "nats_tls",
+        parse_bool,
+        "`false`",
+        "the embedded nats-server requires TLS and client certificates (generated in `<data dir>/nats/tls`)",
+    ),
+    _v(
+        "NATS_TLS_CA",
+        "core",
+        "nats_tls_ca",
+        parse_path,
+        "unset (embedded with TLS: the generated CA)",
+        "CA bundle the NATS server's certificate is verified against",
+    ),
+    _v(
+        "NATS_TLS_CERT",
+        "core",
+        "nats_tls_cert",
+        parse_path,
+        "unset (embedded with TLS: the generated one)",
+        "client certificate presented to NATS (with `NATS_TLS_KEY`)",
+    ),
+    _v(
+        "NATS_TLS_KEY", "core", "nats_tls_key", parse_path, "unset", "the client certificate's private key", secret=True
+    ),
+    _v(
         "DATABASE_URL",
         "core",
         "database_url",
-        parse_text,
+        parse_database_url,
         "`sqlite+aiosqlite:///<data dir>/turbohooks.db`",
         "subscriptions and the delivery log; `postgresql+asyncpg://…` for PostgreSQL",
     ),
@@ -214,13 +277,20 @@ _ROWS: Final = (
         "`1h`",
         "the longest `Retry-After` honoured",
     ),
-    _v("WEBHOOK_ALLOW_HTTP", "core", "webhook_allow_http", parse_bool, "`false`", "accept `http://` destinations"),
+    _v(
+        "WEBHOOK_ALLOW_HTTP",
+        "core",
+        "webhook_allow_http",
+        parse_bool,
+        "`false` (`true` in local development: `TURBOHOOKS_ENV`)",
+        "accept `http://` destinations",
+    ),
     _v(
         "WEBHOOK_ALLOWED_HOSTS",
         "core",
         "webhook_allowed_hosts",
         parse_list(lambda h: h.strip().lower()),
-        "empty",
+        "empty (loopback in local development: `TURBOHOOKS_ENV`)",
         "comma-separated hosts allowed to resolve to private/loopback addresses (e.g. `localhost:9000`)",
     ),
     _v(

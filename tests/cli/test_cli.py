@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -17,14 +16,13 @@ import httpx
 import pytest
 
 from streams import EmbeddedNats
+from tests.support import cli_env
 
 BIN = Path(sys.executable).parent / "turbohooks"
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "TURBOHOOKS_", "WEBHOOK_", "DATABASE_"))}
-    env.update(extra)
-    return env
+    return cli_env(**extra)
 
 
 def cli(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -42,13 +40,24 @@ def env(nats_server: EmbeddedNats, tmp_path: Path) -> dict[str, str]:
 
 
 def test_events_lists_the_catalog() -> None:
-    result = cli("events", "--json", env=_env())
+    result = cli("events", "--json", "--source", "turbo", env=_env())
     assert result.returncode == 0, result.stderr
     catalog = json.loads(result.stdout)
     assert len(catalog) == 58
     assert {"event_type": "issue.created", "entity_type": "issue", "action": "created"}.items() <= catalog[6].items()
     table = cli("events", env=_env(COLUMNS="200"))
     assert "turbo.calendar.event_starting_soon" in table.stdout
+    # Every known type, each with its source: Turbo's, then those the inbound GitHub webhook publishes.
+    assert "turbo.external.github.issues" in table.stdout and "68 event types (58 turbo, 10 github)" in table.stdout
+    everything = json.loads(cli("events", "--json", env=_env()).stdout)
+    assert [(t["event_type"], t["source"]) for t in everything[56:60]] == [
+        ("system.health_check_failed", "turbo"),
+        ("system.ai_analysis_complete", "turbo"),
+        ("external.github.issues", "github"),
+        ("external.github.issue_comment", "github"),
+    ]
+    refused = cli("events", "--source", "gitlab", env=_env())
+    assert refused.returncode == 2 and "--source" in refused.stderr
 
 
 def test_publish_then_tail_shows_the_event(env: dict[str, str], js: object) -> None:

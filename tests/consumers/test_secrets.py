@@ -22,6 +22,7 @@ from consumers.secrets import (
     SecretKeyError,
     is_credential_name,
     is_masked,
+    is_secret_header,
     mask,
     mask_request_headers,
     new_key,
@@ -129,26 +130,36 @@ def test_mask_shows_the_last_four_characters_of_long_values_only() -> None:
         assert is_credential_name(name), name
     for name in ("token_env", "repository", "labels", "X-Team", "link_template", "author"):
         assert not is_credential_name(name), name
+    for name in ("X-Signature", "X-Monkey-Key", "X-Session", "Proxy-Authorization", "X-Password"):
+        assert is_secret_header(name), name
+    assert not is_secret_header("X-Team") and not is_secret_header("X-Tenant")
     recorded = mask_request_headers(
-        {"X-Team": TEAM, "Authorization": AUTHORIZATION, "webhook-signature": "v1,abc", "webhook-id": "msg_1"},
-        {"X-Team": TEAM},
+        {
+            "X-Team": TEAM,
+            "X-Signature": AUTHORIZATION,
+            "Authorization": AUTHORIZATION,
+            "webhook-signature": "v1,abc",
+            "webhook-id": "msg_1",
+        },
+        {"X-Team": TEAM, "X-Signature": AUTHORIZATION},
     )
     assert recorded == {
-        "X-Team": mask(TEAM),
+        "X-Team": TEAM,
+        "X-Signature": mask(AUTHORIZATION),
         "Authorization": mask(AUTHORIZATION),
         "webhook-signature": "v1,abc",
         "webhook-id": "msg_1",
-    }
+    }, "turbohooks' own signatures stay, a static custom one is masked"
 
 
 def test_the_view_masks_every_secret_but_in_the_create_and_rotate_answers() -> None:
     sub = _secret_subscription()
     view = msgspec.json.encode(subscription_view(sub)).decode()
-    for clear in CLEAR:
+    for clear in (SECRET, PREVIOUS, AUTHORIZATION, GITHUB_TOKEN):
         assert clear not in view
     shown = msgspec.json.decode(view)
     assert shown["secret_hint"] == mask(SECRET) and "secret" not in shown
-    assert shown["headers"] == {"Authorization": mask(AUTHORIZATION), "X-Team": mask(TEAM)}
+    assert shown["headers"] == {"Authorization": mask(AUTHORIZATION), "X-Team": TEAM}, "X-Team is configuration"
     assert shown["integration_config"]["token"] == mask(GITHUB_TOKEN)
     assert shown["integration_config"]["token_env"] == "GITHUB_TOKEN" and shown["integration_config"]["repository"]
     once = subscription_view(sub, with_secret=True)

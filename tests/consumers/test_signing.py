@@ -178,11 +178,14 @@ def test_build_headers() -> None:
     verify(SPEC_SECRET, headers, SPEC_BODY, now=SPEC_TS)
 
 
-def test_build_headers_signs_with_every_secret_and_github_with_the_current_one() -> None:
+def test_build_headers_signs_with_every_secret_and_github_with_the_previous_one_during_grace() -> None:
+    # Issue 14: a GitHub-style receiver checks one value with the secret it was configured
+    # with; X-Turbo-Signature-256 keeps the previous secret until the grace period ends.
     new = generate_secret()
     headers = _headers(secrets=[new, SPEC_SECRET])
     assert len(headers["webhook-signature"].split()) == 2
-    assert headers["X-Turbo-Signature-256"] == github_signature(new, SPEC_BODY)
+    assert headers["X-Turbo-Signature-256"] == github_signature(SPEC_SECRET, SPEC_BODY)
+    assert headers["X-Turbo-Signature-256-Next"] == github_signature(new, SPEC_BODY)
     for secret in (new, SPEC_SECRET):
         verify(secret, headers, SPEC_BODY, now=SPEC_TS)
 

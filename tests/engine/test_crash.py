@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import time
@@ -17,15 +16,13 @@ from sqlalchemy import select
 from consumers import Engine, Recorder, SubscriptionCreate
 from consumers.log._views import ATTEMPTS, DELIVERIES
 from streams import Settings, build_event
-
-from .conftest import Received, Receiver, wait_for
+from tests.support import Received, Receiver, cli_env, wait_for
 
 BIN = Path(sys.executable).parent / "turbohooks"
 
 
 def _worker_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "TURBOHOOKS_", "WEBHOOK_"))}
-    env.update(
+    return cli_env(
         NATS_URL=settings.resolved_nats_url(),
         TURBOHOOKS_DATA_DIR=str(settings.data_dir),
         TURBOHOOKS_STREAM_MAX_BYTES=str(settings.stream_max_bytes),
@@ -34,7 +31,6 @@ def _worker_env(settings: Settings) -> dict[str, str]:
         WEBHOOK_TIMEOUT=str(settings.webhook_timeout),
         WEBHOOK_RETRY_DELAY="0.2",
     )
-    return env
 
 
 async def _start_worker(settings: Settings) -> asyncio.subprocess.Process:

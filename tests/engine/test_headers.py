@@ -8,8 +8,7 @@ import pytest
 from consumers import DeliveryClient, Engine, SubscriptionCreate, SubscriptionPatch, delivery_id_for
 from consumers.engine import classify
 from streams import EventValidationError
-
-from .conftest import Receiver, Running, wait_for
+from tests.support import Receiver, Running, wait_for
 
 
 @pytest.mark.parametrize(

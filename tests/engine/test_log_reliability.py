@@ -34,9 +34,9 @@ from streams import (
     decode_event,
     encode_event,
 )
+from tests.support import Receiver, running_engine, wait_for
 
 from ..consumers.conftest import POSTGRES_ADMIN_URL, postgres_database
-from .conftest import Receiver, running_engine, wait_for
 
 
 async def _rows(engine: Engine, sub_id: uuid.UUID) -> tuple[set[uuid.UUID], int]:
@@ -205,10 +205,16 @@ async def test_a_batch_the_database_keeps_refusing_is_parked_and_the_log_goes_on
 
 @pytest.mark.postgres
 @pytest.mark.slow
+@pytest.mark.parametrize("refuse", [False, True], ids=["backends-killed", "connections-refused"])
 async def test_postgresql_connections_killed_mid_burst_lose_no_record(
-    settings: Settings, receiver: Receiver, unique: str
+    settings: Settings, receiver: Receiver, unique: str, refuse: bool
 ) -> None:
-    """PostgreSQL going away under the recorder (its backends terminated, as a restart does): retried in place."""
+    """PostgreSQL going away under the recorder (its backends terminated, as a restart does): retried in place.
+
+    ``connections-refused``: the database also refuses new connections for 2 s, as while PostgreSQL restarts;
+    asyncpg raises the generic DBAPIError for that ("not currently accepting connections"), which the
+    recorder took for a bad batch and parked (2,322 of 5,000 records missing from the log in the fault suite).
+    """
     async with postgres_database() as url:
         pg_settings = msgspec.structs.replace(settings, database_url=url)
         async with open_engine(pg_settings, name="test-pg") as engine, running_engine(engine) as run:
@@ -223,6 +229,8 @@ async def test_postgresql_connections_killed_mid_burst_lose_no_record(
                     wanted.add(delivery_id_for(sub.id, ack.event_id))
                     if i % 20 == 10:
                         async with admin.connect() as connection:
+                            if refuse and i == 110:
+                                await connection.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false'))
                             await connection.execute(
                                 text(
                                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -230,6 +238,10 @@ async def test_postgresql_connections_killed_mid_burst_lose_no_record(
                                 ),
                                 {"name": database},
                             )
+                    if refuse and i == 150:
+                        await asyncio.sleep(1.0)
+                        async with admin.connect() as connection:
+                            await connection.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true'))
                     await asyncio.sleep(0.01)
             finally:
                 await admin.dispose()

@@ -10,8 +10,7 @@ from nats.js.errors import NotFoundError
 
 from consumers import DeadLetter
 from streams import DEAD_LETTER_STREAM, build_event, encode_event
-
-from .conftest import Receiver, Running, wait_for
+from tests.support import Receiver, Running, wait_for
 
 
 def envelope(

@@ -9,9 +9,9 @@ import pytest
 
 from consumers import Engine, delivery_id_for, open_engine
 from streams import Settings
+from tests.support import Receiver, running_engine, wait_for
 
 from ..consumers.conftest import postgres_database
-from .conftest import Receiver, running_engine, wait_for
 
 pytestmark = pytest.mark.postgres
 

@@ -10,8 +10,7 @@ import pytest
 
 from consumers import open_engine
 from streams import EmbeddedNats, Settings, build_event, connect_nats, encode_event
-
-from .conftest import Receiver, running_engine, wait_for
+from tests.support import Receiver, running_engine, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

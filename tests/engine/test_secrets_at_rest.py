@@ -30,9 +30,9 @@ from consumers import (
 from consumers.secrets import ENVELOPE_PREFIX, KEY_FILE, Keyring, mask, new_key
 from gateway.cli._secrets import _rotate
 from streams import Settings
+from tests.support import Receiver, running_engine, wait_for
 
 from ..consumers.conftest import postgres_database
-from .conftest import Receiver, running_engine, wait_for
 
 AUTHORIZATION = "Bearer receiver-credential-at-rest-5e1d"
 

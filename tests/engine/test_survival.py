@@ -21,8 +21,8 @@ from consumers.engine._redeliver import RedeliveryRequest, redeliver_subject
 from publishers import EventPublisher, MilestoneProcessor, Scheduler
 from publishers._changes import emit_change
 from streams import Settings, build_event, encode_event
+from tests.support import Receiver, Running, wait_for
 
-from .conftest import Receiver, Running, wait_for
 from .test_poison import dead_letters
 
 

@@ -16,6 +16,7 @@ from litestar.testing import AsyncTestClient
 from consumers import Engine
 from gateway import ADMIN_TOKEN_VARIABLE, create_app, load_or_create_admin_token
 from streams import ConfigError, Settings
+from streams.settings import GatewaySettings
 
 from .conftest import TOKEN
 
@@ -69,25 +70,27 @@ def test_create_app_refuses_an_empty_token() -> None:
 
 
 def test_token_from_the_environment_wins(settings: Settings) -> None:
-    token, created = load_or_create_admin_token(settings, {ADMIN_TOKEN_VARIABLE: " a-long-enough-token-123 "})
+    token, created = load_or_create_admin_token(
+        settings, GatewaySettings.from_env({ADMIN_TOKEN_VARIABLE: " a-long-enough-token-123 "})
+    )
     assert (token, created) == ("a-long-enough-token-123", False)
     assert not (settings.data_dir / "admin-token").exists()
     with pytest.raises(ConfigError, match=ADMIN_TOKEN_VARIABLE):
-        load_or_create_admin_token(settings, {ADMIN_TOKEN_VARIABLE: "short"})
+        load_or_create_admin_token(settings, GatewaySettings.from_env({ADMIN_TOKEN_VARIABLE: "short"}))
 
 
 def test_token_is_generated_once_then_read_back(settings: Settings) -> None:
-    token, created = load_or_create_admin_token(settings, {})
+    token, created = load_or_create_admin_token(settings, GatewaySettings.from_env({}))
     assert created and len(token) >= 40
     path: Path = settings.data_dir / "admin-token"
     assert path.read_text().strip() == token
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert load_or_create_admin_token(settings, {}) == (token, False)
-    assert load_or_create_admin_token(settings, {ADMIN_TOKEN_VARIABLE: ""}) == (token, False)
+    assert load_or_create_admin_token(settings, GatewaySettings.from_env({})) == (token, False)
+    assert load_or_create_admin_token(settings, GatewaySettings.from_env({ADMIN_TOKEN_VARIABLE: ""})) == (token, False)
 
 
 def test_an_empty_token_file_is_replaced(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True)
     (settings.data_dir / "admin-token").write_text("\n")
-    token, created = load_or_create_admin_token(settings, {})
+    token, created = load_or_create_admin_token(settings, GatewaySettings.from_env({}))
     assert created and (settings.data_dir / "admin-token").read_text().strip() == token

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import socket
@@ -21,8 +20,7 @@ from typer.testing import CliRunner
 from consumers import Engine, SubscriptionCreate, verify
 from gateway.cli import app
 from streams import Settings
-
-from .conftest import Receiver, Running, wait_for
+from tests.support import Receiver, Running, cli_env, wait_for
 
 BIN = Path(sys.executable).parent / "turbohooks"
 
@@ -30,16 +28,14 @@ BIN = Path(sys.executable).parent / "turbohooks"
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
     """The environment of a CLI process using the test's NATS and data dir (so its database too)."""
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "TURBOHOOKS_", "WEBHOOK_", "DATABASE_"))}
-    return {
-        **keep,
-        "NATS_URL": settings.resolved_nats_url(),
-        "TURBOHOOKS_DATA_DIR": str(settings.data_dir),
-        "TURBOHOOKS_STREAM_MAX_BYTES": "1GiB",
-        "WEBHOOK_ALLOW_HTTP": "true",
-        "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
-        "COLUMNS": "200",
-    }
+    return cli_env(
+        NATS_URL=settings.resolved_nats_url(),
+        TURBOHOOKS_DATA_DIR=str(settings.data_dir),
+        TURBOHOOKS_STREAM_MAX_BYTES="1GiB",
+        WEBHOOK_ALLOW_HTTP="true",
+        WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
+        COLUMNS="200",
+    )
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -67,7 +63,9 @@ def test_gateway_serves_prints_its_url_and_token_and_stops_on_sigint(env: dict[s
         assert stored not in output
         assert httpx.get(url.group(1) + "/health").json() == {"status": "ok"}
         assert httpx.get(url.group(1) + "/api/event-types").status_code == 401
-        answer = httpx.get(url.group(1) + "/api/event-types", headers={"Authorization": f"Bearer {stored}"})
+        answer = httpx.get(
+            url.group(1) + "/api/event-types?source=turbo", headers={"Authorization": f"Bearer {stored}"}
+        )
         assert answer.json()["total"] == 58
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=20)

@@ -10,8 +10,9 @@ import msgspec
 
 from consumers import Engine, consumer_name, verify
 from gateway import ReplayRange, replay_subscription
+from tests.support import Receiver, Running, wait_for
 
-from .conftest import Receiver, Running, new_subscription, wait_for
+from .conftest import new_subscription
 
 
 async def _subscribe(client: httpx.AsyncClient, running: Running, body: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from consumers import Engine
-from streams import EVENT_CATALOG
+from streams import EVENT_CATALOG, EXTERNAL_EVENT_TYPES, KNOWN_EVENT_TYPES
 
 
 async def _publish(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
@@ -19,11 +19,24 @@ async def _publish(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
 
 
 async def test_event_types_are_the_catalog(client: httpx.AsyncClient) -> None:
-    body = (await client.get("/api/event-types")).json()
+    body = (await client.get("/api/event-types", params={"source": "turbo"})).json()
     assert body["total"] == len(EVENT_CATALOG) == len(body["items"])
     first = body["items"][0]
     assert first["event_type"] == "project.created" and first["subject"] == "turbo.project.created"
     assert {"entity_type", "action", "trigger", "description"} <= first.keys()
+
+
+async def test_event_types_list_the_external_ones_with_their_source(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/api/event-types")).json()
+    assert [item["event_type"] for item in body["items"]] == list(KNOWN_EVENT_TYPES)
+    assert body["total"] == len(KNOWN_EVENT_TYPES) and body["by_source"] == {"turbo": 58, "github": 10}
+    github = (await client.get("/api/event-types", params={"source": "github"})).json()
+    assert [item["event_type"] for item in github["items"]] == list(EXTERNAL_EVENT_TYPES)
+    assert {item["source"] for item in github["items"]} == {"github"}
+    issues = next(item for item in github["items"] if item["event_type"] == "external.github.issues")
+    assert issues["subject"] == "turbo.external.github.issues"
+    refused = await client.get("/api/event-types", params={"source": "gitlab"})
+    assert refused.status_code == 400 and "source" in refused.text
 
 
 async def test_publish_returns_id_and_sequence_and_the_stream_has_it(

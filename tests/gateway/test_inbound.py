@@ -8,17 +8,25 @@ import json
 import uuid
 
 import httpx
+import msgspec
 import pytest
+from litestar import Litestar
 
 from consumers import Engine
+from gateway import create_app
 from streams import decode_event
+from streams.settings import GatewaySettings
+from tests.support import Receiver, Running, wait_for
+
+from .conftest import TOKEN, new_subscription
 
 SECRET = "gh-hook-secret"
 
 
-@pytest.fixture(autouse=True)
-def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", SECRET)
+@pytest.fixture
+def app(engine: Engine) -> Litestar:
+    """The app with the inbound secret given at start (as ``GITHUB_WEBHOOK_SECRET`` would be)."""
+    return create_app(engine, admin_token=TOKEN, gateway=GatewaySettings(github_webhook_secret=SECRET))
 
 
 def _signed(body: bytes, secret: str = SECRET) -> str:
@@ -60,4 +68,45 @@ async def test_bad_or_missing_signature_is_401_and_publishes_nothing(
     before = await _last_seq(engine)
     response = await client.post("/api/inbound/github", content=body, headers=headers)
     assert response.status_code == 401
+    assert await _last_seq(engine) == before
+
+
+def _delivery(event: str, body: bytes) -> dict[str, str]:
+    return {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": _signed(body),
+        "Content-Type": "application/json",
+        "Authorization": "",
+    }
+
+
+async def test_a_pattern_naming_the_github_type_receives_the_inbound_event(
+    client: httpx.AsyncClient, running: Running, receiver: Receiver, unique: str
+) -> None:
+    body = new_subscription(receiver.url + f"/gh-{unique}", f"gh-{unique}", event_types=["external.github.issues"])
+    created = await client.post("/api/subscriptions", json=body)
+    assert created.status_code == 201, created.text
+    sid = uuid.UUID(created.json()["id"])
+    await wait_for(lambda: sid in running.worker.running, what="the worker to start it")
+
+    payload = json.dumps({"action": "opened", "issue": {"number": 8, "title": unique}}).encode()
+    answer = await client.post("/api/inbound/github", content=payload, headers=_delivery("issues", payload))
+    assert answer.status_code == 202, answer.text
+    await wait_for(lambda: len(receiver.at(f"/gh-{unique}")) == 1, what="the inbound event's delivery")
+    (got,) = receiver.at(f"/gh-{unique}")
+    delivered = msgspec.json.decode(got.body)
+    assert delivered["event_type"] == "external.github.issues" and delivered["event_id"] == answer.json()["event_id"]
+    assert delivered["data"]["current"]["issue"]["title"] == unique
+
+
+async def test_a_github_event_outside_the_catalog_is_ignored_and_publishes_nothing(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    payload = json.dumps({"action": "created", "starred_at": "2024-01-01T00:00:00Z"}).encode()
+    before = await _last_seq(engine)
+    answer = await client.post("/api/inbound/github", content=payload, headers=_delivery("star", payload))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["detail"] == "ignored: external.github.star is not in the catalog"
+    assert answer.json().get("event_id") is None
     assert await _last_seq(engine) == before

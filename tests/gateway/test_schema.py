@@ -24,8 +24,9 @@ from schemathesis.specs.openapi.checks import (
 
 from consumers import Engine
 from gateway import serve_gateway
+from tests.support import Receiver, Running, wait_for
 
-from .conftest import AUTH, TOKEN, Receiver, Running, new_subscription, wait_for
+from .conftest import AUTH, TOKEN, new_subscription
 
 CHECKS = [
     not_a_server_error,

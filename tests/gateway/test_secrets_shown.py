@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -17,6 +16,7 @@ import pytest
 from consumers import Engine
 from consumers.secrets import KEY_FILE, Keyring, mask, new_key
 from streams import Settings
+from tests.support import cli_env
 
 BIN = Path(sys.executable).parent / "turbohooks"
 AUTHORIZATION = "Bearer receiver-credential-shown-9b2c"
@@ -27,16 +27,14 @@ GITHUB_TOKEN = "ghp_a-github-token-of-the-config-77"
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
     """A CLI process on the test's NATS and data dir (its database and key file)."""
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "TURBOHOOKS_", "WEBHOOK_", "DATABASE_"))}
-    return {
-        **keep,
-        "NATS_URL": settings.resolved_nats_url(),
-        "TURBOHOOKS_DATA_DIR": str(settings.data_dir),
-        "TURBOHOOKS_STREAM_MAX_BYTES": "1GiB",
-        "WEBHOOK_ALLOW_HTTP": "true",
-        "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
-        "COLUMNS": "200",
-    }
+    return cli_env(
+        NATS_URL=settings.resolved_nats_url(),
+        TURBOHOOKS_DATA_DIR=str(settings.data_dir),
+        TURBOHOOKS_STREAM_MAX_BYTES="1GiB",
+        WEBHOOK_ALLOW_HTTP="true",
+        WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
+        COLUMNS="200",
+    )
 
 
 async def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

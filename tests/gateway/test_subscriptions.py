@@ -11,8 +11,9 @@ import msgspec
 from consumers import open_engine, verify
 from gateway import create_app
 from streams import Settings
+from tests.support import Receiver, Running, wait_for
 
-from .conftest import AUTH, BASE_URL, Receiver, Running, new_subscription, wait_for
+from .conftest import AUTH, BASE_URL, new_subscription
 
 
 async def _create(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:

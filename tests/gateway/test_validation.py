@@ -8,8 +8,9 @@ import httpx
 import pytest
 
 from gateway import MAX_BODY_SIZE
+from tests.support import Receiver
 
-from .conftest import Receiver, new_subscription
+from .conftest import new_subscription
 
 SID = "00000000-0000-4000-8000-000000000000"
 BODY_ROUTES = [

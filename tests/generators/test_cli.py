@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import sys
@@ -16,6 +15,7 @@ from nats.js import JetStreamContext
 from publishers import EventPublisher
 from publishers._changes import emit_change
 from streams import EmbeddedNats, Settings
+from tests.support import cli_env
 
 from .conftest import eventually, stored_events
 
@@ -23,14 +23,12 @@ BIN = Path(sys.executable).parent / "turbohooks"
 
 
 def _env(nats_server: EmbeddedNats, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "TURBOHOOKS_", "WEBHOOK_", "DATABASE_"))}
-    env.update(
+    return cli_env(
         NATS_URL=nats_server.url,
         TURBOHOOKS_DATA_DIR=str(tmp_path / "cli-data"),
         TURBOHOOKS_STREAM_MAX_BYTES="1GiB",
         COLUMNS="200",
     )
-    return env
 
 
 async def test_simulate_runs_end_to_end(

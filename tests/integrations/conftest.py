@@ -1,13 +1,10 @@
-"""Fixtures of the integration tests: the services' fakes, and the engine of tests/engine."""
+"""Fixtures of the integration tests: the services' fakes (the engine's are tests/support's)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
 import pytest
-
-# The engine's fixtures (a real Worker and Recorder on the session's nats-server), reused as they are.
-from tests.engine.conftest import engine, receiver, running, unique  # noqa: F401
 
 from .fakes import FakeDiscord, FakeGitHub, FakeSlack, FakeSmtp, FakeZapier
 

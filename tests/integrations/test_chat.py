@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from consumers import delivery_id_for, verify
-from tests.engine.conftest import Running, wait_for
+from tests.support import Running, settled, wait_for
 
 from .fakes import FakeDiscord, FakeSlack, FakeZapier
 
@@ -20,15 +20,7 @@ ISSUE = {
 
 
 async def _status(running: Running, sub_id: uuid.UUID, event_id: uuid.UUID, status: str) -> None:
-    delivery_id = delivery_id_for(sub_id, event_id)
-
-    async def done() -> bool:
-        try:
-            return (await running.engine.deliveries.get(delivery_id)).status == status
-        except KeyError:
-            return False
-
-    await wait_for(done, what=f"delivery {delivery_id} to be {status}")
+    await settled(running, sub_id, event_id, status=status)
 
 
 async def test_slack_gets_block_kit_and_its_429_is_honoured(running: Running, slack: FakeSlack, unique: str) -> None:

@@ -20,7 +20,8 @@ import pytest
 from consumers import build_headers, consumer_name, ensure_env_subscriptions, generate_secret
 from integrations import ClaudeRun, ClaudeServer, ClaudeServerConfig, reply_event
 from streams import ConfigError, Event, build_event, decode_event, encode_event
-from tests.engine.conftest import Running, wait_for
+from streams.settings import EnvSubscriptionSettings
+from tests.support import Running, cli_env, wait_for
 
 # The stand-in for `claude -p`: reads the prompt, obeys an order in the comment, answers on stdout.
 STAND_IN = """
@@ -207,7 +208,9 @@ async def test_the_whole_loop_through_the_engine(
     async with make_server(publish_replies=True, publish=engine.publisher.publish) as srv:
         (sub,) = await ensure_env_subscriptions(
             engine.service,
-            {"CLAUDE_WEBHOOK_URL": srv.url + "/webhook/comment", "CLAUDE_WEBHOOK_SECRET": secret},
+            EnvSubscriptionSettings.from_env(
+                {"CLAUDE_WEBHOOK_URL": srv.url + "/webhook/comment", "CLAUDE_WEBHOOK_SECRET": secret}
+            ),
         )
         assert sub.integration == "claude" and sub.secret == secret
         await wait_for(lambda: sub.id in running.workers[0].running, what="the worker to run it")
@@ -234,12 +237,11 @@ async def test_the_whole_loop_through_the_engine(
 
 
 def test_the_cli_serves_and_stops(tmp_path: Path, stand_in: tuple[str, ...], secret: str) -> None:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE_", "TURBOHOOKS_"))},
-        "CLAUDE_WEBHOOK_SECRET": secret,
-        "CLAUDE_COMMAND": " ".join(stand_in),
-        "TURBOHOOKS_DATA_DIR": str(tmp_path / "data"),
-    }
+    env = cli_env(
+        CLAUDE_WEBHOOK_SECRET=secret,
+        CLAUDE_COMMAND=" ".join(stand_in),
+        TURBOHOOKS_DATA_DIR=str(tmp_path / "data"),
+    )
     binary = Path(sys.executable).parent / "turbohooks"
     proc = subprocess.Popen(
         [str(binary), "claude-server", "--port", "0"],

@@ -111,6 +111,7 @@ CASES: dict[str, Case] = {
             ({"repository": "o/r", "api_url": "api.github.com"}, "integration_config.api_url"),
             ({"repository": "o/r", "labels": ["x" * 51]}, "integration_config.labels[0]"),
             ({"repository": "o/r", "token_env": "lower-case"}, "integration_config.token_env"),
+            ({"repository": "o/r", "token_env": "GITHUB_SECRET"}, "integration_config.token_env"),
         ],
         check=_check_github,
         sends=(

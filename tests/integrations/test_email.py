@@ -10,7 +10,7 @@ import pytest
 from consumers import Engine, delivery_id_for
 from integrations import SmtpSettings
 from streams import ConfigError
-from tests.engine.conftest import Running, running_engine, wait_for
+from tests.support import Running, running_engine, settled
 
 from .fakes import FakeSmtp
 
@@ -28,20 +28,8 @@ async def mail_running(engine: Engine, smtp: FakeSmtp, monkeypatch: pytest.Monke
 
 
 async def _settled(running: Running, sub_id: uuid.UUID, event_id: uuid.UUID) -> tuple[str, list[int | None]]:
-    delivery_id = delivery_id_for(sub_id, event_id)
-    seen: tuple[str, list[int | None]] = ("", [])
-
-    async def done() -> bool:
-        nonlocal seen
-        try:
-            detail = await running.engine.deliveries.get(delivery_id)
-        except KeyError:
-            return False
-        seen = (detail.status, [a.response_code for a in detail.attempt_log])
-        return detail.status in ("success", "failed")
-
-    await wait_for(done, what=f"delivery {delivery_id} to settle")
-    return seen
+    detail = await settled(running, sub_id, event_id)
+    return detail.status, [a.response_code for a in detail.attempt_log]
 
 
 async def _subscribe(running: Running, smtp: FakeSmtp, unique: str) -> uuid.UUID:

@@ -24,7 +24,8 @@ from integrations import (
 )
 from integrations.github import github_transport
 from streams import Event, EventValidationError, Settings, build_event, decode_event, encode_event
-from tests.engine.conftest import Running, wait_for
+from streams.settings import load_config
+from tests.support import Running, settled
 
 from .fakes import FakeGitHub
 
@@ -36,20 +37,7 @@ def _config(github: FakeGitHub) -> dict[str, Any]:
 
 
 async def _settled(running: Running, sub_id: uuid.UUID, event_id: uuid.UUID, attempts: int = 1) -> str:
-    delivery_id = delivery_id_for(sub_id, event_id)
-    status = ""
-
-    async def done() -> bool:
-        nonlocal status
-        try:
-            detail = await running.engine.deliveries.get(delivery_id)
-        except KeyError:
-            return False
-        status = detail.status
-        return detail.status in ("success", "failed") and detail.attempts >= attempts
-
-    await wait_for(done, what=f"delivery {delivery_id} to settle")
-    return status
+    return (await settled(running, sub_id, event_id, attempts=attempts)).status
 
 
 async def test_issues_are_mirrored_and_a_redelivery_opens_no_second_issue(
@@ -170,6 +158,25 @@ async def test_a_create_that_crashed_before_its_mapping_is_found_by_its_marker(
         again = await transport.send(request, created, github.url, _config(github))
         assert again.status == 200 and len(github.issues) == 1
         assert msgspec.json.decode((await kv.get(key)).value or b"")["number"] == 1
+
+
+async def test_the_token_is_read_once_when_the_transport_opens(
+    js: JetStreamContext, settings: Settings, github: FakeGitHub, unique: str
+) -> None:
+    integration = INTEGRATIONS["github"]
+    created = build_event(event_type="issue.created", entity_id=unique, data={"current": {"title": "T"}})
+    named = {k: v for k, v in _config(github).items() if k != "token"} | {"token_env": "TEAM_GITHUB_TOKEN"}
+    request = integration.render(created, encode_event(created), github.url, named)
+    assert request is not None
+    environ = {"TEAM_GITHUB_TOKEN": "ghp_test"}
+    context = TransportContext(settings=settings, js=js, timeout=5.0, config=load_config(environ))
+    async with github_transport(context) as transport:
+        environ.clear()  # read at start: a change now is not seen until the worker restarts
+        assert (await transport.send(request, created, github.url, named)).status == 201
+    context = TransportContext(settings=settings, js=js, timeout=5.0, config=load_config({}))
+    async with github_transport(context) as transport:
+        refused = await transport.send(request, created, github.url, named)
+    assert refused.status == 401 and "set TEAM_GITHUB_TOKEN" in refused.body
 
 
 # -- inbound -------------------------------------------------------------------------

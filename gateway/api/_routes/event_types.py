@@ -1,20 +1,31 @@
-"""``GET /api/event-types``: the catalog."""
+"""``GET /api/event-types``: the catalog, Turbo's types and those received from outside (``?source=``)."""
 
 from __future__ import annotations
 
-from litestar import Router, get
+from collections import Counter
+from typing import Annotated
 
-from streams import EVENT_CATALOG, event_subject
+from litestar import Router, get
+from litestar.params import QueryParameter
+
+from streams import KNOWN_EVENT_TYPES, event_subject
 
 from .._guard import ADMIN_GUARDS, ADMIN_SECURITY
 from .._problems import responses
-from .._schemas import EventTypeList, EventTypeView
+from .._schemas import EventSource, EventTypeList, EventTypeView
 
 __all__ = ("router",)
 
+_BY_SOURCE = dict(Counter(info.source for info in KNOWN_EVENT_TYPES.values()))
 
-@get("/", summary="The catalog of event types", responses=responses())
-async def list_event_types() -> EventTypeList:
+
+@get("/", summary="The catalog of event types", responses=responses(400))
+async def list_event_types(
+    source: Annotated[
+        EventSource | None,
+        QueryParameter(description="Only the types of this source: `turbo` (Turbo's 58) or `github` (inbound)."),
+    ] = None,
+) -> EventTypeList:
     items = [
         EventTypeView(
             event_type=info.event_type,
@@ -23,10 +34,12 @@ async def list_event_types() -> EventTypeList:
             subject=event_subject(info.event_type),
             trigger=info.trigger,
             description=info.description,
+            source=info.source,  # type: ignore[arg-type]  # EventSource lists the catalog's sources
         )
-        for info in EVENT_CATALOG.values()
+        for info in KNOWN_EVENT_TYPES.values()
+        if source is None or info.source == source
     ]
-    return EventTypeList(items=items, total=len(items))
+    return EventTypeList(items=items, total=len(items), by_source=_BY_SOURCE)
 
 
 router = Router(

@@ -1,28 +1,31 @@
 """``POST /api/inbound/github``: GitHub's webhooks, verified, published as ``turbo.external.github.<event>``.
 
 The design's bi-directional webhooks. Public (its router carries no guard): GitHub signs each
-delivery with the hook's secret (``GITHUB_WEBHOOK_SECRET``) in
-``X-Hub-Signature-256``; a bad or missing signature gets 401 and nothing is
-published.
+delivery with the hook's secret (``GITHUB_WEBHOOK_SECRET``, read once when the app is
+built: :data:`GITHUB_SECRET_STATE` of ``app.state``) in ``X-Hub-Signature-256``; a bad
+or missing signature gets 401 and nothing is published. An event GitHub sends that is
+not in the catalog is answered 200 ``ignored`` and publishes nothing.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from litestar import Request, Response, Router, post
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 
 from integrations import receive_github_webhook
 
 from .._params import EngineDep
 from .._problems import ProblemException, problem, responses
 
-__all__ = ("GITHUB_SECRET_VARIABLE", "InboundAnswer", "router")
+__all__ = ("GITHUB_SECRET_STATE", "GITHUB_SECRET_VARIABLE", "InboundAnswer", "router")
 
-GITHUB_SECRET_VARIABLE = "GITHUB_WEBHOOK_SECRET"  # noqa: S105  the variable's name, not a secret
+GITHUB_SECRET_VARIABLE: Final = "GITHUB_WEBHOOK_SECRET"  # noqa: S105  the variable's name, not a secret
+GITHUB_SECRET_STATE: Final = "github_webhook_secret"  # noqa: S105  a key of app.state, not a secret
+"""The key of ``app.state`` holding the inbound secret (``""``: unset, every delivery is refused)."""
 
 
 class InboundAnswer(msgspec.Struct, kw_only=True):
@@ -37,14 +40,23 @@ class InboundAnswer(msgspec.Struct, kw_only=True):
     "/github",
     status_code=202,
     summary="Receive a GitHub webhook (signed with X-Hub-Signature-256; no admin token)",
-    responses=responses(400, 401, 503),
+    description="202: published as `turbo.external.github.<event>`. 200: GitHub's `ping` (`pong`), or an event "
+    "the catalog does not list (`ignored: ... is not in the catalog`), published as nothing.",
+    responses={
+        200: ResponseSpec(
+            data_container=InboundAnswer,
+            description="Nothing published: `pong`, or an event that is not in the catalog (ignored)",
+            generate_examples=False,
+        ),
+        **responses(400, 401, 503),
+    },
     security=[],
 )
 async def inbound_github(engine: EngineDep, request: Request[Any, Any, State]) -> Response[InboundAnswer]:
     result = await receive_github_webhook(
         dict(request.headers),
         await request.body(),
-        secret=os.environ.get(GITHUB_SECRET_VARIABLE, ""),
+        secret=request.app.state.get(GITHUB_SECRET_STATE, ""),
         publish=engine.publisher.publish,
     )
     if result.status >= 400:

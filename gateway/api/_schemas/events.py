@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from msgspec import Meta
 
-from streams import ActorType, Event, EventContext, EventData
+from streams import EXTERNAL_SOURCES, TURBO_SOURCE, ActorType, Event, EventContext, EventData
 
 __all__ = (
     "ActorBody",
@@ -17,12 +17,18 @@ __all__ = (
     "EventDataView",
     "EventEnvelope",
     "EventPage",
+    "EventSource",
     "EventTypeList",
     "EventTypeView",
     "PublishEventBody",
     "PublishedEvent",
     "StoredEvent",
 )
+
+
+EventSource = Literal["turbo", "github"]
+"""Who publishes an event type: Turbo, or the outside service it is received from."""
+assert get_args(EventSource) == (TURBO_SOURCE, *EXTERNAL_SOURCES), "EventSource lists the catalog's sources"
 
 
 class EventTypeView(msgspec.Struct, kw_only=True):
@@ -35,13 +41,18 @@ class EventTypeView(msgspec.Struct, kw_only=True):
     """The NATS subject its events are published on: ``turbo.<event_type>``."""
     trigger: str
     description: str
+    source: EventSource
+    """``turbo`` for the types Turbo publishes; ``github`` for those the inbound webhook receives."""
 
 
 class EventTypeList(msgspec.Struct, kw_only=True):
-    """The catalog, in the design document's order."""
+    """The catalog: Turbo's types in the design document's order, then those received from outside."""
 
     items: list[EventTypeView]
     total: int
+    """How many ``items`` (with ``?source=turbo``: Turbo's 58)."""
+    by_source: dict[str, int]
+    """How many types each source has in the whole catalog: ``{"turbo": 58, "github": 10}``."""
 
 
 class ActorBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -1,8 +1,12 @@
-"""Settings of ``turbohooks claude-server``, read from the ``CLAUDE_*`` variables."""
+"""Settings of ``turbohooks claude-server``: its role's settings (``CLAUDE_*``) and the server's own.
+
+The variables are rows of the settings table (:class:`streams.settings.ClaudeServerSettings`,
+read once at start); what only the server knows (a ``whsec_`` secret is required
+and must decode) is checked here.
+"""
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,24 +14,16 @@ from typing import Any
 
 import msgspec
 
-from streams import ConfigError, EventValidationError, parse_duration
+from streams import ConfigError, EventValidationError
+from streams.settings import ClaudeServerSettings, load_config
 
 from ...core import secret_bytes
 
 __all__ = ("ClaudeServerConfig",)
 
 
-def _bool(variable: str, text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(variable, f"{text!r} is not a boolean; write true or false")
-
-
 class ClaudeServerConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """Settings of ``turbohooks claude-server``; :meth:`from_env` reads the ``CLAUDE_*`` variables."""
+    """Settings of ``turbohooks claude-server``; :meth:`from_settings` builds it from the ``CLAUDE_*`` role."""
 
     secrets: tuple[str, ...]
     """``CLAUDE_WEBHOOK_SECRET`` (``--secret``): the subscription's ``whsec_`` secret (comma-separated: several)."""
@@ -59,33 +55,16 @@ class ClaudeServerConfig(msgspec.Struct, frozen=True, kw_only=True):
         return self.data_dir / "claude-runs.jsonl"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClaudeServerConfig:
-        """Read the ``CLAUDE_*`` variables; ``overrides`` (command-line options) win; :class:`ConfigError` if bad."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        if secret := env.get("CLAUDE_WEBHOOK_SECRET", "").strip():
-            values["secrets"] = tuple(s.strip() for s in secret.split(",") if s.strip())
-        if command := env.get("CLAUDE_COMMAND", "").strip():
-            values["command"] = tuple(shlex.split(command))
-        if text := env.get("CLAUDE_TIMEOUT", "").strip():
-            try:
-                values["timeout"] = parse_duration(text)
-            except ValueError as exc:
-                raise ConfigError("CLAUDE_TIMEOUT", str(exc)) from None
-        if text := env.get("CLAUDE_MAX_CONCURRENT", "").strip():
-            if not text.isdigit() or int(text) < 1:
-                raise ConfigError("CLAUDE_MAX_CONCURRENT", f"{text!r} is not a whole number of at least 1")
-            values["max_concurrent"] = int(text)
-        if text := env.get("CLAUDE_WORKDIR", "").strip():
-            values["workdir"] = Path(text)
-        if text := env.get("CLAUDE_ISSUE_CONTEXT_URL", "").strip():
-            values["issue_context_url"] = text
-        if "CLAUDE_PUBLISH_REPLIES" in env:
-            values["publish_replies"] = _bool("CLAUDE_PUBLISH_REPLIES", env["CLAUDE_PUBLISH_REPLIES"])
-        if text := env.get("TURBOHOOKS_DATA_DIR", "").strip():
-            values["data_dir"] = Path(text)
+    def from_settings(cls, settings: ClaudeServerSettings, **overrides: Any) -> ClaudeServerConfig:
+        """The server's config from its role's settings; ``overrides`` (command-line options) win when not None."""
+        values: dict[str, Any] = msgspec.structs.asdict(settings)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls._checked(values)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClaudeServerConfig:
+        """:meth:`from_settings` of the settings read now (the file, then ``environ``); :class:`ConfigError` if bad."""
+        return cls.from_settings(load_config(environ).role(ClaudeServerSettings), **overrides)
 
     @classmethod
     def _checked(cls, values: dict[str, Any]) -> ClaudeServerConfig:

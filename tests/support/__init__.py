@@ -1,0 +1,23 @@
+"""What the tests share: one HTTP receiver, one way to wait, one engine runner, one scrubbed CLI environment.
+
+The fixtures (``receiver``, ``engine``, ``running``, ``unique``) are registered
+for every test directory by ``tests/conftest.py``; the helpers are imported
+from here (``from tests.support import Receiver, wait_for``).
+"""
+
+from ._engine import Running, running_engine, sentinel, settled
+from ._env import cli_env
+from ._receiver import Received, Receiver, serve_receiver
+from ._waiting import wait_for
+
+__all__ = (
+    "Received",
+    "Receiver",
+    "Running",
+    "cli_env",
+    "running_engine",
+    "sentinel",
+    "serve_receiver",
+    "settled",
+    "wait_for",
+)
