@@ -17,6 +17,7 @@ from publishers import EventPublisher
 from streams import Settings, connect_nats, provision
 
 from .log import AuditStore, Database, DeliveryStore, SubscriptionStore
+from .secrets import Keyring
 from .subscriptions import SubscriptionRegistry, SubscriptionService
 
 __all__ = ("Engine", "open_engine")
@@ -52,8 +53,11 @@ async def open_engine(
         await provision(js, settings)
         db = await stack.enter_async_context(Database(settings.resolved_database_url()))
         publisher = await stack.enter_async_context(EventPublisher(settings, nc=nc, name=name))
-        registry = await SubscriptionRegistry.open(js, settings)
-        subscriptions = SubscriptionStore(db)
+        keyring = Keyring.from_settings(settings)
+        registry = await SubscriptionRegistry.open(js, settings, keyring)
+        subscriptions = SubscriptionStore(db, keyring)
+        # Secrets stored in clear by an earlier release (or under a retired key) are encrypted now.
+        await subscriptions.reseal()
         audit = AuditStore(db)
         service = SubscriptionService(settings, subscriptions, registry, js, publisher, audit=audit)
         yield Engine(

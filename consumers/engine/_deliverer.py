@@ -26,6 +26,7 @@ from integrations.core import ClientTls, build_headers
 from streams import DEAD_LETTER_SUBJECT_ROOT, USER_AGENT, Event, Settings
 
 from .._messages import AttemptRecord, AttemptTrigger, DeadLetter, Subscription, delivery_id_for
+from ..secrets import mask_request_headers
 from ._batcher import AttemptBatcher
 from ._http import DeliveryClient
 from ._outcome import Gone, Outcome, Retry, decide, logged_as
@@ -163,7 +164,8 @@ class Deliverer:
                 trigger=trigger,
                 stream_seq=stream_seq,
                 request_url=request.url,
-                request_headers=headers,
+                # Recorded with the custom header values (credentials) masked; signatures kept.
+                request_headers=mask_request_headers(headers, sub.headers),
                 error=OUTCOME_UNKNOWN,
                 started_at=started,
                 finished_at=started,
@@ -201,7 +203,7 @@ class Deliverer:
             trigger=trigger,
             stream_seq=stream_seq,
             request_url=url,
-            request_headers=headers,
+            request_headers=mask_request_headers(headers, sub.headers),
             payload=body,
             response_code=result.status,
             response_headers=result.headers,

@@ -9,6 +9,9 @@ entered; no ``alembic.ini`` is involved.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -87,6 +90,9 @@ class Database:
         # every attempt, and the stdlib encoder was a tenth of its time.
         options: dict[str, Any] = {
             "echo": echo,
+            # Logs (echo, or the sqlalchemy.engine logger at INFO/DEBUG) never show bound
+            # parameters: they carry signing secrets and header values (sealed, but still).
+            "hide_parameters": True,
             "json_serializer": _json_text,
             "json_deserializer": msgspec.json.decode,
         }
@@ -95,13 +101,18 @@ class Database:
             options["pool_pre_ping"] = True
         self._engine = create_async_engine(self._url, **options)
         if self.dialect_name == "sqlite":
+            # aiosqlite logs every statement with its parameters at DEBUG
+            # (TURBOHOOKS_LOG_LEVEL=DEBUG): never below INFO, like hide_parameters.
+            driver_log = logging.getLogger("aiosqlite")
+            if driver_log.getEffectiveLevel() < logging.INFO:
+                driver_log.setLevel(logging.INFO)
             event.listen(self._engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self._engine.sync_engine, "begin", _sqlite_on_begin)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
         database = self._url.database
-        self._sqlite_folder: Path | None = None
+        self._sqlite_file: Path | None = None
         if self.dialect_name == "sqlite" and database and database != ":memory:" and not database.startswith("file:"):
-            self._sqlite_folder = Path(database).parent
+            self._sqlite_file = Path(database)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -187,8 +198,22 @@ class Database:
             raise self.unavailable(exc, "cannot apply migrations") from exc
 
     async def _create_sqlite_folder(self) -> None:
-        if self._sqlite_folder is not None:
-            await asyncio.to_thread(self._sqlite_folder.mkdir, parents=True, exist_ok=True)
+        if self._sqlite_file is not None:
+            await asyncio.to_thread(_private_sqlite_file, self._sqlite_file)
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """The folder (0700 when created here) and the database file 0600, created before SQLite opens it.
+
+    SQLite gives its ``-wal`` and ``-shm`` files the database file's mode; ones
+    left readable by an earlier release are made 0600 too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if name.stat().st_mode & 0o077:
+                name.chmod(0o600)
 
 
 def _upgrade_to_head(connection: Connection) -> None:

@@ -24,6 +24,7 @@ from .._messages import (
     Subscription,
     SubscriptionStatus,
 )
+from ..secrets import Keyring, is_stale, seal, unseal
 from ._database import Database
 from ._models import SubscriptionRow
 from ._views import (
@@ -34,10 +35,16 @@ __all__ = ("SubscriptionStore",)
 
 
 class SubscriptionStore:
-    """Subscriptions in SQL. Validation, ids, secrets and timestamps are the caller's job."""
+    """Subscriptions in SQL. Validation, ids, secrets and timestamps are the caller's job.
 
-    def __init__(self, db: Database) -> None:
+    Secrets (signing secrets, custom header values, integration credentials) are
+    written encrypted under ``keyring`` and read back in clear. Without a keyring,
+    a key living in this process only is used (tests; the engine passes the settings' one).
+    """
+
+    def __init__(self, db: Database, keyring: Keyring | None = None) -> None:
         self._db = db
+        self.keyring = keyring or Keyring.ephemeral()
 
     async def create(self, sub: Subscription) -> Subscription:
         """Store a new subscription; :class:`ConflictError` if its name or id is taken."""
@@ -53,7 +60,7 @@ class SubscriptionStore:
                         updated_at=sub.updated_at,
                         consecutive_failures=sub.consecutive_failures,
                         first_failure_at=sub.first_failure_at,
-                        **_mutable_values(sub),
+                        **_mutable_values(sub, self.keyring),
                     )
                 )
         except IntegrityError as exc:
@@ -75,7 +82,7 @@ class SubscriptionStore:
             row = await session.get(SubscriptionRow, subscription_id)
             if row is None:
                 raise _subscription_not_found(subscription_id)
-            return _subscription(row)
+            return _subscription(row, self.keyring)
 
     async def list(
         self,
@@ -94,7 +101,7 @@ class SubscriptionStore:
             .offset(offset)
         )
         async with self._db.session() as session:
-            return [_subscription(row) for row in await session.scalars(query)]
+            return [_subscription(row, self.keyring) for row in await session.scalars(query)]
 
     async def matching(self, name: str, low: uuid.UUID | None, high: uuid.UUID | None) -> builtins.list[Subscription]:
         """Subscriptions named ``name`` or (when given) with an id in ``[low, high]`` (an id prefix), at most 10."""
@@ -103,7 +110,7 @@ class SubscriptionStore:
             where = or_(where, SubscriptionRow.id.between(low, high))
         query = select(SubscriptionRow).where(where).order_by(SubscriptionRow.created_at).limit(10)
         async with self._db.session() as session:
-            return [_subscription(row) for row in await session.scalars(query)]
+            return [_subscription(row, self.keyring) for row in await session.scalars(query)]
 
     async def count(self, *, status: SubscriptionStatus | None = None, integration: str | None = None) -> int:
         """How many subscriptions :meth:`list` would page through."""
@@ -125,7 +132,7 @@ class SubscriptionStore:
                     raise _subscription_not_found(sub.id)
                 await _refuse_taken_name(session, sub.name, sub.id)
                 reactivated = row.status != "active" and sub.status == "active"
-                for key, value in _mutable_values(sub).items():
+                for key, value in _mutable_values(sub, self.keyring).items():
                     setattr(row, key, value)
                 row.updated_at = now()
                 if reactivated:
@@ -150,7 +157,7 @@ class SubscriptionStore:
             row.disabled_reason = reason
             row.updated_at = now()
             await session.flush()
-            return _subscription(row)
+            return _subscription(row, self.keyring)
 
     async def delete(self, subscription_id: uuid.UUID) -> None:
         """Delete the subscription and (by cascade) its deliveries; :class:`NotFoundError` if missing."""
@@ -163,7 +170,40 @@ class SubscriptionStore:
         """Every subscription, whatever its status, oldest first (to rebuild the workers' mirror)."""
         query = select(SubscriptionRow).order_by(SubscriptionRow.created_at, SubscriptionRow.id)
         async with self._db.session() as session:
-            return [_subscription(row) for row in await session.scalars(query)]
+            return [_subscription(row, self.keyring) for row in await session.scalars(query)]
+
+    async def reseal(self) -> int:
+        """Encrypt under the current key every secret that is not yet: clear ones (an earlier release's),
+        ones under an older key (a rotation). Idempotent; returns how many subscriptions were rewritten.
+
+        One short transaction per subscription, its row locked: concurrent writers
+        (the gateway, the recorder) go on meanwhile.
+        """
+        async with self._db.session() as session:
+            rows = await session.scalars(select(SubscriptionRow).order_by(SubscriptionRow.created_at))
+            stale = [row.id for row in rows if is_stale(_stored(row), self.keyring)]
+        rewritten = 0
+        for subscription_id in stale:
+            async with self._db.transaction() as session:
+                row = await session.get(SubscriptionRow, subscription_id, with_for_update=True)
+                if row is None or not is_stale(_stored(row), self.keyring):
+                    continue
+                sealed = seal(unseal(_stored(row), self.keyring), self.keyring)
+                row.secret_token = sealed.secret
+                row.previous_secret = sealed.previous_secret
+                row.signing_key = sealed.signing_key
+                row.previous_signing_key = sealed.previous_signing_key
+                row.tls_client_key = sealed.tls_client_key
+                row.headers = dict(sealed.headers)
+                row.integration_config = dict(sealed.integration_config)
+                rewritten += 1
+        return rewritten
+
+    async def stale_count(self) -> int:
+        """How many subscriptions hold a secret not under the current key (0 once a rotation is done)."""
+        async with self._db.session() as session:
+            rows = await session.scalars(select(SubscriptionRow))
+            return sum(1 for row in rows if is_stale(_stored(row), self.keyring))
 
 
 def _subscription_not_found(subscription_id: uuid.UUID) -> NotFoundError:
@@ -178,8 +218,9 @@ async def _refuse_taken_name(session: AsyncSession, name: str, own_id: uuid.UUID
         raise ConflictError(f"a subscription named {name!r} already exists ({taken}); choose another name")
 
 
-def _mutable_values(sub: Subscription) -> dict[str, Any]:
-    """The columns an update writes from ``sub``: not the id, timestamps nor failure counters."""
+def _mutable_values(clear: Subscription, keyring: Keyring) -> dict[str, Any]:
+    """The columns an update writes from ``sub``: not the id, timestamps nor failure counters; secrets sealed."""
+    sub = seal(clear, keyring)
     return {
         "name": sub.name,
         "url": sub.url,
@@ -206,7 +247,12 @@ def _mutable_values(sub: Subscription) -> dict[str, Any]:
     }
 
 
-def _subscription(row: SubscriptionRow) -> Subscription:
+def _subscription(row: SubscriptionRow, keyring: Keyring) -> Subscription:
+    return unseal(_stored(row), keyring)
+
+
+def _stored(row: SubscriptionRow) -> Subscription:
+    """The row as stored: its secrets sealed (or in clear, from a release before encryption)."""
     return Subscription(
         id=row.id,
         name=row.name,

@@ -4,28 +4,36 @@ The writer of the subscription table (the CLI, the gateway, the recorder when it
 auto-disables) puts every change into the bucket; workers watch it, so changes
 reach running workers within about a second, across processes, without any
 of them reading the database.
+
+Secrets travel sealed (``consumers.secrets``): a NATS client that can read the
+bucket reads no signing secret, header value or credential; the workers decrypt
+with the key they share with the writers (the data dir's key file, or
+``TURBOHOOKS_SECRET_KEY``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import Final
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyDeletedError, KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
 from streams import Settings, open_bucket
 
 from .._messages import Subscription
+from ..secrets import Keyring, SecretKeyError, is_stale, seal, unseal
 
 __all__ = ("REGISTRY_BUCKET", "RegistryChange", "SubscriptionRegistry")
 
 REGISTRY_BUCKET: Final = "turbohooks_subscriptions"
 
+_log = logging.getLogger(__name__)
 _encoder: Final = msgspec.json.Encoder()
 _decoder: Final = msgspec.json.Decoder(Subscription)
 
@@ -45,20 +53,70 @@ class RegistryChange(msgspec.Struct, frozen=True):
 class SubscriptionRegistry:
     """The KV bucket mirroring ``webhook_subscriptions``."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, keyring: Keyring | None = None) -> None:
         self._kv = kv
+        self.keyring = keyring or Keyring.ephemeral()
 
     @classmethod
-    async def open(cls, js: JetStreamContext, settings: Settings) -> SubscriptionRegistry:
-        """Open the bucket, creating it when missing."""
+    async def open(
+        cls, js: JetStreamContext, settings: Settings, keyring: Keyring | None = None
+    ) -> SubscriptionRegistry:
+        """Open the bucket, creating it when missing; secrets sealed under ``keyring`` (default: the settings')."""
         kv = await open_bucket(
             js, settings, REGISTRY_BUCKET, "turbohooks: subscriptions, mirrored from SQL for the workers"
         )
-        return cls(kv)
+        return cls(kv, keyring or Keyring.from_settings(settings))
 
     async def put(self, subscription: Subscription) -> None:
-        """Publish the current state of one subscription."""
-        await self._kv.put(subscription.id.hex, _encoder.encode(subscription))
+        """Publish the current state of one subscription (its secrets sealed)."""
+        await self._kv.put(subscription.id.hex, self._encode(subscription))
+
+    def _encode(self, subscription: Subscription) -> bytes:
+        return _encoder.encode(seal(subscription, self.keyring))
+
+    def _decode(self, value: bytes) -> Subscription:
+        return unseal(_decoder.decode(value), self.keyring)
+
+    async def reseal(self) -> int:
+        """Re-encrypt under the current key every entry that is not (clear, or an older key); how many.
+
+        Each entry is rewritten only if unchanged since read (compare-and-set on its
+        revision): a concurrent put by a writer wins, and is sealed under the current key already.
+        """
+        try:
+            keys = await self._kv.keys()
+        except NoKeysError:
+            return 0
+        rewritten = 0
+        for key in keys:
+            for _ in range(5):
+                try:
+                    entry = await self._kv.get(key)
+                except (KeyNotFoundError, KeyDeletedError):
+                    break
+                if not entry.value or not is_stale(_decoder.decode(entry.value), self.keyring):
+                    break
+                try:
+                    await self._kv.update(key, self._encode(self._decode(entry.value)), last=entry.revision)
+                except KeyWrongLastSequenceError:
+                    continue
+                rewritten += 1
+                break
+        return rewritten
+
+    async def stale_count(self) -> int:
+        """How many entries hold a secret in clear or not under the current key."""
+        try:
+            keys = await self._kv.keys()
+        except NoKeysError:
+            return 0
+        stale = 0
+        for key in keys:
+            with contextlib.suppress(KeyNotFoundError, KeyDeletedError):
+                entry = await self._kv.get(key)
+                if entry.value and is_stale(_decoder.decode(entry.value), self.keyring):
+                    stale += 1
+        return stale
 
     async def delete(self, subscription_id: uuid.UUID) -> None:
         """Tell the workers a subscription is gone."""
@@ -71,7 +129,7 @@ class SubscriptionRegistry:
             entry = await self._kv.get(subscription_id.hex)
         except (KeyNotFoundError, KeyDeletedError):
             return None
-        return _decoder.decode(entry.value) if entry.value else None
+        return self._decode(entry.value) if entry.value else None
 
     async def sync(self, subscriptions: Iterable[Subscription]) -> None:
         """Make the bucket equal to ``subscriptions`` (the SQL table): on start, after a restore."""
@@ -84,8 +142,16 @@ class SubscriptionRegistry:
             await self._kv.delete(key)
         for key, subscription in wanted.items():
             current = await self.get(subscription.id) if key in present else None
-            if current is None or _encoder.encode(current) != _encoder.encode(subscription):
+            # Compared in clear (every sealing has a new nonce); a stale sealing is rewritten too.
+            if current is None or _encoder.encode(current) != _encoder.encode(subscription) or await self._stale(key):
                 await self.put(subscription)
+
+    async def _stale(self, key: str) -> bool:
+        try:
+            entry = await self._kv.get(key)
+        except (KeyNotFoundError, KeyDeletedError):
+            return True
+        return not entry.value or is_stale(_decoder.decode(entry.value), self.keyring)
 
     async def watch(self) -> AsyncIterator[RegistryChange]:
         """Every subscription now, then ``initial_done``, then each change as it happens."""
@@ -98,6 +164,12 @@ class SubscriptionRegistry:
                 if entry.operation in ("DEL", "PURGE") or not entry.value:
                     yield RegistryChange(deleted=uuid.UUID(hex=entry.key))
                     continue
-                yield RegistryChange(subscription=_decoder.decode(entry.value))
+                try:
+                    subscription = self._decode(entry.value)
+                except SecretKeyError as exc:
+                    # Not this process's key: its events wait in the backlog, loudly.
+                    _log.error("subscription %s not run here: %s", entry.key, exc)
+                    continue
+                yield RegistryChange(subscription=subscription)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]

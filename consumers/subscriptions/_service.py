@@ -29,6 +29,7 @@ from streams import EventValidationError, Settings, normalize_patterns
 
 from .._messages import SignatureScheme, Subscription
 from ..log import AuditStore, SubscriptionStore
+from ..secrets import is_masked, mask, mask_config, mask_headers
 from ._consumer import delete_consumer, ensure_consumer
 from ._registry import SubscriptionRegistry
 from ._safety import (
@@ -127,7 +128,13 @@ class SubscriptionPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
 
 
 class SubscriptionView(msgspec.Struct, kw_only=True):
-    """A subscription as shown to users: the secret only right after create or rotate."""
+    """A subscription as shown to users: the secret only right after create or rotate.
+
+    Credential-named header values and the integration config's credentials are masked
+    (``…abcd``), but in the answers that carry the signing secret (create, rotate:
+    the one answer to keep safe, shown once): sending a masked value back
+    unchanged in an update keeps the stored value.
+    """
 
     id: uuid.UUID
     name: str
@@ -147,6 +154,8 @@ class SubscriptionView(msgspec.Struct, kw_only=True):
     previous_secret_expires_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    secret_hint: str = ""
+    """The signing secret masked, ``whsec_…abcd``: to tell which secret a receiver holds."""
     secret: str | msgspec.UnsetType = UNSET
     """``whsec_…``: present in the answer to create and rotate-secret, and nowhere else."""
     signature: SignatureScheme = "v1"
@@ -163,15 +172,15 @@ class SubscriptionView(msgspec.Struct, kw_only=True):
 
 
 def subscription_view(sub: Subscription, *, with_secret: bool = False) -> SubscriptionView:
-    """The user-facing view of ``sub``; ``with_secret`` only when it was just created or rotated."""
+    """The user-facing view of ``sub``, secrets masked; ``with_secret`` (just created or rotated) shows them."""
     return SubscriptionView(
         id=sub.id,
         name=sub.name,
         url=sub.url,
         event_types=sub.event_types,
         integration=sub.integration,
-        integration_config=sub.integration_config,
-        headers=sub.headers,
+        integration_config=sub.integration_config if with_secret else mask_config(sub.integration_config),
+        headers=sub.headers if with_secret else mask_headers(sub.headers),
         status=sub.status,
         active=sub.status == "active",
         disabled_reason=sub.disabled_reason,
@@ -183,6 +192,7 @@ def subscription_view(sub: Subscription, *, with_secret: bool = False) -> Subscr
         previous_secret_expires_at=sub.previous_secret_expires_at,
         created_at=sub.created_at,
         updated_at=sub.updated_at,
+        secret_hint=mask(sub.secret) if sub.secret else "",
         secret=sub.secret if with_secret else UNSET,
         **key_fields(sub, moment=datetime.now(UTC)),
     )
@@ -208,6 +218,20 @@ def _check_headers(headers: Mapping[str, str]) -> dict[str, str]:
         if lowered in _RESERVED_HEADERS or lowered.startswith(RESERVED_HEADER_PREFIXES):
             raise EventValidationError(field, "is set by turbohooks itself (identity, signature or framing header)")
     return dict(headers)
+
+
+def _kept(given: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` with every value that is the mask of the current one replaced by it (a view sent back)."""
+    kept: dict[str, Any] = {}
+    for key, value in given.items():
+        old = current.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            kept[key] = _kept(value, old)
+        elif is_masked(value) and isinstance(old, str) and mask(old) == value:
+            kept[key] = old
+        else:
+            kept[key] = value
+    return kept
 
 
 def _check_schedule(schedule: Sequence[float] | None) -> list[float] | None:
@@ -328,11 +352,11 @@ class SubscriptionService:
         if patch.integration_config is not UNSET:
             integration = get_integration(current.integration)
             changes["integration_config"] = integration.validate_config(
-                patch.integration_config, changes.get("url", current.url)
+                _kept(patch.integration_config, current.integration_config), changes.get("url", current.url)
             )
             await self._check_destinations(integration, changes["integration_config"])
         if patch.headers is not UNSET:
-            changes["headers"] = _check_headers(patch.headers)
+            changes["headers"] = _check_headers(_kept(patch.headers, current.headers))
         if patch.retry_schedule is not UNSET:
             changes["retry_schedule"] = _check_schedule(patch.retry_schedule)
         if patch.max_in_flight is not UNSET:
@@ -429,7 +453,8 @@ class SubscriptionService:
         await self._audit("delete", current)
 
     async def mirror(self) -> None:
-        """Re-sync the KV registry and the consumers with SQL (on start)."""
+        """Re-sync the KV registry and the consumers with SQL (on start); secrets in clear get encrypted."""
+        await self.store.reseal()
         subscriptions = await self.store.all_for_mirror()
         for subscription in subscriptions:
             await ensure_consumer(self.js, self.settings, subscription)

@@ -57,8 +57,9 @@ def gateway(
                 )
                 stored = settings.data_dir / ADMIN_TOKEN_FILE
                 if created:
+                    # Not the token itself: stdout ends up in logs; the file is mode 0600.
                     console.print(
-                        f"admin token (new, stored in {stored}): [bold]{token}[/bold]", highlight=False, soft_wrap=True
+                        f"admin token (new, stored in {stored}; not printed)", highlight=False, soft_wrap=True
                     )
                 else:
                     console.print(f"admin token: {ADMIN_TOKEN_VARIABLE} or {stored}", soft_wrap=True)

@@ -268,8 +268,9 @@ async def _up(
         def ready(url: str) -> None:
             console.print(f"gateway on [bold]{url}[/bold] (OpenAPI at {url}/schema)", soft_wrap=True)
             if created:
+                # The token itself only in its file (mode 0600): stdout ends up in logs.
                 console.print(
-                    f"admin token (saved in {settings.data_dir / 'admin-token'}): [bold]{token}[/bold]",
+                    f"admin token generated: read it from {settings.data_dir / 'admin-token'}",
                     highlight=False,
                     soft_wrap=True,
                 )

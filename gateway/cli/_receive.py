@@ -80,13 +80,15 @@ def receive(
 
     async def main() -> None:
         from consumers import Database, SubscriptionStore
+        from consumers.secrets import Keyring
 
         store: SubscriptionStore | None = None
         database: Database | None = None
         if not given:
             database = Database(settings.resolved_database_url())
             await database.__aenter__()
-            store = SubscriptionStore(database)
+            # The secrets are encrypted at rest: the data dir's key (or TURBOHOOKS_SECRET_KEY) reads them.
+            store = SubscriptionStore(database, Keyring.from_settings(settings))
 
         async def handle(request: web.Request) -> web.Response:
             body = await request.read()

@@ -15,6 +15,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from consumers import Engine, Subscription, SubscriptionPatch
+from consumers.secrets import masked
 from integrations import INTEGRATIONS
 from streams import ConflictError, EventValidationError
 
@@ -111,7 +112,8 @@ async def _detail(
         "subscription.html.j2",
         request,
         active="subscriptions",
-        sub=sub,
+        # Header values and credentials masked (issue 17), but on the page that shows the new secret once.
+        sub=sub if secret else masked(sub),
         fig=figures,
         lag=lag,
         recent=recent,
@@ -134,7 +136,8 @@ async def edit_subscription(
     request: Request[Any, Any, Any], engine: EngineDep, subscription_id: FromPath[uuid.UUID]
 ) -> Template:
     sub = await engine.service.get(subscription_id)
-    return _form_page(request, SubscriptionForm.of(sub), sub=sub)
+    # Masked values sent back unchanged keep the stored ones (SubscriptionService.update).
+    return _form_page(request, SubscriptionForm.of(masked(sub)), sub=sub)
 
 
 @post(_ID + "/edit", name="ui-subscription-update")

@@ -6,6 +6,8 @@ so the same parser serves the environment and the settings file.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import shlex
 from collections.abc import Callable, Iterable
@@ -28,6 +30,7 @@ __all__ = (
     "parse_list",
     "parse_path",
     "parse_port",
+    "parse_secret_keys",
     "parse_size",
     "parse_text",
     "parse_thresholds",
@@ -52,6 +55,24 @@ _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+$")
 def parse_text(text: str) -> str:
     """The text, stripped."""
     return text.strip()
+
+
+def parse_secret_keys(text: str) -> tuple[str, ...]:
+    """Base64 of 32 bytes; several comma-separated during a key rotation (the first encrypts).
+
+    The message never repeats the value (it is a key).
+    """
+    keys = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not keys:
+        raise ValueError("is empty: give a base64 key of 32 bytes (`openssl rand -base64 32`)")
+    for index, key in enumerate(keys, 1):
+        try:
+            raw = base64.b64decode(key, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"key {index} is not base64 (generate one with `openssl rand -base64 32`)") from None
+        if len(raw) != 32:
+            raise ValueError(f"key {index} must be 32 bytes in base64 (`openssl rand -base64 32`), not {len(raw)}")
+    return keys
 
 
 def parse_database_url(text: str) -> str:

@@ -48,6 +48,8 @@ class Settings(RoleSettings, frozen=True, kw_only=True):
     """``NATS_URL``: a running NATS server to use. Unset: the embedded one is used."""
     data_dir: Path = Path(".turbohooks")
     """``TURBOHOOKS_DATA_DIR``: the embedded server's store, the SQLite files, the admin token."""
+    secret_key: tuple[str, ...] = ()
+    """``TURBOHOOKS_SECRET_KEY``: base64 keys encrypting secrets at rest (the first encrypts); unset: the key file."""
     environment: str = "development"
     """``TURBOHOOKS_ENV``: ``development`` (with the embedded server: http and loopback receivers accepted) or
     ``production`` (https and the address rules, always)."""

@@ -25,6 +25,7 @@ from ._parsers import (
     parse_list,
     parse_path,
     parse_port,
+    parse_secret_keys,
     parse_size,
     parse_text,
     parse_thresholds,
@@ -93,6 +94,16 @@ _ROWS: Final = (
         "`.turbohooks`",
         "JetStream store of the embedded server, SQLite files, outboxes, the settings file",
         also=(("claude_server", "data_dir"),),
+    ),
+    _v(
+        "TURBOHOOKS_SECRET_KEY",
+        "core",
+        "secret_key",
+        parse_secret_keys,
+        "unset: generated in `<data dir>/secret-key`",
+        "encrypts signing secrets, custom header values and integration credentials at rest (base64 of 32 bytes;"
+        " comma-separated during a key rotation, the first encrypts)",
+        secret=True,
     ),
     _v(
         "TURBOHOOKS_ENV",

@@ -184,7 +184,9 @@ def test_up_runs_embedded_nats_and_stops_cleanly(up_process: tuple[subprocess.Po
     gateway = next(line for line in lines if line.startswith("gateway on "))
     url = gateway.split()[2]
     token = (Path(env["TURBOHOOKS_DATA_DIR"]) / "admin-token").read_text().strip()
-    assert token in "".join(lines), "a generated admin token is printed once"
+    # Issue 17: the generated token is written to its file only, the path printed.
+    assert token not in "".join(lines), "a generated admin token is never printed"
+    assert any(str(Path(env["TURBOHOOKS_DATA_DIR"]) / "admin-token") in line for line in lines)
     assert httpx.get(f"{url}/health", timeout=10).status_code == 200
     assert httpx.get(f"{url}/api/subscriptions", timeout=10).status_code == 401
     listed = httpx.get(f"{url}/api/subscriptions", headers={"Authorization": f"Bearer {token}"}, timeout=10)

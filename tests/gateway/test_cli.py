@@ -55,10 +55,12 @@ def test_gateway_serves_prints_its_url_and_token_and_stops_on_sigint(env: dict[s
             lines.append(process.stdout.readline())
         output = "".join(lines)
         url = re.search(r"admin API on (http://\S+)", output)
-        token = re.search(r"admin token \(new, stored in \S+\): (\S+)", output)
+        token = re.search(r"admin token \(new, stored in (\S+?);", output)
         assert url and token, output
         stored = (Path(env["TURBOHOOKS_DATA_DIR"]) / "admin-token").read_text().strip()
-        assert stored == token.group(1)
+        # Issue 17: the path is printed, never the token (stdout ends up in logs).
+        assert Path(token.group(1)) == Path(env["TURBOHOOKS_DATA_DIR"]) / "admin-token"
+        assert stored not in output
         assert httpx.get(url.group(1) + "/health").json() == {"status": "ok"}
         assert httpx.get(url.group(1) + "/api/event-types").status_code == 401
         answer = httpx.get(
