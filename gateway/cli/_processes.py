@@ -266,7 +266,10 @@ async def _up(
         freeze_heap()
 
         def ready(url: str) -> None:
-            console.print(f"gateway on [bold]{url}[/bold] (OpenAPI at {url}/schema)", soft_wrap=True)
+            console.print(
+                f"gateway on [bold]{url}[/bold] (web UI at {url}/settings/webhooks, OpenAPI at {url}/schema)",
+                soft_wrap=True,
+            )
             if created:
                 # The token itself only in its file (mode 0600): stdout ends up in logs.
                 console.print(
