@@ -20,7 +20,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	@touch $(STAMP)
 
 up: $(STAMP) ## run NATS, the workers, the recorder and the gateway (PORT=8001: gateway port; CLUSTER=3: a 3-node JetStream cluster; ARGS='--quiet ...')
-	$(BIN)/turbohooks up $(if $(PORT),--port $(PORT)) $(if $(CLUSTER),--cluster $(CLUSTER)) $(ARGS)
+	$(BIN)/turbohooks up$(if $(PORT), --port $(PORT))$(if $(CLUSTER), --cluster $(CLUSTER)) $(ARGS)
 
 test: $(STAMP) ## run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

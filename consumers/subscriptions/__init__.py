@@ -16,11 +16,11 @@ from ._registry import REGISTRY_BUCKET, RegistryChange, SubscriptionRegistry
 
 if TYPE_CHECKING:
     from ._bootstrap import ENV_SUBSCRIPTIONS, EnvSubscription, ensure_env_subscriptions
-    from ._service import (
+    from ._service import SubscriptionService
+    from ._shapes import (
         RESERVED_HEADER_PREFIXES,
         SubscriptionCreate,
         SubscriptionPatch,
-        SubscriptionService,
         SubscriptionView,
         subscription_view,
     )
@@ -31,12 +31,12 @@ __getattr__ = lazy_exports(
         "ENV_SUBSCRIPTIONS": "._bootstrap",
         "EnvSubscription": "._bootstrap",
         "ensure_env_subscriptions": "._bootstrap",
-        "RESERVED_HEADER_PREFIXES": "._service",
-        "SubscriptionCreate": "._service",
-        "SubscriptionPatch": "._service",
+        "RESERVED_HEADER_PREFIXES": "._shapes",
+        "SubscriptionCreate": "._shapes",
+        "SubscriptionPatch": "._shapes",
         "SubscriptionService": "._service",
-        "SubscriptionView": "._service",
-        "subscription_view": "._service",
+        "SubscriptionView": "._shapes",
+        "subscription_view": "._shapes",
     },
 )
 

@@ -117,7 +117,7 @@ async def ensure_env_subscriptions(
     :class:`~streams.ConfigError` naming the variable.
     """
     # Imported here: the CLI imports this module at start, and the service loads the SQL side.
-    from ._service import SubscriptionCreate, SubscriptionPatch
+    from ._shapes import SubscriptionCreate, SubscriptionPatch
 
     if wanted is None:
         wanted = EnvSubscriptionSettings.from_env()

@@ -7,248 +7,45 @@ JetStream consumer, and mirrored to the workers through the KV registry.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Final
+from typing import Any
 
 import msgspec
-from msgspec import Meta
 from nats.js import JetStreamContext
 
 from integrations import destinations, get_integration, requires_url
 from integrations.core import (
-    RESERVED_HEADERS,
     ClientTls,
     generate_secret,
     generate_signing_key,
-    header_problem,
     validate_destination,
 )
 from publishers import EventPublisher
-from streams import EventValidationError, Settings, normalize_patterns
+from streams import Settings, normalize_patterns
 
-from .._messages import SignatureScheme, Subscription
+from .._messages import Subscription
 from ..log import AuditStore, SubscriptionStore
-from ..secrets import is_masked, mask, mask_config, mask_headers
 from ._consumer import delete_consumer, ensure_consumer
 from ._registry import SubscriptionRegistry
 from ._safety import (
-    CaBundle,
-    ClientCert,
-    ClientKey,
-    SignatureOption,
     check_tls,
     described,
-    key_fields,
     patched_tls,
-    unsafe_character,
     update_action,
 )
-
-__all__ = (
-    "RESERVED_HEADER_PREFIXES",
-    "SubscriptionCreate",
-    "SubscriptionPatch",
-    "SubscriptionService",
-    "SubscriptionView",
-    "subscription_view",
+from ._shapes import (
+    UNSET,
+    SubscriptionCreate,
+    SubscriptionPatch,
+    check_headers,
+    check_in_flight,
+    check_name,
+    check_schedule,
+    kept_values,
 )
 
-UNSET: Final = msgspec.UNSET
-
-RESERVED_HEADER_PREFIXES: Final = ("webhook-", "ce-", "x-turbo-")
-_RESERVED_HEADERS: Final = RESERVED_HEADERS | {"content-type", "content-length", "user-agent", "host", "connection"}
-_MAX_NAME: Final = 100
-_MAX_RETRIES: Final = 50
-_MAX_IN_FLIGHT: Final = 1024
-
-
-# The limits and descriptions of the wire fields, written once: msgspec enforces
-# them when a body is decoded (the admin API accepts these Structs), the OpenAPI
-# schema shows them, and the checks below give the same refusals to Python callers.
-_Name = Annotated[str, Meta(max_length=_MAX_NAME, description="Unique; for people.")]
-_Url = Annotated[str, Meta(max_length=2048, description="Where to deliver: https unless WEBHOOK_ALLOW_HTTP.")]
-_Headers = Annotated[dict[str, str], Meta(description="Custom headers sent with every delivery.")]
-_Patterns = Annotated[
-    list[str],
-    Meta(
-        max_length=100,
-        description="Event type patterns: `issue.created`, `issue.*`, `*.created`, or `*` for every event.",
-        examples=[["issue.*", "comment.created"]],
-    ),
-]
-_Schedule = Annotated[
-    list[float],
-    Meta(max_length=_MAX_RETRIES, description="Seconds before each retry; `null` uses the global schedule."),
-]
-_InFlight = Annotated[
-    int, Meta(ge=1, le=_MAX_IN_FLIGHT, description="Concurrent deliveries; `null` uses the global setting.")
-]
-
-
-class SubscriptionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """What a user gives to create a subscription."""
-
-    name: _Name
-    url: _Url
-    event_types: _Patterns
-    integration: str = "webhook"
-    integration_config: dict[str, Any] = msgspec.field(default_factory=dict)
-    headers: _Headers = msgspec.field(default_factory=dict)
-    active: bool = True
-    """``false`` creates it paused."""
-    retry_schedule: _Schedule | None = None
-    max_in_flight: _InFlight | None = None
-    filters: dict[str, Any] | None = None
-    signature: SignatureOption = "v1"
-    tls_client_cert: ClientCert | None = None
-    tls_client_key: ClientKey | None = None
-    tls_ca_bundle: CaBundle | None = None
-
-
-class SubscriptionPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A partial update: only the fields given change."""
-
-    name: Annotated[str, Meta(max_length=_MAX_NAME)] | msgspec.UnsetType = UNSET
-    url: Annotated[str, Meta(max_length=2048)] | msgspec.UnsetType = UNSET
-    event_types: _Patterns | msgspec.UnsetType = UNSET
-    integration_config: dict[str, Any] | msgspec.UnsetType = UNSET
-    headers: _Headers | msgspec.UnsetType = UNSET
-    active: bool | msgspec.UnsetType = UNSET
-    """``false`` pauses, ``true`` resumes (also a disabled subscription)."""
-    retry_schedule: _Schedule | msgspec.UnsetType | None = UNSET
-    max_in_flight: _InFlight | msgspec.UnsetType | None = UNSET
-    filters: dict[str, Any] | msgspec.UnsetType | None = UNSET
-    signature: SignatureOption | msgspec.UnsetType = UNSET
-    """A key pair is made the first time ``v1a`` or ``both`` is chosen."""
-    tls_client_cert: ClientCert | msgspec.UnsetType | None = UNSET
-    """With ``tls_client_key``; ``null`` for both removes the client certificate."""
-    tls_client_key: ClientKey | msgspec.UnsetType | None = UNSET
-    tls_ca_bundle: CaBundle | msgspec.UnsetType | None = UNSET
-
-
-class SubscriptionView(msgspec.Struct, kw_only=True):
-    """A subscription as shown to users: the secret only right after create or rotate.
-
-    Credential-named header values and the integration config's credentials are masked
-    (``…abcd``), but in the answers that carry the signing secret (create, rotate:
-    the one answer to keep safe, shown once): sending a masked value back
-    unchanged in an update keeps the stored value.
-    """
-
-    id: uuid.UUID
-    name: str
-    url: str
-    event_types: list[str]
-    integration: str
-    integration_config: dict[str, Any]
-    headers: dict[str, str]
-    status: str
-    active: bool
-    disabled_reason: str | None
-    filters: dict[str, Any] | None
-    retry_schedule: list[float] | None
-    max_in_flight: int | None
-    consecutive_failures: int
-    first_failure_at: datetime | None
-    previous_secret_expires_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    secret_hint: str = ""
-    """The signing secret masked, ``whsec_…abcd``: to tell which secret a receiver holds."""
-    secret: str | msgspec.UnsetType = UNSET
-    """``whsec_…``: present in the answer to create and rotate-secret, and nowhere else."""
-    signature: SignatureScheme = "v1"
-    public_key: str | None = None
-    """``whpk_…``: the ed25519 key ``v1a`` signatures verify with (``v1a`` and ``both``); not a secret."""
-    public_key_id: str | None = None
-    """Its ``kid`` in ``/.well-known/turbohooks/keys`` (RFC 7638 thumbprint)."""
-    previous_public_key: str | None = None
-    """The key before the last rotation, still signing until ``previous_secret_expires_at``."""
-    tls_client_cert: str | None = None
-    tls_client_key_set: bool = False
-    """Whether a client key is stored (the key itself is never shown)."""
-    tls_ca_bundle: str | None = None
-
-
-def subscription_view(sub: Subscription, *, with_secret: bool = False) -> SubscriptionView:
-    """The user-facing view of ``sub``, secrets masked; ``with_secret`` (just created or rotated) shows them."""
-    return SubscriptionView(
-        id=sub.id,
-        name=sub.name,
-        url=sub.url,
-        event_types=sub.event_types,
-        integration=sub.integration,
-        integration_config=sub.integration_config if with_secret else mask_config(sub.integration_config),
-        headers=sub.headers if with_secret else mask_headers(sub.headers),
-        status=sub.status,
-        active=sub.status == "active",
-        disabled_reason=sub.disabled_reason,
-        filters=sub.filters,
-        retry_schedule=sub.retry_schedule,
-        max_in_flight=sub.max_in_flight,
-        consecutive_failures=sub.consecutive_failures,
-        first_failure_at=sub.first_failure_at,
-        previous_secret_expires_at=sub.previous_secret_expires_at,
-        created_at=sub.created_at,
-        updated_at=sub.updated_at,
-        secret_hint=mask(sub.secret) if sub.secret else "",
-        secret=sub.secret if with_secret else UNSET,
-        **key_fields(sub, moment=datetime.now(UTC)),
-    )
-
-
-def _check_name(name: str) -> str:
-    cleaned = name.strip()
-    if not cleaned:
-        raise EventValidationError("name", "is required")
-    if (problem := unsafe_character(cleaned)) is not None:
-        raise EventValidationError("name", f"{problem}; names are shown in terminals and pages, use plain text")
-    if len(cleaned) > _MAX_NAME:
-        raise EventValidationError("name", f"is longer than {_MAX_NAME} characters")
-    return cleaned
-
-
-def _check_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    for name, value in headers.items():
-        field = f"headers.{name}"
-        lowered = name.lower()
-        if (problem := header_problem(name, value)) is not None:
-            raise EventValidationError(field, problem)
-        if lowered in _RESERVED_HEADERS or lowered.startswith(RESERVED_HEADER_PREFIXES):
-            raise EventValidationError(field, "is set by turbohooks itself (identity, signature or framing header)")
-    return dict(headers)
-
-
-def _kept(given: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
-    """``given`` with every value that is the mask of the current one replaced by it (a view sent back)."""
-    kept: dict[str, Any] = {}
-    for key, value in given.items():
-        old = current.get(key)
-        if isinstance(value, Mapping) and isinstance(old, Mapping):
-            kept[key] = _kept(value, old)
-        elif is_masked(value) and isinstance(old, str) and mask(old) == value:
-            kept[key] = old
-        else:
-            kept[key] = value
-    return kept
-
-
-def _check_schedule(schedule: Sequence[float] | None) -> list[float] | None:
-    if schedule is None:
-        return None
-    if len(schedule) > _MAX_RETRIES:
-        raise EventValidationError("retry_schedule", f"has more than {_MAX_RETRIES} retries")
-    for index, delay in enumerate(schedule):
-        if not isinstance(delay, int | float) or delay < 0 or delay > 7 * 86400:
-            raise EventValidationError(f"retry_schedule[{index}]", "must be a delay in seconds between 0 and 7 days")
-    return [float(d) for d in schedule]
-
-
-def _check_in_flight(value: int | None) -> int | None:
-    if value is not None and not 1 <= value <= _MAX_IN_FLIGHT:
-        raise EventValidationError("max_in_flight", f"must be between 1 and {_MAX_IN_FLIGHT}")
-    return value
+__all__ = ("SubscriptionService",)
 
 
 class SubscriptionService:
@@ -291,7 +88,7 @@ class SubscriptionService:
 
     async def create(self, new: SubscriptionCreate) -> Subscription:
         """Validate and create; the returned subscription carries its secret (shown once)."""
-        name = _check_name(new.name)
+        name = check_name(new.name)
         integration = get_integration(new.integration)
         # E-mail (mailto:) and GitHub (api_url in the config) do not POST to
         # the URL; their validate_config checks it instead.
@@ -308,12 +105,12 @@ class SubscriptionService:
             event_types=normalize_patterns(new.event_types),
             integration=integration.name,
             integration_config=config,
-            headers=_check_headers(new.headers),
+            headers=check_headers(new.headers),
             status="active" if new.active else "paused",
             secret=generate_secret(),
             filters=new.filters,
-            retry_schedule=_check_schedule(new.retry_schedule),
-            max_in_flight=_check_in_flight(new.max_in_flight),
+            retry_schedule=check_schedule(new.retry_schedule),
+            max_in_flight=check_in_flight(new.max_in_flight),
             created_at=now,
             updated_at=now,
             signature_scheme=new.signature,
@@ -341,7 +138,7 @@ class SubscriptionService:
         current = await self.store.get(subscription_id)
         changes: dict[str, Any] = {}
         if patch.name is not UNSET:
-            changes["name"] = _check_name(patch.name)
+            changes["name"] = check_name(patch.name)
         if patch.url is not UNSET:
             integration = get_integration(current.integration)
             changes["url"] = await self._check_url(patch.url) if requires_url(integration) else patch.url.strip()
@@ -352,15 +149,15 @@ class SubscriptionService:
         if patch.integration_config is not UNSET:
             integration = get_integration(current.integration)
             changes["integration_config"] = integration.validate_config(
-                _kept(patch.integration_config, current.integration_config), changes.get("url", current.url)
+                kept_values(patch.integration_config, current.integration_config), changes.get("url", current.url)
             )
             await self._check_destinations(integration, changes["integration_config"])
         if patch.headers is not UNSET:
-            changes["headers"] = _check_headers(_kept(patch.headers, current.headers))
+            changes["headers"] = check_headers(kept_values(patch.headers, current.headers))
         if patch.retry_schedule is not UNSET:
-            changes["retry_schedule"] = _check_schedule(patch.retry_schedule)
+            changes["retry_schedule"] = check_schedule(patch.retry_schedule)
         if patch.max_in_flight is not UNSET:
-            changes["max_in_flight"] = _check_in_flight(patch.max_in_flight)
+            changes["max_in_flight"] = check_in_flight(patch.max_in_flight)
         if patch.filters is not UNSET:
             changes["filters"] = patch.filters
         if patch.signature is not UNSET:

@@ -8,7 +8,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,26 +19,17 @@ from typer.testing import CliRunner
 from consumers import Engine, SubscriptionCreate, verify
 from gateway.cli import app
 from streams import Settings
-from tests.support import Receiver, Running, cli_env, wait_for
-
-BIN = Path(sys.executable).parent / "turbohooks"
+from tests.support import BIN, Receiver, Running, engine_cli_env, run_cli, wait_for
 
 
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
     """The environment of a CLI process using the test's NATS and data dir (so its database too)."""
-    return cli_env(
-        NATS_URL=settings.resolved_nats_url(),
-        TURBOHOOKS_DATA_DIR=str(settings.data_dir),
-        TURBOHOOKS_STREAM_MAX_BYTES="1GiB",
-        WEBHOOK_ALLOW_HTTP="true",
-        WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
-        COLUMNS="200",
-    )
+    return engine_cli_env(settings, columns=200)
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+    return run_cli(*args, env=env)
 
 
 def test_gateway_serves_prints_its_url_and_token_and_stops_on_sigint(env: dict[str, str]) -> None:

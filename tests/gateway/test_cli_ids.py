@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -16,30 +12,16 @@ import pytest
 from consumers import Engine, SubscriptionCreate
 from gateway.operations import resolve_delivery, resolve_subscription, short_id
 from streams import EventValidationError, NotFoundError, Settings
-from tests.support import Receiver, Running, wait_for
-
-BIN = Path(sys.executable).parent / "turbohooks"
+from tests.support import Receiver, Running, engine_cli_env, run_cli_async, wait_for
 
 
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "TURBOHOOKS_", "WEBHOOK_", "DATABASE_"))}
-    return {
-        **keep,
-        "NATS_URL": settings.resolved_nats_url(),
-        "TURBOHOOKS_DATA_DIR": str(settings.data_dir),
-        "TURBOHOOKS_STREAM_MAX_BYTES": "1GiB",
-        "WEBHOOK_ALLOW_HTTP": "true",
-        "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
-        "COLUMNS": "80",  # a terminal as it comes
-    }
+    return engine_cli_env(settings, columns=80)
 
 
 async def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    # In a thread: the receiver and the worker run on this test's event loop.
-    return await asyncio.to_thread(
-        subprocess.run, [str(BIN), *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    return await run_cli_async(*args, env=env)
 
 
 async def test_a_prefix_or_a_name_resolves_and_an_ambiguous_prefix_lists_the_candidates(

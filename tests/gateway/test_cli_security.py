@@ -4,37 +4,24 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from consumers import Engine, SubscriptionCreate
 from streams import Settings
+from tests.support import engine_cli_env, run_cli
 
 from .conftest import Receiver
-
-BIN = Path(sys.executable).parent / "turbohooks"
 
 
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "TURBOHOOKS_", "WEBHOOK_", "DATABASE_"))}
-    return {
-        **keep,
-        "NATS_URL": settings.resolved_nats_url(),
-        "TURBOHOOKS_DATA_DIR": str(settings.data_dir),
-        "TURBOHOOKS_STREAM_MAX_BYTES": "1GiB",
-        "WEBHOOK_ALLOW_HTTP": "true",
-        "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
-        "COLUMNS": "250",
-    }
+    return engine_cli_env(settings, columns=250)
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+    return run_cli(*args, env=env)
 
 
 async def test_names_that_look_like_markup_are_listed_as_written(

@@ -5,37 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
 from consumers import Engine, SubscriptionCreate
 from gateway.operations import list_dead_letters
 from streams import Settings
-from tests.support import Receiver, Running, cli_env, wait_for
-
-BIN = Path(sys.executable).parent / "turbohooks"
+from tests.support import Receiver, Running, engine_cli_env, run_cli_async, wait_for
 
 
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
     """A CLI process's environment: the test's NATS and data dir (so its database too)."""
-    return cli_env(
-        NATS_URL=settings.resolved_nats_url(),
-        TURBOHOOKS_DATA_DIR=str(settings.data_dir),
-        TURBOHOOKS_STREAM_MAX_BYTES="1GiB",
-        WEBHOOK_ALLOW_HTTP="true",
-        WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
-        COLUMNS="250",
-    )
+    return engine_cli_env(settings, columns=250)
 
 
 async def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run, [str(BIN), *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    return await run_cli_async(*args, env=env)
 
 
 async def test_list_show_and_redrive_from_the_cli(

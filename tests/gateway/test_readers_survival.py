@@ -15,9 +15,7 @@ import asyncio
 import json
 import random
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,11 +23,9 @@ import pytest
 
 from consumers import Engine
 from streams import Settings, build_event, encode_event
-from tests.support import Receiver, Running, cli_env, wait_for
+from tests.support import BIN, Receiver, Running, engine_cli_env, wait_for
 
 from .conftest import new_subscription
-
-BIN = Path(sys.executable).parent / "turbohooks"
 
 
 def envelope(event_type: str = "issue.created", *, event_id: str | None = None, data: bytes = b"{}") -> bytes:
@@ -70,12 +66,7 @@ def bad_messages(cap: int) -> list[tuple[str, bytes]]:
 
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
-    return cli_env(
-        NATS_URL=settings.resolved_nats_url(),
-        TURBOHOOKS_DATA_DIR=str(settings.data_dir),
-        TURBOHOOKS_STREAM_MAX_BYTES="1GiB",
-        COLUMNS="250",
-    )
+    return engine_cli_env(settings, columns=250, local_receivers=False)
 
 
 async def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:

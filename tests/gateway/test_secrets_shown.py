@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -16,9 +14,8 @@ import pytest
 from consumers import Engine
 from consumers.secrets import KEY_FILE, Keyring, mask, new_key
 from streams import Settings
-from tests.support import cli_env
+from tests.support import engine_cli_env, run_cli_async
 
-BIN = Path(sys.executable).parent / "turbohooks"
 AUTHORIZATION = "Bearer receiver-credential-shown-9b2c"
 API_KEY = "x-api-key-value-0123456789"
 GITHUB_TOKEN = "ghp_a-github-token-of-the-config-77"
@@ -27,20 +24,11 @@ GITHUB_TOKEN = "ghp_a-github-token-of-the-config-77"
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
     """A CLI process on the test's NATS and data dir (its database and key file)."""
-    return cli_env(
-        NATS_URL=settings.resolved_nats_url(),
-        TURBOHOOKS_DATA_DIR=str(settings.data_dir),
-        TURBOHOOKS_STREAM_MAX_BYTES="1GiB",
-        WEBHOOK_ALLOW_HTTP="true",
-        WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
-        COLUMNS="200",
-    )
+    return engine_cli_env(settings, columns=200)
 
 
 async def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run, [str(BIN), *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    return await run_cli_async(*args, env=env)
 
 
 async def _create_both(client: httpx.AsyncClient, unique: str) -> tuple[dict[str, object], dict[str, object]]:
@@ -60,7 +48,8 @@ async def _create_both(client: httpx.AsyncClient, unique: str) -> tuple[dict[str
             "url": "https://github.com/acme/site",
             "event_types": ["issue.*"],
             "integration": "github",
-            "integration_config": {"repository": "acme/site", "token": GITHUB_TOKEN},
+            # A local API (this machine resolves no public name: the API URL is checked at save).
+            "integration_config": {"repository": "acme/site", "token": GITHUB_TOKEN, "api_url": "http://127.0.0.1:9/api"},
         },
     )
     assert hook.status_code == 201 and github.status_code == 201, (hook.text, github.text)

@@ -6,15 +6,19 @@ from here (``from tests.support import Receiver, wait_for``).
 """
 
 from ._engine import Running, running_engine, sentinel, settled
-from ._env import cli_env
+from ._env import BIN, cli_env, engine_cli_env, run_cli, run_cli_async
 from ._receiver import Received, Receiver, serve_receiver
 from ._waiting import wait_for
 
 __all__ = (
+    "BIN",
     "Received",
     "Receiver",
     "Running",
     "cli_env",
+    "engine_cli_env",
+    "run_cli",
+    "run_cli_async",
     "running_engine",
     "sentinel",
     "serve_receiver",
