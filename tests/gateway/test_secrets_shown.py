@@ -49,7 +49,11 @@ async def _create_both(client: httpx.AsyncClient, unique: str) -> tuple[dict[str
             "event_types": ["issue.*"],
             "integration": "github",
             # A local API (this machine resolves no public name: the API URL is checked at save).
-            "integration_config": {"repository": "acme/site", "token": GITHUB_TOKEN, "api_url": "http://127.0.0.1:9/api"},
+            "integration_config": {
+                "repository": "acme/site",
+                "token": GITHUB_TOKEN,
+                "api_url": "http://127.0.0.1:9/api",
+            },
         },
     )
     assert hook.status_code == 201 and github.status_code == 201, (hook.text, github.text)
