@@ -8,6 +8,7 @@ from ._keyring import ENVELOPE_PREFIX, KEY_FILE, Keyring, SecretKeyError, decode
 from ._sealing import (
     MASK,
     is_credential_name,
+    is_foreign,
     is_masked,
     is_secret_header,
     is_stale,
@@ -32,6 +33,7 @@ __all__ = (
     "SecretKeyError",
     "decode_key",
     "is_credential_name",
+    "is_foreign",
     "is_masked",
     "is_secret_header",
     "is_stale",

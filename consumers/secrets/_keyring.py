@@ -187,6 +187,16 @@ class Keyring:
         """Whether ``value`` is sealed under the current key (nothing to re-encrypt)."""
         return value.startswith(f"{ENVELOPE_PREFIX}{self.current_id}:")
 
+    def is_foreign(self, value: str) -> bool:
+        """Whether ``value`` is sealed under a key this ring does not hold (another deployment's, or a lost one).
+
+        Nothing here can re-encrypt it: a rotation leaves it as it is and says so.
+        """
+        if not value.startswith(ENVELOPE_PREFIX):
+            return False
+        self.refresh()
+        return value[len(ENVELOPE_PREFIX) :].partition(":")[0] not in self.ids
+
     def refresh(self, *, force: bool = False) -> None:
         """Re-read the key file if it changed since it was read (a rotation); nothing for other rings."""
         if self.path is None:

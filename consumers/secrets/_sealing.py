@@ -34,6 +34,7 @@ from ._keyring import ENVELOPE_PREFIX, Keyring
 __all__ = (
     "MASK",
     "is_credential_name",
+    "is_foreign",
     "is_masked",
     "is_secret_header",
     "is_stale",
@@ -205,11 +206,26 @@ def unseal(sub: Subscription, keyring: Keyring) -> Subscription:
 
 
 def is_stale(stored: Subscription, keyring: Keyring) -> bool:
-    """Whether a stored (sealed) subscription holds a secret in clear or under a key other than the current one."""
+    """Whether a stored (sealed) subscription holds a secret in clear or under an older key this ring holds.
+
+    One under a key the ring does not hold (:meth:`Keyring.is_foreign`) is not stale: it cannot be
+    re-encrypted here (see :func:`is_foreign`).
+    """
+    values = _secret_values(stored)
+    if any(value and keyring.is_foreign(value) for value in values):
+        return False
+    return any(value and not keyring.is_current(value) for value in values)
+
+
+def is_foreign(stored: Subscription, keyring: Keyring) -> bool:
+    """Whether a stored subscription holds a secret sealed under a key this process does not have."""
+    return any(value and keyring.is_foreign(value) for value in _secret_values(stored))
+
+
+def _secret_values(stored: Subscription) -> list[str]:
     values = [stored.secret, stored.previous_secret or "", *stored.headers.values()]
     values += [stored.signing_key or "", stored.previous_signing_key or "", stored.tls_client_key or ""]
-    values += _config_credentials(stored.integration_config)
-    return any(value and not keyring.is_current(value) for value in values)
+    return values + _config_credentials(stored.integration_config)
 
 
 def _config_credentials(config: Mapping[str, Any]) -> list[str]:

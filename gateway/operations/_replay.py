@@ -69,6 +69,8 @@ class ReplayResult(msgspec.Struct, kw_only=True):
     """Events of the range that match."""
     queued: int
     """Events queued for delivery (0 for a dry run)."""
+    skipped: int = 0
+    """Messages of the range that are not events of their subject (listed with ``event_id`` null, never sent)."""
     max_events: int
     """The most events one replay handles."""
     truncated: bool
@@ -153,6 +155,7 @@ async def replay_subscription(
     items: list[ReplayItem] = []
     batch: list[tuple[bytes, int]] = []
     queued = 0
+    skipped = 0
     next_seq: int | None = None
 
     async def flush() -> None:
@@ -176,6 +179,7 @@ async def replay_subscription(
                 event = decode_event(msg.data, subject=msg.subject)
             except EventValidationError:
                 # Not an event of the contract, or not of its subject's type (refused by workers): listed, not sent.
+                skipped += 1
                 items.append(
                     ReplayItem(
                         seq=seq, event_id=None, event_type=event_type_of_subject(msg.subject), stored_at=meta.timestamp
@@ -202,6 +206,7 @@ async def replay_subscription(
         last_seq=last,
         matched=matched,
         queued=queued,
+        skipped=skipped,
         max_events=max_events,
         truncated=next_seq is not None,
         next_seq=next_seq,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -326,6 +327,9 @@ async def run_scenario(scenario: Scenario, options: Options) -> Result:
             "PYTHONUNBUFFERED": "1",
             "COLUMNS": "250",
             "NO_COLOR": "1",
+            # Processes on separate "machines" (their own data dirs) share the secrets' key, as a
+            # deployment must (docs/security.md): each would otherwise generate its own key file.
+            "TURBOHOOKS_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),
         }
     )
     try:

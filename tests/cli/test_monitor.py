@@ -29,7 +29,7 @@ def test_a_storm_of_failures_is_a_few_lines_and_a_count() -> None:
 
 def test_make_up_takes_the_port_and_arguments() -> None:
     dry = subprocess.run(
-        ["make", "-n", "up", "PORT=8001", "ARGS=--quiet"],
+        ["make", "--no-print-directory", "-n", "up", "PORT=8001", "ARGS=--quiet"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -159,3 +159,36 @@ async def test_a_worker_without_the_key_runs_nothing_and_says_why(
             seen.append(change.subscription.id)
     assert sub.id not in seen
     assert any("not run here" in r.getMessage() and "does not have" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_entry_under_a_key_this_process_lacks_is_left_as_it_is_by_a_rotation(
+    engine: Engine, tmp_path: Path, unique: str
+) -> None:
+    """A KV entry sealed under another deployment's (or a lost) key cannot be re-encrypted here: it is
+    left as it is and does not stop `secrets rotate-key` (it raised SecretKeyError and aborted)."""
+    from datetime import UTC, datetime
+
+    from consumers import Subscription, SubscriptionRegistry
+    from consumers.secrets import is_foreign
+
+    other = await SubscriptionRegistry.open(engine.js, engine.settings, Keyring([new_key()]))
+    now = datetime.now(UTC)
+    foreign = Subscription(
+        id=uuid.uuid4(),
+        name=f"foreign-{unique}",
+        url="https://example.com/hook",
+        event_types=["issue.*"],
+        secret="whsec_" + "A" * 43 + "=",
+        created_at=now,
+        updated_at=now,
+    )
+    await other.put(foreign)
+    try:
+        ours = msgspec.structs.replace(engine.settings, data_dir=tmp_path / "ours")
+        await _rotate(ours, 0.0)  # re-encrypts what it can, says nothing can be done for the foreign entry
+        entry = await other._kv.get(foreign.id.hex)
+        stored = msgspec.json.decode(entry.value or b"", type=Subscription)
+        assert is_foreign(stored, Keyring([new_key()])) and stored.secret.startswith(ENVELOPE_PREFIX)
+        assert (await other.get(foreign.id)) is not None, "still readable with its own key"
+    finally:
+        await other.delete(foreign.id)

@@ -127,6 +127,9 @@ async def test_the_api_readers_survive_every_bad_message(
     assert items[good_seq]["event_id"] == str(good.event_id)
     assert all(items[seq]["event_id"] is None for seq in bad if seq in items)  # listed as undecodable
     assert len(items) >= len(bad) - 3  # every bad message on an issue.* or comment.* subject is listed
+    # The preview says how many would really be sent: the matched ones less the skipped non-events.
+    assert dry.json()["skipped"] == sum(1 for item in items.values() if item["event_id"] is None) >= 1
+    assert dry.json()["matched"] - dry.json()["skipped"] == 1
 
     # A real replay queues the good event only: not the body typed issue.closed, nor the type outside the catalog.
     queued = await client.post(replay, json={"from_seq": bad[0], "to_seq": good_seq})

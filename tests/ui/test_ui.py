@@ -232,9 +232,9 @@ async def test_an_action_without_the_csrf_token_is_refused(page: Page, stack: St
 
 async def test_replay_dry_run_then_real(page: Page, stack: Stack) -> None:
     sub_id = _STATE["sub"]
-    expected = (
-        await stack.api.post(f"/api/subscriptions/{sub_id}/replay", json={"since": "1h", "dry_run": True})
-    ).json()["matched"]
+    dry = (await stack.api.post(f"/api/subscriptions/{sub_id}/replay", json={"since": "1h", "dry_run": True})).json()
+    # Another test's poison messages may share the session's stream: listed, never sent.
+    expected = dry["matched"] - dry["skipped"]
     assert expected >= 2
     await page.goto(f"{stack.url}/settings/webhooks/{sub_id}")
     await page.get_by_label("Since", exact=True).fill("1h")
