@@ -83,7 +83,7 @@ class Receiver:
 async def serve_receiver(receiver: Receiver | None = None) -> AsyncIterator[Receiver]:
     """Serve ``receiver`` (a new one by default) on 127.0.0.1, on a free port, until the block ends."""
     rec = receiver or Receiver()
-    app = web.Application()
+    app = web.Application(client_max_size=16 << 20)  # whatever the product sends (its decoding cap is 8 MiB)
     app.router.add_route("POST", "/{tail:.*}", rec.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -72,7 +72,7 @@ async def stack(nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFact
         webhook_allowed_hosts=("127.0.0.1", "localhost"),
     )
     receiver = Receiver()
-    receiving = web.Application()
+    receiving = web.Application(client_max_size=16 << 20)  # the largest event the product sends (8 MiB cap)
     receiving.router.add_route("POST", "/{tail:.*}", receiver.handle)
     runner = web.AppRunner(receiving, access_log=None)
     await runner.setup()

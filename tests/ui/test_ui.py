@@ -249,7 +249,9 @@ async def test_replay_dry_run_then_real(page: Page, stack: Stack) -> None:
     async def delivered() -> bool:
         return len(stack.receiver.received) >= before + expected
 
-    await wait_for(delivered, what="the replayed events to reach the receiver")
+    # In the whole suite the session's stream holds every test's issue.created events (150+): one by one,
+    # each written ahead and recorded, they take longer than the handful of a run of this file alone.
+    await wait_for(delivered, timeout=15 + 0.5 * expected, what="the replayed events to reach the receiver")
 
 
 async def _settled_stats(stack: Stack) -> dict[str, Any]:
