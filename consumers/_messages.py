@@ -21,6 +21,8 @@ __all__ = (
     "DeadLetter",
     "DeadLetterCause",
     "DeliveryStatus",
+    "Ordering",
+    "RateLimit",
     "SignatureScheme",
     "Subscription",
     "SubscriptionStatus",
@@ -37,6 +39,9 @@ AttemptOutcome = Literal["success", "retrying", "failed", "pending"]
 ``pending`` is the record a worker writes ahead, before it sends the request;
 the record of the answer replaces it (same ``attempt_id``). One that stays
 pending is a request whose outcome is unknown: the worker stopped before the answer."""
+Ordering = Literal["none", "strict", "entity"]
+"""How a subscription's deliveries are ordered: in parallel (``none``), one at a time in stream
+order (``strict``), or one at a time per entity and in parallel across entities (``entity``)."""
 AttemptTrigger = Literal["live", "manual", "replay", "test"]
 """Why the attempt was made: the live consumer, a manual retry, a replay, a test send."""
 
@@ -49,6 +54,17 @@ def delivery_id_for(subscription_id: uuid.UUID, event_id: uuid.UUID) -> uuid.UUI
     It is the ``webhook-id`` header too, so receivers deduplicate retries by it.
     """
     return uuid.uuid5(DELIVERY_NAMESPACE, f"{subscription_id}:{event_id}")
+
+
+class RateLimit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """At most ``count`` deliveries per ``per``, across every worker copy."""
+
+    count: int
+    per: Literal["second", "minute"] = "second"
+
+    @property
+    def per_second(self) -> float:
+        return self.count if self.per == "second" else self.count / 60.0
 
 
 class Subscription(msgspec.Struct, kw_only=True):
@@ -71,7 +87,7 @@ class Subscription(msgspec.Struct, kw_only=True):
     """The secret before the last rotation, still signing until ``previous_secret_expires_at``."""
     previous_secret_expires_at: datetime | None = None
     filters: dict[str, Any] | None = None
-    """Conditional filters (reserved for the payload filter language of the roadmap)."""
+    """The filter document: only events it matches (after the event-type match) are delivered."""
     retry_schedule: list[float] | None = None
     """Delays in seconds before each retry; ``None`` uses the global schedule."""
     max_in_flight: int | None = None
@@ -91,6 +107,23 @@ class Subscription(msgspec.Struct, kw_only=True):
     """PEM: the client certificate's private key (a secret, stored like ``secret``)."""
     tls_ca_bundle: str | None = None
     """PEM: the CAs the receiver's certificate is verified against, instead of the system's."""
+    template: str | None = None
+    """A Jinja2 (sandboxed) template of the request body; ``None`` sends the integration's own body."""
+    template_content_type: str | None = None
+    """The rendered body's content type; ``None`` means ``application/json`` (the output must parse)."""
+    rate_limit: RateLimit | None = None
+    """At most so many deliveries per second or minute, across workers; ``None``: no limit."""
+    ordering: Ordering = "none"
+    ordering_key: str | None = None
+    """With ``ordering: entity``: the dotted path of the key (default ``entity_id``)."""
+    redact_fields: list[str] = msgspec.field(default_factory=list)
+    """Field names or dotted paths masked before rendering, beside the global list."""
+    auto_recover: bool = True
+    """A disabled subscription is probed and re-enabled by itself when its receiver answers 2xx."""
+    probe_attempts: int = 0
+    """Probes of a disabled subscription so far (reset when it is enabled)."""
+    next_probe_at: datetime | None = None
+    """When a disabled subscription is probed next."""
 
     @property
     def active(self) -> bool:

@@ -111,6 +111,7 @@ class SubscriptionRow(Base):
         Index("ix_webhook_subscriptions_integration_status", "integration", "status"),
         CheckConstraint("status IN ('active', 'paused', 'disabled')", name="status"),
         CheckConstraint("signature_scheme IN ('v1', 'v1a', 'both')", name="signature_scheme"),
+        CheckConstraint("ordering IN ('none', 'strict', 'entity')", name="ordering"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
@@ -142,6 +143,16 @@ class SubscriptionRow(Base):
     tls_client_cert: Mapped[str | None] = mapped_column(Text, nullable=True)
     tls_client_key: Mapped[str | None] = mapped_column(Text, nullable=True)
     tls_ca_bundle: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Migration 0004: conditional delivery (templates, rate limits, ordering, redaction) and self-healing.
+    template: Mapped[str | None] = mapped_column(Text, nullable=True)
+    template_content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    rate_limit: Mapped[dict[str, Any] | None] = mapped_column(JSONValue, nullable=True)
+    ordering: Mapped[str] = mapped_column(String(8), server_default=text("'none'"))
+    ordering_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    redact_fields: Mapped[list[str] | None] = mapped_column(JSONValue, nullable=True)
+    auto_recover: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    probe_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_probe_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class AuditRow(Base):

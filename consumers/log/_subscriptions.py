@@ -6,6 +6,7 @@ import builtins
 import uuid
 from typing import Any, cast
 
+import msgspec
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
@@ -20,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from streams._errors import ConflictError, NotFoundError
 
 from .._messages import (
+    Ordering,
+    RateLimit,
     SignatureScheme,
     Subscription,
     SubscriptionStatus,
@@ -244,6 +247,15 @@ def _mutable_values(clear: Subscription, keyring: Keyring) -> dict[str, Any]:
         "tls_client_cert": sub.tls_client_cert,
         "tls_client_key": sub.tls_client_key,
         "tls_ca_bundle": sub.tls_ca_bundle,
+        "template": sub.template,
+        "template_content_type": sub.template_content_type,
+        "rate_limit": None if sub.rate_limit is None else msgspec.structs.asdict(sub.rate_limit),
+        "ordering": sub.ordering,
+        "ordering_key": sub.ordering_key,
+        "redact_fields": list(sub.redact_fields) or None,
+        "auto_recover": sub.auto_recover,
+        "probe_attempts": sub.probe_attempts,
+        "next_probe_at": sub.next_probe_at,
     }
 
 
@@ -279,6 +291,15 @@ def _stored(row: SubscriptionRow) -> Subscription:
         tls_client_cert=row.tls_client_cert,
         tls_client_key=row.tls_client_key,
         tls_ca_bundle=row.tls_ca_bundle,
+        template=row.template,
+        template_content_type=row.template_content_type,
+        rate_limit=None if row.rate_limit is None else msgspec.convert(row.rate_limit, RateLimit),
+        ordering=cast(Ordering, row.ordering),
+        ordering_key=row.ordering_key,
+        redact_fields=list(row.redact_fields or ()),
+        auto_recover=row.auto_recover,
+        probe_attempts=row.probe_attempts,
+        next_probe_at=row.next_probe_at,
     )
 
 

@@ -41,6 +41,9 @@ from ._shapes import (
     check_headers,
     check_in_flight,
     check_name,
+    check_ordering,
+    check_rate_limit,
+    check_redact_fields,
     check_schedule,
     kept_values,
 )
@@ -97,6 +100,7 @@ class SubscriptionService:
         await self._check_destinations(integration, config)
         tls = ClientTls(client_cert=new.tls_client_cert, client_key=new.tls_client_key, ca_bundle=new.tls_ca_bundle)
         check_tls(tls, url)
+        ordering, ordering_key = check_ordering(new.ordering, new.ordering_key)
         now = datetime.now(UTC)
         subscription = Subscription(
             id=uuid.uuid4(),
@@ -118,6 +122,13 @@ class SubscriptionService:
             tls_client_cert=tls.client_cert,
             tls_client_key=tls.client_key,
             tls_ca_bundle=tls.ca_bundle,
+            template=new.template,
+            template_content_type=new.template_content_type,
+            rate_limit=check_rate_limit(new.rate_limit),
+            ordering=ordering,
+            ordering_key=ordering_key,
+            redact_fields=check_redact_fields(new.redact_fields),
+            auto_recover=new.auto_recover,
         )
         created = await self.store.create(subscription)
         try:
@@ -165,9 +176,32 @@ class SubscriptionService:
             if patch.signature != "v1" and not current.signing_key:
                 changes["signing_key"] = generate_signing_key()
         changes.update(patched_tls(current, patch, changes.get("url")))
+        if patch.template is not UNSET:
+            changes["template"] = patch.template
+        if patch.template_content_type is not UNSET:
+            changes["template_content_type"] = patch.template_content_type
+        if patch.rate_limit is not UNSET:
+            changes["rate_limit"] = check_rate_limit(patch.rate_limit)
+        if patch.ordering is not UNSET or patch.ordering_key is not UNSET:
+            ordering = current.ordering if patch.ordering is UNSET else patch.ordering
+            key = None if ordering != "entity" else current.ordering_key
+            changes["ordering"], changes["ordering_key"] = check_ordering(
+                ordering, key if patch.ordering_key is UNSET else patch.ordering_key
+            )
+        if patch.redact_fields is not UNSET:
+            changes["redact_fields"] = check_redact_fields(patch.redact_fields)
+        if patch.auto_recover is not UNSET:
+            changes["auto_recover"] = patch.auto_recover
         if patch.active is not UNSET:
             if patch.active:
-                changes.update(status="active", disabled_reason=None, consecutive_failures=0, first_failure_at=None)
+                changes.update(
+                    status="active",
+                    disabled_reason=None,
+                    consecutive_failures=0,
+                    first_failure_at=None,
+                    probe_attempts=0,
+                    next_probe_at=None,
+                )
             elif current.status == "active":
                 changes["status"] = "paused"
         saved = await self._save(current, changes)

@@ -17,7 +17,7 @@ from msgspec import Meta
 from integrations.core import RESERVED_HEADERS, header_problem
 from streams import EventValidationError
 
-from .._messages import SignatureScheme, Subscription
+from .._messages import Ordering, RateLimit, SignatureScheme, Subscription
 from ..secrets import is_masked, mask, mask_config, mask_headers
 from ._safety import CaBundle, ClientCert, ClientKey, SignatureOption, key_fields, unsafe_character
 
@@ -30,6 +30,9 @@ __all__ = (
     "check_headers",
     "check_in_flight",
     "check_name",
+    "check_ordering",
+    "check_rate_limit",
+    "check_redact_fields",
     "check_schedule",
     "kept_values",
     "subscription_view",
@@ -65,6 +68,43 @@ _Schedule = Annotated[
 _InFlight = Annotated[
     int, Meta(ge=1, le=_MAX_IN_FLIGHT, description="Concurrent deliveries; `null` uses the global setting.")
 ]
+_MAX_TEMPLATE: Final = 65536
+_MAX_RATE: Final = 100_000
+_MAX_REDACT: Final = 100
+_Filters = Annotated[
+    dict[str, Any],
+    Meta(
+        description=(
+            "Filter document on the event envelope: dotted paths, `$eq $ne $gt $gte $lt $lte $in $nin $exists "
+            "$contains $startsWith $endsWith $regex`, `$and $or $not`; a bare value means `$eq`."
+        ),
+        examples=[{"data.current.priority": {"$in": ["high", "urgent"]}}],
+    ),
+]
+_Template = Annotated[
+    str,
+    Meta(
+        max_length=_MAX_TEMPLATE,
+        description="Jinja2 (sandboxed) template of the request body; `null` sends the integration's own body.",
+    ),
+]
+_ContentType = Annotated[
+    str, Meta(max_length=255, description="The rendered body's content type; `null` is `application/json`.")
+]
+_Ordering = Annotated[
+    Ordering,
+    Meta(description="`none`: parallel; `strict`: one at a time in stream order; `entity`: in order per entity."),
+]
+_OrderingKey = Annotated[
+    str, Meta(max_length=200, description="With `ordering: entity`: the key's dotted path (default `entity_id`).")
+]
+_Redact = Annotated[
+    list[Annotated[str, Meta(min_length=1, max_length=200)]],
+    Meta(max_length=_MAX_REDACT, description="Field names or dotted paths masked in this subscription's bodies."),
+]
+_AutoRecover = Annotated[
+    bool, Meta(description="Probe a disabled subscription and re-enable it when its receiver answers 2xx.")
+]
 
 
 class SubscriptionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -80,11 +120,18 @@ class SubscriptionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     """``false`` creates it paused."""
     retry_schedule: _Schedule | None = None
     max_in_flight: _InFlight | None = None
-    filters: dict[str, Any] | None = None
+    filters: _Filters | None = None
     signature: SignatureOption = "v1"
     tls_client_cert: ClientCert | None = None
     tls_client_key: ClientKey | None = None
     tls_ca_bundle: CaBundle | None = None
+    template: _Template | None = None
+    template_content_type: _ContentType | None = None
+    rate_limit: RateLimit | None = None
+    ordering: _Ordering = "none"
+    ordering_key: _OrderingKey | None = None
+    redact_fields: _Redact = msgspec.field(default_factory=list)
+    auto_recover: _AutoRecover = True
 
 
 class SubscriptionPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -99,13 +146,20 @@ class SubscriptionPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     """``false`` pauses, ``true`` resumes (also a disabled subscription)."""
     retry_schedule: _Schedule | msgspec.UnsetType | None = UNSET
     max_in_flight: _InFlight | msgspec.UnsetType | None = UNSET
-    filters: dict[str, Any] | msgspec.UnsetType | None = UNSET
+    filters: _Filters | msgspec.UnsetType | None = UNSET
     signature: SignatureOption | msgspec.UnsetType = UNSET
     """A key pair is made the first time ``v1a`` or ``both`` is chosen."""
     tls_client_cert: ClientCert | msgspec.UnsetType | None = UNSET
     """With ``tls_client_key``; ``null`` for both removes the client certificate."""
     tls_client_key: ClientKey | msgspec.UnsetType | None = UNSET
     tls_ca_bundle: CaBundle | msgspec.UnsetType | None = UNSET
+    template: _Template | msgspec.UnsetType | None = UNSET
+    template_content_type: _ContentType | msgspec.UnsetType | None = UNSET
+    rate_limit: RateLimit | msgspec.UnsetType | None = UNSET
+    ordering: _Ordering | msgspec.UnsetType = UNSET
+    ordering_key: _OrderingKey | msgspec.UnsetType | None = UNSET
+    redact_fields: _Redact | msgspec.UnsetType = UNSET
+    auto_recover: _AutoRecover | msgspec.UnsetType = UNSET
 
 
 class SubscriptionView(msgspec.Struct, kw_only=True):
@@ -150,6 +204,15 @@ class SubscriptionView(msgspec.Struct, kw_only=True):
     tls_client_key_set: bool = False
     """Whether a client key is stored (the key itself is never shown)."""
     tls_ca_bundle: str | None = None
+    template: str | None = None
+    template_content_type: str | None = None
+    rate_limit: RateLimit | None = None
+    ordering: Ordering = "none"
+    ordering_key: str | None = None
+    redact_fields: list[str] = msgspec.field(default_factory=list)
+    auto_recover: bool = True
+    next_probe_at: datetime | None = None
+    """A disabled subscription with ``auto_recover``: when its receiver is probed next."""
 
 
 def subscription_view(sub: Subscription, *, with_secret: bool = False) -> SubscriptionView:
@@ -175,6 +238,14 @@ def subscription_view(sub: Subscription, *, with_secret: bool = False) -> Subscr
         updated_at=sub.updated_at,
         secret_hint=mask(sub.secret) if sub.secret else "",
         secret=sub.secret if with_secret else UNSET,
+        template=sub.template,
+        template_content_type=sub.template_content_type,
+        rate_limit=sub.rate_limit,
+        ordering=sub.ordering,
+        ordering_key=sub.ordering_key,
+        redact_fields=list(sub.redact_fields),
+        auto_recover=sub.auto_recover,
+        next_probe_at=sub.next_probe_at,
         **key_fields(sub, moment=datetime.now(UTC)),
     )
 
@@ -230,3 +301,43 @@ def check_in_flight(value: int | None) -> int | None:
     if value is not None and not 1 <= value <= _MAX_IN_FLIGHT:
         raise EventValidationError("max_in_flight", f"must be between 1 and {_MAX_IN_FLIGHT}")
     return value
+
+
+def check_rate_limit(limit: RateLimit | None) -> RateLimit | None:
+    if limit is None:
+        return None
+    if not 1 <= limit.count <= _MAX_RATE:
+        raise EventValidationError("rate_limit.count", f"must be between 1 and {_MAX_RATE}")
+    if limit.per not in ("second", "minute"):
+        raise EventValidationError("rate_limit.per", "must be 'second' or 'minute'")
+    return limit
+
+
+_ORDERINGS: Final = ("none", "strict", "entity")
+
+
+def check_ordering(ordering: str, key: str | None) -> tuple[Ordering, str | None]:
+    """The ordering mode and its key path; a key only goes with ``entity``."""
+    if ordering not in _ORDERINGS:
+        raise EventValidationError("ordering", "must be 'none', 'strict' or 'entity'")
+    if key is not None:
+        key = key.strip()
+        if ordering != "entity":
+            raise EventValidationError("ordering_key", "goes with ordering 'entity' only")
+        if not key or any(not part for part in key.split(".")) or unsafe_character(key) is not None:
+            raise EventValidationError(
+                "ordering_key", "must be a dotted path such as 'entity_id' or 'context.project_id'"
+            )
+    return ordering, key or None  # type: ignore[return-value]
+
+
+def check_redact_fields(fields: Sequence[str]) -> list[str]:
+    if len(fields) > _MAX_REDACT:
+        raise EventValidationError("redact_fields", f"has more than {_MAX_REDACT} entries")
+    cleaned: list[str] = []
+    for index, field in enumerate(fields):
+        name = field.strip()
+        if not name or any(not part for part in name.split(".")) or unsafe_character(name) is not None:
+            raise EventValidationError(f"redact_fields[{index}]", "must be a field name or a dotted path")
+        cleaned.append(name)
+    return cleaned

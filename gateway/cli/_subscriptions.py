@@ -8,13 +8,14 @@ tables show) or its name (``gateway.operations.resolve_subscription``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import msgspec
 import typer
 from rich import box
 
-from consumers import Subscription
+from consumers import RateLimit, Subscription
 from integrations import INTEGRATION_NAMES
 from streams import EventValidationError, parse_duration
 
@@ -79,12 +80,66 @@ def _patterns(text: str) -> list[str]:
     return [p for p in text.split(",") if p.strip()]
 
 
+def _filter(text: str) -> dict[str, Any]:
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        fail(f"--filter: not valid JSON ({exc})", 2)
+    if not isinstance(value, dict):
+        fail('--filter: must be a JSON object such as \'{"data.current.priority": "high"}\'', 2)
+    return value
+
+
+def _template(text: str | None, path: Path | None) -> str | None:
+    if text is not None and path is not None:
+        fail("--template and --template-file cannot be used together", 2)
+    if path is None:
+        return text
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"--template-file: cannot read {str(path)!r} ({exc.__class__.__name__}: {exc})", 2)
+
+
+_PER: Final = {"s": "second", "sec": "second", "second": "second", "m": "minute", "min": "minute", "minute": "minute"}
+
+
+def _rate_limit(text: str) -> RateLimit:
+    count, sep, per = text.strip().partition("/")
+    if not sep or per.strip().lower() not in _PER or not count.strip().isdigit():
+        fail(f"--rate-limit: {text!r} is not a rate such as '10/s' or '600/m' (or 'none')", 2)
+    return RateLimit(count=int(count), per=_PER[per.strip().lower()])  # type: ignore[arg-type]
+
+
+def _fields(text: str) -> list[str]:
+    return [f.strip() for f in text.split(",") if f.strip()]
+
+
 _HeaderOption = Annotated[list[str] | None, typer.Option("--header", help="Custom header 'Name: value', repeatable.")]
 _ScheduleOption = Annotated[
     str | None, typer.Option("--retry-schedule", help="This subscription's own delays: 5s,1m,10m.")
 ]
 _ConfigOption = Annotated[str | None, typer.Option("--config", help="Integration config as a JSON object.")]
 _EventTypesHelp = "Comma-separated patterns: 'issue.*,comment.created', '*'."
+_FilterOption = Annotated[
+    str | None, typer.Option("--filter", help='Filter document (JSON): \'{"data.current.priority": "high"}\'.')
+]
+_TemplateOption = Annotated[str | None, typer.Option("--template", help="Body template (Jinja2, sandboxed).")]
+_TemplateFileOption = Annotated[
+    Path | None, typer.Option("--template-file", help="Read the body template from this file.")
+]
+_ContentTypeOption = Annotated[
+    str | None, typer.Option("--content-type", help="The template's content type (default application/json).")
+]
+_OrderingOption = Annotated[
+    str | None, typer.Option("--ordering", help="none (parallel), strict (one at a time), entity (per entity).")
+]
+_OrderingKeyOption = Annotated[
+    str | None, typer.Option("--ordering-key", help="With --ordering entity: the key's dotted path.")
+]
+_RedactOption = Annotated[
+    str | None, typer.Option("--redact", help="Comma-separated field names or paths to mask: 'email,data.token'.")
+]
 
 
 @subscriptions_app.command("create")
@@ -102,6 +157,19 @@ def create(
         int | None, typer.Option("--max-in-flight", help="Concurrent deliveries (1: strict order).")
     ] = None,
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
+    filter_: _FilterOption = None,
+    template: _TemplateOption = None,
+    template_file: _TemplateFileOption = None,
+    content_type: _ContentTypeOption = None,
+    rate_limit: Annotated[
+        str | None, typer.Option("--rate-limit", help="At most so many deliveries: '10/s', '600/m'.")
+    ] = None,
+    ordering: _OrderingOption = None,
+    ordering_key: _OrderingKeyOption = None,
+    redact: _RedactOption = None,
+    auto_recover: Annotated[
+        bool, typer.Option("--auto-recover/--no-auto-recover", help="Re-enable by itself when the receiver is back.")
+    ] = True,
 ) -> None:
     """Create a subscription; prints it as JSON with its secret (shown this once)."""
     from consumers import SubscriptionCreate
@@ -116,6 +184,14 @@ def create(
         active=not paused,
         retry_schedule=_schedule(retry_schedule) if retry_schedule is not None else None,
         max_in_flight=max_in_flight,
+        filters=_filter(filter_) if filter_ is not None else None,
+        template=_template(template, template_file),
+        template_content_type=content_type,
+        rate_limit=_rate_limit(rate_limit) if rate_limit is not None else None,
+        ordering=ordering or "none",  # type: ignore[arg-type]  # checked by the service, the field named
+        ordering_key=ordering_key,
+        redact_fields=_fields(redact) if redact is not None else [],
+        auto_recover=auto_recover,
     )
 
     async def body(engine: Engine) -> None:
@@ -142,7 +218,24 @@ def update(
         str | None, typer.Option("--retry-schedule", help="Own delays (5s,1m,10m), or 'default' for the global ones.")
     ] = None,
     max_in_flight: Annotated[
-        str | None, typer.Option("--max-in-flight", help="Concurrent deliveries (1: strict order), or 'default'.")
+        str | None, typer.Option("--max-in-flight", help="Concurrent deliveries, or 'default'.")
+    ] = None,
+    filter_: Annotated[str | None, typer.Option("--filter", help="Filter document (JSON), or 'none'.")] = None,
+    template: Annotated[str | None, typer.Option("--template", help="Body template, or 'none'.")] = None,
+    template_file: _TemplateFileOption = None,
+    content_type: Annotated[
+        str | None, typer.Option("--content-type", help="The template's content type, or 'default'.")
+    ] = None,
+    rate_limit: Annotated[str | None, typer.Option("--rate-limit", help="'10/s', '600/m', or 'none'.")] = None,
+    ordering: _OrderingOption = None,
+    ordering_key: Annotated[
+        str | None, typer.Option("--ordering-key", help="The entity key's dotted path, or 'default'.")
+    ] = None,
+    redact: Annotated[
+        str | None, typer.Option("--redact", help="Fields to mask (replaces the list), or 'none'.")
+    ] = None,
+    auto_recover: Annotated[
+        bool | None, typer.Option("--auto-recover/--no-auto-recover", help="Re-enable by itself when back.")
     ] = None,
 ) -> None:
     """Change some fields (the others stay); a refused value is named and nothing is saved."""
@@ -165,8 +258,24 @@ def update(
         patch.retry_schedule = None if retry_schedule == "default" else _schedule(retry_schedule)
     if max_in_flight is not None:
         patch.max_in_flight = None if max_in_flight == "default" else _in_flight(max_in_flight)
+    if filter_ is not None:
+        patch.filters = None if filter_ == "none" else _filter(filter_)
+    if template is not None or template_file is not None:
+        patch.template = None if template == "none" else _template(template, template_file)
+    if content_type is not None:
+        patch.template_content_type = None if content_type == "default" else content_type
+    if rate_limit is not None:
+        patch.rate_limit = None if rate_limit == "none" else _rate_limit(rate_limit)
+    if ordering is not None:
+        patch.ordering = ordering  # type: ignore[assignment]  # checked by the service, the field named
+    if ordering_key is not None:
+        patch.ordering_key = None if ordering_key == "default" else ordering_key
+    if redact is not None:
+        patch.redact_fields = [] if redact == "none" else _fields(redact)
+    if auto_recover is not None:
+        patch.auto_recover = auto_recover
     if all(value is msgspec.UNSET for value in msgspec.structs.asdict(patch).values()):
-        fail("nothing to change: give --name, --url, --event-types, --config, --header, --retry-schedule …", 2)
+        fail("nothing to change: give --name, --url, --event-types, --config, --header, --filter, --template …", 2)
     _apply(subscription, patch)
 
 
