@@ -26,6 +26,7 @@ from integrations.core import ClientTls, build_headers
 from streams import DEAD_LETTER_SUBJECT_ROOT, USER_AGENT, Event, Settings
 
 from .._messages import AttemptRecord, AttemptTrigger, DeadLetter, Subscription, delivery_id_for
+from ..rules import Rules, Skip
 from ..secrets import mask_request_headers
 from ._batcher import AttemptBatcher
 from ._http import DeliveryClient
@@ -132,8 +133,7 @@ class Deliverer:
     async def attempt(
         self,
         sub: Subscription,
-        integration: Integration[Any],
-        config: Any,
+        rules: Rules,
         event: Event,
         raw: bytes,
         *,
@@ -141,11 +141,12 @@ class Deliverer:
         trigger: AttemptTrigger,
         stream_seq: int | None,
         policy: RetryPolicy | None,
-    ) -> Attempted | None:
-        """One attempt; ``config`` is the subscription's parsed integration config; ``None`` if not sent."""
-        request = integration.render(event, raw, sub.url, config)
-        if request is None:
-            return None
+    ) -> Attempted | Skip:
+        """One attempt, shaped by the subscription's compiled ``rules``; a :class:`Skip` if nothing is sent."""
+        prepared = rules.prepare(event, raw)
+        if isinstance(prepared, Skip):
+            return prepared
+        request, integration, config = prepared.request, rules.integration, rules.config
         delivery_id = delivery_id_for(sub.id, event.event_id)
         started = datetime.now(UTC)
         headers = delivery_headers(sub, integration, event, request, now=started, delivery_id=delivery_id)

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Final
 
 from nats.aio.msg import Msg
 
-from integrations import INTEGRATIONS
 from streams import NATS_ERRORS, EventValidationError, decode_event
 
 from .._messages import AttemptRecord, Subscription
+from ..rules import Skip, compile_rules
 from ..subscriptions._consumer import consumer_name, ensure_consumer
 from ._outcome import Dead, Delivered, Gone, Retry
 from ._pull import ContinuousPull
@@ -52,9 +52,8 @@ class SubscriptionLoop:
     def __init__(self, worker: Worker, sub: Subscription) -> None:
         self.worker = worker
         self.sub = sub
-        self.integration = INTEGRATIONS[sub.integration]
-        self.config = self.integration.load_config(sub.integration_config)
-        """The integration config, parsed once here (and on :meth:`update`), not per delivery."""
+        self.rules = compile_rules(sub)
+        """The subscription's rules (integration config, …), compiled once here (and on :meth:`update`)."""
         self.policy = RetryPolicy.from_settings(worker.settings, sub.retry_schedule)
         self._limit = sub.max_in_flight or worker.settings.webhook_max_in_flight
         self._pull: ContinuousPull | None = None
@@ -66,7 +65,7 @@ class SubscriptionLoop:
 
     def update(self, sub: Subscription) -> None:
         """Take a changed subscription (URL, secret, headers, config) for the next deliveries."""
-        self.config = self.integration.load_config(sub.integration_config)
+        self.rules = compile_rules(sub)
         self.sub = sub
         self.policy = RetryPolicy.from_settings(self.worker.settings, sub.retry_schedule)
 
@@ -116,8 +115,7 @@ class SubscriptionLoop:
             return
         attempted = await deliverer.attempt(
             sub,
-            self.integration,
-            self.config,
+            self.rules,
             event,
             msg.data,
             attempt=delivered,
@@ -125,7 +123,7 @@ class SubscriptionLoop:
             stream_seq=stream_seq,
             policy=self.policy,
         )
-        if attempted is None:
+        if isinstance(attempted, Skip):
             await msg.ack()
             return
         settle: Callable[[], Awaitable[None]]

@@ -34,6 +34,7 @@ from streams import (
 )
 
 from .._messages import Subscription
+from ..rules import Skip, compile_rules
 from ..subscriptions._consumer import ack_wait
 from ..subscriptions._registry import SubscriptionRegistry
 from ._deliverer import Deliverer
@@ -211,13 +212,11 @@ class Worker:
             _log.info("dropping a %s of subscription %s: it is not active", request.trigger, request.subscription_id)
             await msg.ack()
             return
-        integration = INTEGRATIONS[sub.integration]
         loop = self._loops.get(sub.id)
         try:
             attempted = await self.deliverer.attempt(
                 sub,
-                integration,
-                loop.config if loop is not None else integration.load_config(sub.integration_config),
+                loop.rules if loop is not None else compile_rules(sub),
                 event,
                 bytes(request.event),
                 attempt=1,
@@ -230,7 +229,7 @@ class Worker:
             _log.warning("could not start a redelivery (%s)", exc)
             return
         try:
-            if attempted is not None:
+            if not isinstance(attempted, Skip):
                 await self.deliverer.record(attempted.record)
             await msg.ack()
         except NATS_ERRORS as exc:

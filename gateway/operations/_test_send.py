@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from consumers import DeliveryClient, client_tls, delivery_headers
-from integrations import get_integration
+from consumers.rules import Skip, compile_rules
 from streams import USER_AGENT, EventValidationError, build_event, encode_event, match_event_types
 
 from ._audit import record_audit
@@ -59,11 +59,12 @@ async def send_test_event(engine: Engine, subscription_id: uuid.UUID) -> Deliver
         actor={"type": "system", "name": "turbohooks-test"},
     )
     raw = encode_event(event)
-    integration = get_integration(sub.integration)
-    request = integration.render(event, raw, sub.url, sub.integration_config)
-    if request is None:
+    rules = compile_rules(sub)
+    prepared = rules.prepare(event, raw)
+    if isinstance(prepared, Skip):
         raise EventValidationError("integration", f"the {sub.integration} integration sends no {event.event_type}")
-    headers = delivery_headers(sub, integration, event, request, source=_TEST_SOURCE)
+    request = prepared.request
+    headers = delivery_headers(sub, rules.integration, event, request, source=_TEST_SOURCE)
     # Its own short-lived client: tests are rare, and the delivery rules (address
     # guard, no redirects, capped body) are the workers' exactly.
     async with DeliveryClient(
