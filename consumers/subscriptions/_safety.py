@@ -88,9 +88,15 @@ def described(sub: Subscription) -> dict[str, Any]:
     }
 
 
+_STATUS_FIELDS = frozenset(
+    {"status", "disabled_reason", "consecutive_failures", "first_failure_at", "probe_attempts", "next_probe_at"}
+)
+"""What a pause or a resume changes (a resume resets the failure counters and the probe state)."""
+
+
 def update_action(changes: Mapping[str, Any]) -> str:
     """``pause`` or ``resume`` when that is all an update did, else ``update``."""
-    status_only = set(changes) <= {"status", "disabled_reason", "consecutive_failures", "first_failure_at"}
+    status_only = set(changes) <= _STATUS_FIELDS
     if status_only and changes.get("status") == "paused":
         return "pause"
     if status_only and changes.get("status") == "active":
