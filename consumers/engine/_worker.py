@@ -216,7 +216,7 @@ class Worker:
         try:
             attempted = await self.deliverer.attempt(
                 sub,
-                loop.rules if loop is not None else compile_rules(sub),
+                loop.rules if loop is not None else compile_rules(sub, self.settings.redact_fields),
                 event,
                 bytes(request.event),
                 attempt=1,
