@@ -15,7 +15,7 @@ from nats.aio.msg import Msg
 from streams import NATS_ERRORS, EventValidationError, decode_event
 
 from .._messages import AttemptRecord, Subscription
-from ..rules import Skip, compile_rules
+from ..rules import Skip, compile_rules, counted
 from ..subscriptions._consumer import consumer_name, ensure_consumer
 from ._outcome import Dead, Delivered, Gone, Retry
 from ._pull import ContinuousPull
@@ -124,7 +124,11 @@ class SubscriptionLoop:
             policy=self.policy,
         )
         if isinstance(attempted, Skip):
-            await msg.ack()
+            if counted(attempted.reason):
+                # Counted for the stats; the batch holding the count acknowledges the event.
+                deliverer.skipped(sub.id, attempted.reason, msg)
+            else:
+                await msg.ack()
             return
         settle: Callable[[], Awaitable[None]]
         match attempted.outcome:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from ._filters import MAX_REGEX_LENGTH, OPERATORS, Predicate, check_filter, compile_filter
 from ._redact import DEFAULT_REDACT_FIELDS, REDACTED, Redactor, compile_redactor
-from ._rules import Prepared, Rules, Skip, SkipReason, compile_rules
+from ._rules import COUNTED_SKIPS, Prepared, Rules, Skip, SkipReason, compile_rules, counted
 
 __all__ = (
+    "COUNTED_SKIPS",
     "DEFAULT_REDACT_FIELDS",
     "MAX_REGEX_LENGTH",
     "OPERATORS",
@@ -27,4 +28,5 @@ __all__ = (
     "compile_filter",
     "compile_redactor",
     "compile_rules",
+    "counted",
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard
 
 import msgspec
 
@@ -15,13 +15,22 @@ from ._redact import Redactor, compile_redactor
 if TYPE_CHECKING:
     from streams import Event
 
-    from .._messages import Subscription
+    from .._messages import CountedSkip, Subscription
 
-__all__ = ("Prepared", "Rules", "Skip", "SkipReason", "compile_rules")
+__all__ = ("COUNTED_SKIPS", "Prepared", "Rules", "Skip", "SkipReason", "compile_rules", "counted")
 
 SkipReason = Literal["declined", "filtered"]
 """Why an event is not sent: ``declined`` — the integration's own rule (Claude skips AI actors, …);
 ``filtered`` — the subscription's filter does not match it."""
+
+
+COUNTED_SKIPS: Final[frozenset[str]] = frozenset({"filtered", "throttled", "loop"})
+"""The reasons the stats count (:data:`~consumers.CountedSkip`); ``declined`` is the integration's business."""
+
+
+def counted(reason: str) -> TypeGuard[CountedSkip]:
+    """Whether skips for ``reason`` are counted (``Deliverer.skipped``)."""
+    return reason in COUNTED_SKIPS
 
 
 class Skip(msgspec.Struct, frozen=True):
