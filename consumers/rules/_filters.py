@@ -30,6 +30,7 @@ Semantics (said in the README too):
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -115,6 +116,8 @@ _ENVELOPE: Final[Mapping[str, Mapping[str, None] | None]] = {
         )
     },
 }
+_CONVERTED: Final = frozenset({"event_id", "timestamp", "causation_id"})
+"""Attributes that are not JSON values in the Struct (UUIDs, a datetime): compared as their JSON strings."""
 _OPEN: Final = frozenset({"actor.metadata", "data.current", "data.previous", "data.changes"})
 """Attributes holding a JSON object (or list): paths may go on into it (a digit segment indexes a list)."""
 
@@ -172,10 +175,9 @@ class _Compiler:
             raise EventValidationError(where, f"the filter has more than {MAX_FILTER_CLAUSES} conditions")
         if op in ("$eq", "$ne"):
             value = _operand(operand, where)
-            equal = _equals(value)
             if op == "$eq":
-                return equal
-            return lambda v: not equal(v)
+                return _equals(value)
+            return _not_equals(value)
         if op in ("$gt", "$gte", "$lt", "$lte"):
             return _comparison(op, operand, where)
         if op in ("$in", "$nin"):
@@ -208,17 +210,12 @@ class _Compiler:
             return lambda v: v is _MISSING
         if op == "$contains":
             value = _operand(operand, where)
+            if isinstance(value, str):
+                # A string in a list compares equal only to a string: ``in`` is exact here, and in C.
+                return lambda v: value in v if v.__class__ in _CONTAINERS else False
             equal = _equals(value)
-            text = value if isinstance(value, str) else None
-
-            def contains(v: Any) -> bool:
-                if isinstance(v, list):
-                    return any(equal(item) for item in v)
-                if text is not None and isinstance(v, str):
-                    return text in v
-                return False
-
-            return contains
+            # A number, boolean or object: an element of a list equal to it (strictly: true is not 1).
+            return lambda v: isinstance(v, list) and any(equal(item) for item in v)
         if op in ("$startsWith", "$endsWith"):
             if not isinstance(operand, str):
                 raise EventValidationError(where, "must be a string")
@@ -270,22 +267,19 @@ def _getter(path: str, where: str) -> Callable[[Event], Any]:
         raise EventValidationError(where, f"{'.'.join(attributes)} has no fields")
     steps = tuple(keys)
 
-    if len(attributes) == 1:
-        (first,) = attributes
-
-        def attrs(event: Event) -> Any:
-            return getattr(event, first)
-
-    else:
-        first, second = attributes
-
-        def attrs(event: Event) -> Any:
-            return getattr(getattr(event, first), second)
-
+    # attrgetter walks the Struct attributes in C: one call for "data.current".
+    attrs = operator.attrgetter(".".join(attributes))
     if not steps:
+        if ".".join(attributes) in _CONVERTED:
+
+            def get_converted(event: Event) -> Any:
+                return _json(attrs(event))
+
+            return get_converted
 
         def get(event: Event) -> Any:
-            return _json(attrs(event))
+            value = attrs(event)
+            return _MISSING if value is None else value
 
         return get
 
@@ -332,6 +326,17 @@ def _equals(operand: Any) -> Callable[[Any], bool]:
     return lambda v: type(v) is type(operand) and v == operand
 
 
+def _not_equals(operand: Any) -> Callable[[Any], bool]:
+    """``$ne``: true on a missing path and on another kind, as the negation of :func:`_equals`."""
+    if isinstance(operand, str):
+        return lambda v: v.__class__ is not str or v != operand
+    equal = _equals(operand)
+    return lambda v: not equal(v)
+
+
+_CONTAINERS: Final = frozenset({list, str})
+
+
 def _hashable_set(values: Sequence[Any]) -> frozenset[tuple[type, Any]] | None:
     """``$in`` of strings and numbers: one set lookup by (kind, value) instead of a loop."""
     if not all(isinstance(v, str) or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
@@ -349,23 +354,27 @@ def _hashable_set(values: Sequence[Any]) -> frozenset[tuple[type, Any]] | None:
 def _comparison(op: str, operand: Any, where: str) -> Callable[[Any], bool]:
     if isinstance(operand, bool) or not isinstance(operand, (int, float, str)):
         raise EventValidationError(where, "must be a number or a string")
+    # One closure per operator and kind, the kind test inlined: this is the per-event path.
     if isinstance(operand, str):
-
-        def same_kind(v: Any) -> bool:
-            return isinstance(v, str)
-
-    else:
-
-        def same_kind(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool)
-
+        if op == "$gt":
+            return lambda v: isinstance(v, str) and v > operand
+        if op == "$gte":
+            return lambda v: isinstance(v, str) and v >= operand
+        if op == "$lt":
+            return lambda v: isinstance(v, str) and v < operand
+        return lambda v: isinstance(v, str) and v <= operand
+    number: Any = operand
     if op == "$gt":
-        return lambda v: same_kind(v) and v > operand
+        return lambda v: v.__class__ in _NUMBERS and v > number
     if op == "$gte":
-        return lambda v: same_kind(v) and v >= operand
+        return lambda v: v.__class__ in _NUMBERS and v >= number
     if op == "$lt":
-        return lambda v: same_kind(v) and v < operand
-    return lambda v: same_kind(v) and v <= operand
+        return lambda v: v.__class__ in _NUMBERS and v < number
+    return lambda v: v.__class__ in _NUMBERS and v <= number
+
+
+_NUMBERS: Final = frozenset({int, float})
+"""JSON numbers as decoded (``bool`` is a subclass of ``int``, not a number here)."""
 
 
 def _regex(pattern: Any, where: str) -> Callable[[str], object]:

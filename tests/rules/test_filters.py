@@ -24,7 +24,7 @@ def _event(**current: Any) -> Event:
     )
 
 
-EVENT = _event(flag=True, title="Login fails on Safari", score=2.5)
+EVENT = _event(flag=True, title="Login fails on Safari", score=2.5, nums=[1, 2.5, True])
 
 # (filter, expected on EVENT): each operator once true, once false.
 CASES: list[tuple[dict[str, Any], bool]] = [
@@ -55,6 +55,11 @@ CASES: list[tuple[dict[str, Any], bool]] = [
     ({"data.changes": {"$contains": "title"}}, False),
     ({"data.current.title": {"$contains": "Safari"}}, True),
     ({"data.current.title": {"$contains": "Chrome"}}, False),
+    ({"data.current.nums": {"$contains": 2.5}}, True),
+    ({"data.current.nums": {"$contains": 3}}, False),
+    ({"data.current.nums": {"$contains": True}}, True),
+    ({"data.current.labels": {"$contains": 1}}, False),
+    ({"data.current.points": {"$ne": "5"}}, True),  # another kind is not equal
     ({"data.current.title": {"$startsWith": "Login"}}, True),
     ({"data.current.title": {"$startsWith": "Safari"}}, False),
     ({"data.current.title": {"$endsWith": "Safari"}}, True),
