@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard
 
 import msgspec
 
 from integrations import INTEGRATIONS, Integration, OutgoingRequest
+from streams import EventValidationError
 
 from ._filters import Predicate, compile_filter
 from ._redact import Redactor, compile_redactor
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
     from .._messages import CountedSkip, Subscription
 
 __all__ = ("COUNTED_SKIPS", "Prepared", "Rules", "Skip", "SkipReason", "compile_rules", "counted")
+
+_log = logging.getLogger("turbohooks.worker")
 
 SkipReason = Literal["declined", "filtered"]
 """Why an event is not sent: ``declined`` — the integration's own rule (Claude skips AI actors, …);
@@ -94,6 +98,21 @@ def compile_rules(sub: Subscription, redact_fields: Sequence[str] = ()) -> Rules
         integration,
         integration.load_config(sub.integration_config),
         sub.url,
-        filter=compile_filter(sub.filters) if sub.filters else None,
+        filter=_loaded_filter(sub),
         redactor=compile_redactor(redact_fields, sub.redact_fields),
     )
+
+
+def _loaded_filter(sub: Subscription) -> Predicate | None:
+    """The compiled filter; ``None`` (every event) for one stored before filters were checked on save.
+
+    Such a filter was accepted and ignored then: the subscription keeps getting
+    every event (nothing is lost) and the log says why, until it is updated.
+    """
+    if not sub.filters:
+        return None
+    try:
+        return compile_filter(sub.filters)
+    except EventValidationError as exc:
+        _log.error("subscription %s: its stored filter does not compile (%s); every event is sent", sub.id, exc)
+        return None
