@@ -18,12 +18,14 @@ __all__ = (
     "AttemptOutcome",
     "AttemptRecord",
     "AttemptTrigger",
+    "CountedSkip",
     "DeadLetter",
     "DeadLetterCause",
     "DeliveryStatus",
     "Ordering",
     "RateLimit",
     "SignatureScheme",
+    "SkipCount",
     "Subscription",
     "SubscriptionStatus",
     "delivery_id_for",
@@ -162,11 +164,27 @@ class AttemptRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Set when the answer itself disables the subscription (410 Gone): the reason."""
 
 
+CountedSkip = Literal["filtered", "throttled", "loop"]
+"""Events not sent that the stats count: excluded by the subscription's filter, held back by
+its rate limit, stopped by loop prevention."""
+
+
+class SkipCount(msgspec.Struct, kw_only=True, frozen=True):
+    """``count`` events of one subscription not sent for ``reason`` in the minute starting at ``minute``."""
+
+    subscription_id: uuid.UUID
+    reason: CountedSkip
+    minute: datetime
+    count: int
+
+
 class AttemptBatch(msgspec.Struct, kw_only=True):
     """Attempt records published together: one JetStream write for many deliveries."""
 
     batch_id: uuid.UUID
     records: list[AttemptRecord]
+    skips: list[SkipCount] = msgspec.field(default_factory=list)
+    """Events acknowledged without a request (filtered, …), counted: they travel with the records."""
 
 
 DeadLetterCause = Literal["delivery_failed", "refused"]

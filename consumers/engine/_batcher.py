@@ -8,6 +8,12 @@ share one write. The common case, a delivery that succeeded, hands its event's
 message over too: the batch acknowledges its messages once stored, without a
 task or a future per delivery.
 
+Events acknowledged without a request (a filter excluded them; later: a rate
+limit or loop prevention) are counted the same way: :meth:`AttemptBatcher.count`
+adds one to the batch's per-subscription counts and hands the event's message
+over, acknowledged once the batch holding the count is stored. So a count is
+never lost while its event is acknowledged, and costs no write of its own.
+
 Neither a record nor a batch exceeds the server's ``max_payload`` (see
 :mod:`~consumers.engine._sizing`): batches are cut by encoded size, and a
 record too large alone keeps its request body by reference.
@@ -18,16 +24,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Final
 
+import msgspec
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from streams import ATTEMPTS_SUBJECT_ROOT, NATS_ERRORS
 
-from .._messages import AttemptRecord
+from .._messages import AttemptRecord, CountedSkip, SkipCount
 from ._sizing import HEADROOM, fit_record
 
 __all__ = ("AttemptBatcher",)
@@ -66,6 +75,8 @@ class AttemptBatcher:
         self._subject = ""
         self._waiters: list[asyncio.Future[None]] = []
         self._acks: list[Msg] = []
+        self._skips: dict[tuple[uuid.UUID, CountedSkip, int], int] = {}
+        """Counts of events not sent, by (subscription, reason, minute since the epoch), for the next batch."""
         self._bytes = 0
         self._timer: asyncio.TimerHandle | None = None
         self._soon = False
@@ -94,6 +105,24 @@ class AttemptBatcher:
         """Store ``record``, then acknowledge ``msg``; if storing fails ``msg`` stays unacknowledged (redelivered)."""
         self._add(record, ack=msg)
 
+    def count(self, subscription_id: uuid.UUID, reason: CountedSkip, msg: Msg | None = None) -> None:
+        """Count one event of ``subscription_id`` not sent for ``reason``; then acknowledge ``msg``, if given.
+
+        The count travels in the next batch (started if none is in hand, within
+        the linger); ``msg`` is acknowledged once that batch is stored, and stays
+        unacknowledged (redelivered, counted again) if storing fails.
+        """
+        if not self._records and not self._skips:
+            self._subject = f"{ATTEMPTS_SUBJECT_ROOT}.{subscription_id.hex}"
+        key = (subscription_id, reason, int(time.time() // 60))
+        self._skips[key] = self._skips.get(key, 0) + 1
+        if msg is not None:
+            self._acks.append(msg)
+        if len(self._acks) >= self.max_batch or len(self._skips) >= self.max_batch:
+            self._flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.linger, self._flush)
+
     @property
     def limit(self) -> int:
         """The largest record or batch published: the server's max_payload less headroom."""
@@ -106,7 +135,7 @@ class AttemptBatcher:
         _, encoded = fit_record(record, limit - _ENVELOPE)
         if self._records and self._bytes + len(encoded) + 1 > min(self.max_bytes, limit - _ENVELOPE):
             self._flush()  # the record does not fit the batch in hand: it starts the next one
-        if not self._records:
+        if not self._records and not self._skips:
             self._subject = f"{ATTEMPTS_SUBJECT_ROOT}.{record.subscription_id.hex}"
         self._records.append(encoded)
         if waiter is not None:
@@ -124,22 +153,32 @@ class AttemptBatcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._records:
+        if not self._records and not self._skips:
             return
         records, waiters, acks = self._records, self._waiters, self._acks
-        self._records, self._waiters, self._acks, self._bytes = [], [], [], 0
-        task = asyncio.create_task(self._publish(self._subject, records, waiters, acks))
+        skips = _encode_skips(self._skips) if self._skips else b""
+        self._records, self._waiters, self._acks, self._bytes, self._skips = [], [], [], 0, {}
+        task = asyncio.create_task(self._publish(self._subject, records, waiters, acks, skips))
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
 
     async def _publish(
-        self, subject: str, records: list[bytes], waiters: list[asyncio.Future[None]], acks: list[Msg]
+        self,
+        subject: str,
+        records: list[bytes],
+        waiters: list[asyncio.Future[None]],
+        acks: list[Msg],
+        skips: bytes = b"",
     ) -> None:
         batch_id = uuid.uuid4()
         # An AttemptBatch, assembled from records encoded once, as they came.
         # The subject names the first record's subscription: informative only,
         # the recorder reads every subject under the root.
-        message = b'{"batch_id":"%s","records":[%s]}' % (str(batch_id).encode(), b",".join(records))
+        message = b'{"batch_id":"%s","records":[%s]%s}' % (
+            str(batch_id).encode(),
+            b",".join(records),
+            b',"skips":' + skips if skips else b"",
+        )
         try:
             await self.js.publish(subject, message, headers={"Nats-Msg-Id": str(batch_id)})
         except BaseException as exc:
@@ -167,3 +206,18 @@ class AttemptBatcher:
         if self._flushing:
             with contextlib.suppress(Exception):
                 await asyncio.gather(*self._flushing, return_exceptions=True)
+
+
+def _encode_skips(counts: dict[tuple[uuid.UUID, CountedSkip, int], int]) -> bytes:
+    """The batch's ``skips``: a :class:`~consumers.SkipCount` per (subscription, reason, minute)."""
+    return msgspec.json.encode(
+        [
+            SkipCount(
+                subscription_id=sub_id,
+                reason=reason,
+                minute=datetime.fromtimestamp(minute * 60, UTC),
+                count=count,
+            )
+            for (sub_id, reason, minute), count in counts.items()
+        ]
+    )

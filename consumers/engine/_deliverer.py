@@ -19,13 +19,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import msgspec
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from integrations import Integration, OutgoingRequest, Transport
 from integrations.core import ClientTls, build_headers
 from streams import DEAD_LETTER_SUBJECT_ROOT, USER_AGENT, Event, Settings
 
-from .._messages import AttemptRecord, AttemptTrigger, DeadLetter, Subscription, delivery_id_for
+from .._messages import AttemptRecord, AttemptTrigger, CountedSkip, DeadLetter, Subscription, delivery_id_for
 from ..rules import Rules, Skip
 from ..secrets import mask_request_headers
 from ._batcher import AttemptBatcher
@@ -221,6 +222,13 @@ class Deliverer:
     async def record(self, record: AttemptRecord) -> None:
         """Publish the attempt for the recorder; awaited, so the log is written before the ack."""
         await self.batcher.record(record)
+
+    def skipped(self, subscription_id: uuid.UUID, reason: CountedSkip, msg: Msg | None = None) -> None:
+        """Count an event of ``subscription_id`` not sent for ``reason`` (stats); ``msg`` is acknowledged once stored.
+
+        No request, no delivery-log row: only the count, in the next attempts batch.
+        """
+        self.batcher.count(subscription_id, reason, msg)
 
     async def dead_letter(
         self, sub: Subscription, raw: bytes, stream_seq: int, record: AttemptRecord, reason: str = ""

@@ -15,7 +15,7 @@ from nats.aio.msg import Msg
 from streams import NATS_ERRORS, EventValidationError, decode_event
 
 from .._messages import AttemptRecord, Subscription
-from ..rules import Skip, compile_rules
+from ..rules import Skip, compile_rules, counted
 from ..subscriptions._consumer import consumer_name, ensure_consumer
 from ._outcome import Dead, Delivered, Gone, Retry
 from ._pull import ContinuousPull
@@ -52,7 +52,7 @@ class SubscriptionLoop:
     def __init__(self, worker: Worker, sub: Subscription) -> None:
         self.worker = worker
         self.sub = sub
-        self.rules = compile_rules(sub)
+        self.rules = compile_rules(sub, worker.settings.redact_fields)
         """The subscription's rules (integration config, …), compiled once here (and on :meth:`update`)."""
         self.policy = RetryPolicy.from_settings(worker.settings, sub.retry_schedule)
         self._limit = sub.max_in_flight or worker.settings.webhook_max_in_flight
@@ -65,7 +65,7 @@ class SubscriptionLoop:
 
     def update(self, sub: Subscription) -> None:
         """Take a changed subscription (URL, secret, headers, config) for the next deliveries."""
-        self.rules = compile_rules(sub)
+        self.rules = compile_rules(sub, self.worker.settings.redact_fields)
         self.sub = sub
         self.policy = RetryPolicy.from_settings(self.worker.settings, sub.retry_schedule)
 
@@ -124,7 +124,11 @@ class SubscriptionLoop:
             policy=self.policy,
         )
         if isinstance(attempted, Skip):
-            await msg.ack()
+            if counted(attempted.reason):
+                # Counted for the stats; the batch holding the count acknowledges the event.
+                deliverer.skipped(sub.id, attempted.reason, msg)
+            else:
+                await msg.ack()
             return
         settle: Callable[[], Awaitable[None]]
         match attempted.outcome:

@@ -34,7 +34,7 @@ from streams import (
 )
 
 from .._messages import Subscription
-from ..rules import Skip, compile_rules
+from ..rules import Skip, compile_rules, counted
 from ..subscriptions._consumer import ack_wait
 from ..subscriptions._registry import SubscriptionRegistry
 from ._deliverer import Deliverer
@@ -216,7 +216,7 @@ class Worker:
         try:
             attempted = await self.deliverer.attempt(
                 sub,
-                loop.rules if loop is not None else compile_rules(sub),
+                loop.rules if loop is not None else compile_rules(sub, self.settings.redact_fields),
                 event,
                 bytes(request.event),
                 attempt=1,
@@ -231,6 +231,8 @@ class Worker:
         try:
             if not isinstance(attempted, Skip):
                 await self.deliverer.record(attempted.record)
+            elif counted(attempted.reason):
+                self.deliverer.skipped(sub.id, attempted.reason)
             await msg.ack()
         except NATS_ERRORS as exc:
             _log.warning("could not settle a redelivery (%s)", exc)

@@ -25,6 +25,7 @@ from ._store import (
     EventTypeActivity,
     RecordResult,
     SubscriptionActivity,
+    SubscriptionSkips,
     SubscriptionStore,
 )
 
@@ -44,6 +45,7 @@ __all__ = (
     "RecordResult",
     "Recorder",
     "SubscriptionActivity",
+    "SubscriptionSkips",
     "SubscriptionStore",
     "acting_as",
     "alembic_config",

@@ -44,6 +44,7 @@ __all__ = (
     "DeliveryRow",
     "JSONDocument",
     "JSONValue",
+    "SkipCountRow",
     "SubscriptionRow",
     "UTCDateTime",
 )
@@ -237,3 +238,22 @@ class AttemptRow(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SkipCountRow(Base):
+    """``webhook_skip_counts``: events a subscription acknowledged without a request, by reason and minute.
+
+    No foreign key: a count may arrive after its subscription was deleted, and
+    must not make the recorder's batch fail; the stats join what still exists.
+    """
+
+    __tablename__ = "webhook_skip_counts"
+    __table_args__ = (
+        Index("ix_webhook_skip_counts_minute", "minute"),
+        CheckConstraint("reason IN ('filtered', 'throttled', 'loop')", name="reason"),
+    )
+
+    subscription_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(16), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)

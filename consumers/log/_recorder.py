@@ -48,7 +48,7 @@ from streams import (
     recorder_consumer_config,
 )
 
-from .._messages import AttemptBatch, AttemptRecord
+from .._messages import AttemptBatch, AttemptRecord, SkipCount
 from ._database import DATABASE_OUTAGES, DATABASE_REFUSALS
 from ._store import DeliveryStore
 
@@ -193,15 +193,19 @@ class Recorder:
 
     async def _write(self, msgs: Sequence[Msg]) -> None:
         attempts: list[AttemptRecord] = []
+        skips: list[SkipCount] = []
         for msg in msgs:
             try:
-                attempts.extend(_decode(msg.data))
+                batch = _decode(msg.data)
+                attempts.extend(batch.records)
+                skips.extend(batch.skips)
             except _Undecodable as exc:
                 await self._park(msg, f"not an attempt batch: {exc}")
         result = await self.deliveries.record(
             attempts,
             disable_after_failures=self.settings.webhook_disable_after_failures,
             disable_after_period=self.settings.webhook_disable_after_period,
+            skips=skips,
         )
         self.recorded += len(attempts)
         for subscription_id, reason in result.to_disable().items():
@@ -237,9 +241,9 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, (DatabaseUnavailableError, *DATABASE_OUTAGES, *NATS_ERRORS))
 
 
-def _decode(data: bytes) -> list[AttemptRecord]:
+def _decode(data: bytes) -> AttemptBatch:
     try:
-        return _decoder.decode(data).records
+        return _decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise _Undecodable(str(exc)) from exc
     except (RecursionError, MemoryError, ValueError) as exc:

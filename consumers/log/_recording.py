@@ -21,7 +21,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from .._messages import (
     AttemptRecord,
     DeliveryStatus,
+    SkipCount,
 )
+from ._counts import add_skip_counts, skip_upsert
 from ._database import Database
 from ._rows import (
     Counters,
@@ -52,6 +54,7 @@ class DeliveryRecording:
         self._insert_attempts = self._insert_ignoring_duplicates(ATTEMPTS, "attempt_id").returning(
             ATTEMPTS.c.attempt_id
         )
+        self._upsert_skips = skip_upsert(db.dialect_name)
 
     async def record(
         self,
@@ -59,6 +62,7 @@ class DeliveryRecording:
         *,
         disable_after_failures: int,
         disable_after_period: float,
+        skips: Sequence[SkipCount] = (),
     ) -> RecordResult:
         """Store a batch of attempts in one transaction; idempotent, and order does not matter.
 
@@ -69,6 +73,7 @@ class DeliveryRecording:
         subscription, one that becomes ``success`` resets the count. Subscriptions
         with at least ``disable_after_failures`` (0: never) failing for at least
         ``disable_after_period`` seconds come back in :attr:`RecordResult.failing`.
+        ``skips``: the batch's counts of events not sent (filtered, …), added in the same transaction.
         """
         batch: dict[uuid.UUID, AttemptRecord] = {}
         for record in attempts:
@@ -77,6 +82,9 @@ class DeliveryRecording:
                 batch[record.attempt_id] = record  # the answer supersedes the record written ahead
         result = RecordResult(duplicates=len(attempts) - len(batch))
         if not batch:
+            if skips:
+                async with self._db.transaction() as session:
+                    await add_skip_counts(await session.connection(), self._upsert_skips, skips)
             return result
         async with self._db.transaction() as session:
             # SQLAlchemy Core on the session's connection: no ORM objects, one
@@ -92,6 +100,7 @@ class DeliveryRecording:
             kept = [a for a in batch.values() if a.subscription_id in subscriptions]
             result.skipped = len(batch) - len(kept)
             if not kept:
+                await add_skip_counts(connection, self._upsert_skips, skips)
                 return result
             by_delivery: dict[uuid.UUID, list[AttemptRecord]] = defaultdict(list)
             for record in kept:
@@ -174,6 +183,8 @@ class DeliveryRecording:
                     and all(gone_id != subscription.id for gone_id, _ in result.gone)
                 ):
                     result.gone.append((subscription.id, record.disable_subscription))
+            # Last, whatever the batch held: every recorder takes its locks in the same order.
+            await add_skip_counts(connection, self._upsert_skips, skips)
         return result
 
     def _insert_ignoring_duplicates(self, table: Table, key: str) -> Insert:

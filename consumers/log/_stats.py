@@ -13,6 +13,7 @@ from sqlalchemy import (
     select,
 )
 
+from ._counts import read_skip_counts
 from ._database import Database
 from ._models import AttemptRow, DeliveryRow, SubscriptionRow
 from ._views import (
@@ -79,6 +80,7 @@ class DeliveryStatistics:
                     select(func.count()).select_from(SubscriptionRow).where(SubscriptionRow.status == "active")
                 )
             ).scalar_one()
+            skips = await read_skip_counts(session, since)
             total = sum(by_status.values())
             return DeliveryStats(
                 since=utc(since),
@@ -101,6 +103,10 @@ class DeliveryStatistics:
                     EventTypeActivity(event_type=event_type, deliveries=count) for event_type, count in event_types
                 ],
                 active_subscriptions=active,
+                filtered=skips.overall["filtered"],
+                throttled=skips.overall["throttled"],
+                loop_stopped=skips.overall["loop"],
+                skips_by_subscription=skips.by_subscription,
             )
 
 

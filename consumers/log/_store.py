@@ -21,6 +21,7 @@ from ._views import (
     EventTypeActivity,
     RecordResult,
     SubscriptionActivity,
+    SubscriptionSkips,
 )
 
 __all__ = (
@@ -32,6 +33,7 @@ __all__ = (
     "EventTypeActivity",
     "RecordResult",
     "SubscriptionActivity",
+    "SubscriptionSkips",
     "SubscriptionStore",
 )
 

@@ -16,11 +16,12 @@ from .._messages import (
     AttemptTrigger,
     DeliveryStatus,
 )
-from ._models import AttemptRow, DeliveryRow, SubscriptionRow
+from ._models import AttemptRow, DeliveryRow, SkipCountRow, SubscriptionRow
 
 __all__ = (
     "ATTEMPTS",
     "DELIVERIES",
+    "SKIP_COUNTS",
     "SUBSCRIPTIONS",
     "AttemptDetail",
     "DeliveryDetail",
@@ -29,6 +30,7 @@ __all__ = (
     "EventTypeActivity",
     "RecordResult",
     "SubscriptionActivity",
+    "SubscriptionSkips",
     "attempt_detail",
     "now",
     "payload_bytes",
@@ -102,6 +104,19 @@ class SubscriptionActivity(msgspec.Struct, kw_only=True):
     failed: int
 
 
+class SubscriptionSkips(msgspec.Struct, kw_only=True):
+    """Events of one subscription acknowledged without a request in a stats window, by reason."""
+
+    subscription_id: uuid.UUID
+    name: str
+    filtered: int = 0
+    """Excluded by the subscription's filter."""
+    throttled: int = 0
+    """Held back by its rate limit."""
+    loop_stopped: int = 0
+    """Stopped by loop prevention."""
+
+
 class EventTypeActivity(msgspec.Struct, kw_only=True):
     """Deliveries of one event type in a stats window."""
 
@@ -131,6 +146,14 @@ class DeliveryStats(msgspec.Struct, kw_only=True):
     """The 10 event types with the most deliveries."""
     active_subscriptions: int
     """Subscriptions whose status is ``active`` now."""
+    filtered: int = 0
+    """Events acknowledged without a request because a subscription's filter excluded them (no log row)."""
+    throttled: int = 0
+    """Events a subscription's rate limit held back (counted each time one is held)."""
+    loop_stopped: int = 0
+    """Events loop prevention stopped."""
+    skips_by_subscription: list[SubscriptionSkips] = msgspec.field(default_factory=list)
+    """Those three counts per subscription (the 50 with the most), for subscriptions that still exist."""
 
 
 class RecordResult(msgspec.Struct, kw_only=True):
@@ -156,6 +179,9 @@ SUBSCRIPTIONS: Final = cast(Table, SubscriptionRow.__table__)
 
 
 DELIVERIES: Final = cast(Table, DeliveryRow.__table__)
+
+
+SKIP_COUNTS: Final = cast(Table, SkipCountRow.__table__)
 
 
 ATTEMPTS: Final = cast(Table, AttemptRow.__table__)

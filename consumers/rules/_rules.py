@@ -2,21 +2,39 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard
 
 import msgspec
 
 from integrations import INTEGRATIONS, Integration, OutgoingRequest
+from streams import EventValidationError
+
+from ._filters import Predicate, compile_filter
+from ._redact import Redactor, compile_redactor
 
 if TYPE_CHECKING:
     from streams import Event
 
-    from .._messages import Subscription
+    from .._messages import CountedSkip, Subscription
 
-__all__ = ("Prepared", "Rules", "Skip", "SkipReason", "compile_rules")
+__all__ = ("COUNTED_SKIPS", "Prepared", "Rules", "Skip", "SkipReason", "compile_rules", "counted")
 
-SkipReason = Literal["declined"]
-"""Why an event is not sent: ``declined`` — the integration's own rule (Claude skips AI actors, …)."""
+_log = logging.getLogger("turbohooks.worker")
+
+SkipReason = Literal["declined", "filtered"]
+"""Why an event is not sent: ``declined`` — the integration's own rule (Claude skips AI actors, …);
+``filtered`` — the subscription's filter does not match it."""
+
+
+COUNTED_SKIPS: Final[frozenset[str]] = frozenset({"filtered", "throttled", "loop"})
+"""The reasons the stats count (:data:`~consumers.CountedSkip`); ``declined`` is the integration's business."""
+
+
+def counted(reason: str) -> TypeGuard[CountedSkip]:
+    """Whether skips for ``reason`` are counted (``Deliverer.skipped``)."""
+    return reason in COUNTED_SKIPS
 
 
 class Skip(msgspec.Struct, frozen=True):
@@ -35,23 +53,66 @@ class Prepared(msgspec.Struct, frozen=True):
 class Rules:
     """What one subscription sends for an event; built by :func:`compile_rules`, reused for every event."""
 
-    __slots__ = ("config", "integration", "url")
+    __slots__ = ("config", "filter", "integration", "redactor", "url")
 
-    def __init__(self, integration: Integration[Any], config: Any, url: str) -> None:
+    def __init__(
+        self,
+        integration: Integration[Any],
+        config: Any,
+        url: str,
+        *,
+        filter: Predicate | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
         self.integration = integration
         self.config = config
         """The integration config, parsed once here, not per delivery."""
         self.url = url
+        self.filter = filter
+        """The subscription's filter, compiled; ``None``: every event of its types."""
+        self.redactor = redactor or compile_redactor()
 
-    def prepare(self, event: Event, raw: bytes) -> Prepared | Skip:
-        """The request for ``event`` (``raw``: its envelope's bytes), or why none is sent."""
+    def prepare(self, event: Event, raw: bytes, *, test: bool = False) -> Prepared | Skip:
+        """The request for ``event`` (``raw``: its envelope's bytes), or why none is sent.
+
+        The filter sees the event as published; the integration renders it
+        redacted. ``test``: a synthetic test event, sent whatever the filter says
+        (it exists to check the endpoint, and would rarely match a real filter).
+        """
+        if self.filter is not None and not test and not self.filter(event):
+            return Skip("filtered")
+        event, raw = self.redactor.redact(event, raw)
         request = self.integration.render(event, raw, self.url, self.config)
         if request is None:
             return Skip("declined")
         return Prepared(request)
 
 
-def compile_rules(sub: Subscription) -> Rules:
-    """``sub``'s rules, compiled: its integration config parsed (and, as they land, its filter and template)."""
+def compile_rules(sub: Subscription, redact_fields: Sequence[str] = ()) -> Rules:
+    """``sub``'s rules, compiled: its integration config parsed, its filter and redaction compiled.
+
+    ``redact_fields``: the global list (``TURBOHOOKS_REDACT_FIELDS``), beside the built-in one and the subscription's.
+    """
     integration = INTEGRATIONS[sub.integration]
-    return Rules(integration, integration.load_config(sub.integration_config), sub.url)
+    return Rules(
+        integration,
+        integration.load_config(sub.integration_config),
+        sub.url,
+        filter=_loaded_filter(sub),
+        redactor=compile_redactor(redact_fields, sub.redact_fields),
+    )
+
+
+def _loaded_filter(sub: Subscription) -> Predicate | None:
+    """The compiled filter; ``None`` (every event) for one stored before filters were checked on save.
+
+    Such a filter was accepted and ignored then: the subscription keeps getting
+    every event (nothing is lost) and the log says why, until it is updated.
+    """
+    if not sub.filters:
+        return None
+    try:
+        return compile_filter(sub.filters)
+    except EventValidationError as exc:
+        _log.error("subscription %s: its stored filter does not compile (%s); every event is sent", sub.id, exc)
+        return None

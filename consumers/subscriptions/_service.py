@@ -26,6 +26,7 @@ from streams import Settings, normalize_patterns
 
 from .._messages import Subscription
 from ..log import AuditStore, SubscriptionStore
+from ..rules import check_filter
 from ._consumer import delete_consumer, ensure_consumer
 from ._registry import SubscriptionRegistry
 from ._safety import (
@@ -112,7 +113,7 @@ class SubscriptionService:
             headers=check_headers(new.headers),
             status="active" if new.active else "paused",
             secret=generate_secret(),
-            filters=new.filters,
+            filters=check_filter(new.filters),
             retry_schedule=check_schedule(new.retry_schedule),
             max_in_flight=check_in_flight(new.max_in_flight),
             created_at=now,
@@ -170,7 +171,7 @@ class SubscriptionService:
         if patch.max_in_flight is not UNSET:
             changes["max_in_flight"] = check_in_flight(patch.max_in_flight)
         if patch.filters is not UNSET:
-            changes["filters"] = patch.filters
+            changes["filters"] = check_filter(patch.filters)
         if patch.signature is not UNSET:
             changes["signature_scheme"] = patch.signature
             if patch.signature != "v1" and not current.signing_key:

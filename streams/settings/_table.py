@@ -302,6 +302,15 @@ _ROWS: Final = (
         "concurrent deliveries per subscription",
     ),
     _v(
+        "TURBOHOOKS_REDACT_FIELDS",
+        "core",
+        "redact_fields",
+        parse_list(lambda f: f.strip()),
+        "empty (the built-in list still applies: `password`, `token`, `secret`, `api_key`, `authorization`, …)",
+        "comma-separated field names (any depth) or dotted paths masked as `[redacted]` in the `data` of every "
+        "delivery, beside the built-in list and each subscription's `redact_fields`",
+    ),
+    _v(
         "WEBHOOK_DISABLE_AFTER_FAILURES",
         "core",
         "webhook_disable_after_failures",
