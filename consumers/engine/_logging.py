@@ -31,7 +31,8 @@ def attempt_fields(record: AttemptRecord) -> dict[str, Any]:
         "attempt": record.attempt,
         "status": record.response_code,
         "latency_ms": record.latency_ms,
-        "error": record.error,
+        # An answer that failed has no transport error: its status says why, in words a grep finds.
+        "error": record.error or (f"HTTP {record.response_code}" if record.outcome != "success" else None),
         "outcome": record.outcome,
         "event_type": record.event_type,
         "trigger": record.trigger,
