@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Final
 
 from litestar import Router, get, post
-from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError as JsNotFoundError
@@ -49,14 +49,14 @@ async def publish_event(
     data: JSONBody[PublishEventBody],
     traceparent: Annotated[
         str | None,
-        Parameter(
-            header="traceparent",
+        HeaderParameter(
+            name="traceparent",
             required=False,
             description="W3C trace context of the caller: with TURBOHOOKS_TRACING the publish continues its trace.",
         ),
     ] = None,
     tracestate: Annotated[
-        str | None, Parameter(header="tracestate", required=False, description="W3C tracestate, with traceparent.")
+        str | None, HeaderParameter(name="tracestate", required=False, description="W3C tracestate, with traceparent.")
     ] = None,
 ) -> PublishedEvent:
     refuse_nul(data.entity_id, "entity_id")
