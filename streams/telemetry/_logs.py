@@ -21,7 +21,12 @@ DELIVERY_FIELDS: Final = ("event_id", "delivery_id", "subscription_id", "attempt
 """The fields of a delivery's log events (``extra=``), in the order console lines show them."""
 
 # The attributes every LogRecord has: what is not among them came from ``extra=``.
-_STANDARD: Final = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+# (uvicorn's color_message is its message again, with terminal colours.)
+_STANDARD: Final = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 _CONSOLE: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _encoder: Final = msgspec.json.Encoder(enc_hook=str)  # UUIDs and datetimes natively; anything else as its str()
 

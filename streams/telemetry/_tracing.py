@@ -42,6 +42,8 @@ TRACE_HEADERS: Final = ("traceparent", "tracestate")
 """The W3C Trace Context headers, on JetStream messages and on requests to receivers."""
 _KEPT: Final = 4096
 """Finished spans kept in memory (the newest), exported or not."""
+_EXPORT_TIMEOUT: Final = 3.0
+"""Seconds one OTLP export may take."""
 
 
 class _State:
@@ -78,7 +80,9 @@ def configure_tracing(settings: TracingSettings, *, service: str = "turbohooks")
 
         # The base URL, as OTEL_EXPORTER_OTLP_ENDPOINT means it: the traces signal's path is added.
         endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        # Bounded, so that a process stopping with the collector down exits within seconds, spans lost.
+        exporter = OTLPSpanExporter(endpoint=endpoint, timeout=_EXPORT_TIMEOUT)
+        provider.add_span_processor(BatchSpanProcessor(exporter, export_timeout_millis=_EXPORT_TIMEOUT * 1000))
     _state.provider = provider
     _state.tracer = provider.get_tracer("turbohooks")
 
@@ -203,7 +207,6 @@ def delivery_span(
             "turbohooks.subscription_id": str(subscription_id),
             "turbohooks.integration": integration,
             "turbohooks.attempt": attempt,
-            "http.request.method": "POST",
         },
     )
     return DeliverySpan(span)
