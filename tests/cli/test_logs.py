@@ -129,7 +129,13 @@ async def test_a_full_run_logs_json_with_the_ids_and_never_a_secret(
         first = uuid.UUID(answer.json()["event_id"])
         dead_id = delivery_id_for(sub_id, first)
         await wait_for(lambda: len(receiver.at(path)) == 3, timeout=20, what="three attempts")
-        await wait_for(lambda: "dead letter" in procs["worker"].stderr(), timeout=10, what="the dead letter")
+        await wait_for(
+            lambda: any(
+                "dead letter" in line and str(dead_id) in line for line in procs["worker"].stderr().splitlines()
+            ),
+            timeout=10,
+            what="the dead letter's log line",
+        )
 
         # Rotate (both secrets sign during the grace), deliver event 2 (200), pause and resume.
         secrets.append(json.loads(await cli("subscriptions", "rotate-secret", str(sub_id)))["secret"])
