@@ -30,6 +30,7 @@ from streams import (
     connect_nats,
     encode_event,
 )
+from streams.telemetry import publish_span, tracing_on
 
 from ._changes import emit_change as _emit_change
 from ._outbox import Outbox
@@ -194,8 +195,15 @@ class EventPublisher:
         event_id: uuid.UUID | str | None = None,
         timestamp: datetime | None = None,
         causation_id: uuid.UUID | str | None = None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> PublishAck:
         """Validate, publish, and return once JetStream acknowledged the event.
+
+        With ``TURBOHOOKS_TRACING`` on, the publish is a span: a child of the
+        caller's W3C ``traceparent`` (and ``tracestate``) when given, else a new
+        trace, carried on in the message's headers to every delivery of the event
+        (with tracing off both are unused).
 
         Raises :class:`~streams.EventValidationError` (nothing published) for bad
         input, :class:`~streams.PublishError` when JetStream did not acknowledge
@@ -212,18 +220,28 @@ class EventPublisher:
             timestamp=timestamp,
             causation_id=causation_id,
         )
-        return await self.publish(event)
+        return await self.publish(event, traceparent=traceparent, tracestate=tracestate)
 
-    async def publish(self, event: Event) -> PublishAck:
-        """Publish an already built event (see :func:`streams.build_event`)."""
-        return await self._publish_raw(str(event.event_id), event.subject, encode_event(event))
+    async def publish(
+        self, event: Event, *, traceparent: str | None = None, tracestate: str | None = None
+    ) -> PublishAck:
+        """Publish an already built event (see :func:`streams.build_event`); the trace context as :meth:`emit`."""
+        event_id = str(event.event_id)
+        if not tracing_on():
+            return await self._publish_raw(event_id, event.subject, encode_event(event), {MSG_ID_HEADER: event_id})
+        with publish_span(
+            event.event_type, event_id, event.subject, traceparent=traceparent, tracestate=tracestate
+        ) as trace:
+            return await self._publish_raw(
+                event_id, event.subject, encode_event(event), {MSG_ID_HEADER: event_id, **trace}
+            )
 
-    async def _publish_raw(self, event_id: str, subject: str, payload: bytes) -> PublishAck:
+    async def _publish_raw(self, event_id: str, subject: str, payload: bytes, headers: dict[str, str]) -> PublishAck:
         deadline = time.monotonic() + self.settings.publish_retry_horizon
         delay = 0.05
         while True:
             try:
-                ack = await self.js.publish(subject, payload, headers={MSG_ID_HEADER: event_id})
+                ack = await self.js.publish(subject, payload, headers=headers)
             except (NatsError, TimeoutError, OSError) as exc:
                 if time.monotonic() + delay > deadline:
                     raise PublishError(

@@ -23,8 +23,9 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 # What ``turbohooks worker --integration webhook`` imports: the engine, the
 # integrations registry and the Worker the CLI builds.
 WORKER_ENTRY: Final = "import consumers.engine\nimport integrations\nfrom consumers import Worker\n"
-# The libraries of the control plane and of the receiving servers, never of a worker.
-HEAVY: Final = ("sqlalchemy", "litestar", "aiohttp.web", "httpx")
+# The libraries of the control plane and of the receiving servers, never of a worker; and OpenTelemetry,
+# loaded only when TURBOHOOKS_TRACING is on (streams/telemetry).
+HEAVY: Final = ("sqlalchemy", "litestar", "aiohttp.web", "httpx", "opentelemetry")
 
 
 def _fresh(code: str, *args: str) -> subprocess.CompletedProcess[str]:

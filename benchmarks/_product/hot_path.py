@@ -13,12 +13,14 @@ import msgspec
 from consumers import AttemptRecord, build_headers, delivery_id_for, generate_secret
 from consumers.rules import compile_filter, compile_redactor
 from streams import USER_AGENT, build_event, decode_event, encode_event
+from streams.settings import TracingSettings
+from streams.telemetry import configure_tracing, delivery_span, tracing_on
 
 from .._results import Results, Scale
 from .._traffic import sample_event, sample_fields
 from ._common import GROUP
 
-__all__ = ("hot_path",)
+__all__ = ("hot_path", "tracing_costs")
 
 
 def _per_call_us(call: Callable[[], object], seconds: float) -> float:
@@ -129,3 +131,46 @@ def hot_path(results: Results, scale: Scale) -> None:
             results.add(key, GROUP, label, None, "µs", note="not implemented yet: nothing to measure")
             continue
         results.add(key, GROUP, label, _per_call_us(call, scale.pick(0.04, 0.2)), "µs", ref="hot.budget")
+    tracing_costs(results, scale, event_id=event.event_id, event_type=event.event_type, delivery=delivery, sub=sub_id)
+
+
+def tracing_costs(
+    results: Results, scale: Scale, *, event_id: uuid.UUID, event_type: str, delivery: uuid.UUID, sub: uuid.UUID
+) -> None:
+    """Tracing's cost per delivery: off, the deliverer's one branch (target < 1 µs); on, a span and its headers."""
+
+    def off() -> object:
+        # What the deliverer runs per attempt with TURBOHOOKS_TRACING unset: the check, nothing else.
+        return delivery_span(None, **span) if tracing_on() else None
+
+    def on() -> object:
+        traced = delivery_span(parent, **span)
+        traced.end(outcome="success", status=200, latency_ms=0.4, error=None)
+        return traced.headers
+
+    span = {
+        "event_type": event_type,
+        "event_id": event_id,
+        "delivery_id": delivery,
+        "subscription_id": sub,
+        "integration": "webhook",
+        "attempt": 1,
+    }
+    parent = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+    seconds = scale.pick(0.04, 0.2)
+    configure_tracing(TracingSettings())
+    results.add("hot.tracing_off", GROUP, "tracing off: the deliverer's check", _per_call_us(off, seconds), "µs")
+    results.target("tracing off: < 1 µs per delivery", "hot.tracing_off", "<", 1.0)
+    configure_tracing(TracingSettings(enabled=True))
+    try:
+        cost = _per_call_us(on, seconds)
+    finally:
+        configure_tracing(TracingSettings())
+    results.add(
+        "hot.tracing_on",
+        GROUP,
+        "tracing on: a delivery span (start, traceparent, end; no OTLP)",
+        cost,
+        "µs",
+        ref="hot.budget",
+    )

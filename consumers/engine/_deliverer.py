@@ -14,7 +14,7 @@ fate of the attempt is an :data:`~consumers.engine.Outcome`, decided once by
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -25,6 +25,7 @@ from nats.js import JetStreamContext
 from integrations import Integration, OutgoingRequest, Transport
 from integrations.core import ClientTls, build_headers
 from streams import DEAD_LETTER_SUBJECT_ROOT, USER_AGENT, Event, Settings
+from streams.telemetry import delivery_span, tracing_on
 
 from .._messages import AttemptRecord, AttemptTrigger, CountedSkip, DeadLetter, Subscription, delivery_id_for
 from ..rules import Rules, Skip
@@ -142,8 +143,14 @@ class Deliverer:
         trigger: AttemptTrigger,
         stream_seq: int | None,
         policy: RetryPolicy | None,
+        trace: Mapping[str, str] | None = None,
     ) -> Attempted | Skip:
-        """One attempt, shaped by the subscription's compiled ``rules``; a :class:`Skip` if nothing is sent."""
+        """One attempt, shaped by the subscription's compiled ``rules``; a :class:`Skip` if nothing is sent.
+
+        With tracing on the attempt is a span, a child of the ``traceparent`` in ``trace`` (the JetStream
+        message's headers), and the receiver gets its ``traceparent``: a header outside the signature,
+        which covers ``id.timestamp.body`` only.
+        """
         prepared = rules.prepare(event, raw)
         if isinstance(prepared, Skip):
             return prepared
@@ -151,6 +158,18 @@ class Deliverer:
         delivery_id = delivery_id_for(sub.id, event.event_id)
         started = datetime.now(UTC)
         headers = delivery_headers(sub, integration, event, request, now=started, delivery_id=delivery_id)
+        span = None
+        if tracing_on():  # off: this branch is the whole cost (benchmarks: hot path)
+            span = delivery_span(
+                trace,
+                event_type=event.event_type,
+                event_id=event.event_id,
+                delivery_id=delivery_id,
+                subscription_id=sub.id,
+                integration=integration.name,
+                attempt=attempt,
+            )
+            headers.update(span.headers)
         attempt_id = uuid.uuid4()
         # Written ahead: stored before the request goes out, so that the log shows
         # every request a receiver got, even if this process dies before the answer.
@@ -217,6 +236,8 @@ class Deliverer:
             next_attempt_at=finished + timedelta(seconds=outcome.delay) if isinstance(outcome, Retry) else None,
             disable_subscription=outcome.reason if isinstance(outcome, Gone) else None,
         )
+        if span is not None:
+            span.end(outcome=record.outcome, status=result.status, latency_ms=result.latency_ms, error=result.error)
         return Attempted(record=record, outcome=outcome)
 
     async def record(self, record: AttemptRecord) -> None:

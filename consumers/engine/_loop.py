@@ -17,6 +17,7 @@ from streams import NATS_ERRORS, EventValidationError, decode_event
 from .._messages import AttemptRecord, Subscription
 from ..rules import Skip, compile_rules, counted
 from ..subscriptions._consumer import consumer_name, ensure_consumer
+from ._logging import attempt_fields, log_attempt
 from ._outcome import Dead, Delivered, Gone, Retry
 from ._pull import ContinuousPull
 from ._retry import RetryPolicy
@@ -122,6 +123,7 @@ class SubscriptionLoop:
             trigger="live",
             stream_seq=stream_seq,
             policy=self.policy,
+            trace=msg.headers,
         )
         if isinstance(attempted, Skip):
             if counted(attempted.reason):
@@ -135,6 +137,8 @@ class SubscriptionLoop:
             case Delivered():
                 # The common case: the attempts batch that stores the record
                 # acknowledges the event, and the HTTP slot is free now.
+                if _log.isEnabledFor(logging.DEBUG):
+                    log_attempt(_log, attempted.record)
                 deliverer.batcher.record_and_ack(attempted.record, msg)
                 return
             case Retry(delay=delay):
@@ -149,6 +153,7 @@ class SubscriptionLoop:
                 if self._pull is not None:
                     self._pull.hold(_GONE_HOLD)
                 settle = msg.nak
+        log_attempt(_log, attempted.record)
         # The HTTP slot is free once the answer is in: recording (an fsynced
         # write shared by a batch) and settling the event go on in the
         # background, bounded, so the window keeps receivers busy.
@@ -172,7 +177,7 @@ class SubscriptionLoop:
             _log.warning("subscription %s: could not settle seq %s (%s)", self.sub.id, stream_seq, exc)
 
     async def _bury(self, msg: Msg, stream_seq: int, sub: Subscription, record: AttemptRecord, reason: str) -> None:
-        _log.debug("subscription %s: seq %s goes to the dead letters (%s)", sub.id, stream_seq, reason)
+        _log.info("dead letter: the event's attempts ran out", extra={**attempt_fields(record), "reason": reason})
         await self.worker.deliverer.dead_letter(sub, msg.data, stream_seq, record, reason)
         await msg.ack()
 
@@ -183,7 +188,13 @@ class SubscriptionLoop:
         ``ack_wait``), so a refused message is never lost, only set aside.
         """
         sub = self.sub
-        _log.error("subscription %s: refusing the message at seq %s (dead-lettered): %s", sub.id, stream_seq, reason)
+        _log.error(
+            "subscription %s: refusing the message at seq %s (dead-lettered): %s",
+            sub.id,
+            stream_seq,
+            reason,
+            extra={"subscription_id": sub.id, "stream_seq": stream_seq, "error": reason},
+        )
         try:
             await self.worker.deliverer.refuse(
                 sub, msg.data, msg.subject, stream_seq, reason, max_payload=self.worker.nc.max_payload

@@ -39,6 +39,7 @@ from ..subscriptions._consumer import ack_wait
 from ..subscriptions._registry import SubscriptionRegistry
 from ._deliverer import Deliverer
 from ._http import DeliveryClient
+from ._logging import log_attempt
 from ._loop import SubscriptionLoop
 from ._redeliver import request_decoder
 
@@ -230,6 +231,7 @@ class Worker:
             return
         try:
             if not isinstance(attempted, Skip):
+                log_attempt(_log, attempted.record)
                 await self.deliverer.record(attempted.record)
             elif counted(attempted.reason):
                 self.deliverer.skipped(sub.id, attempted.reason)

@@ -213,10 +213,22 @@ class Recorder:
             try:
                 disabled = await self.service.disable(subscription_id, reason)
             except Exception as exc:  # noqa: BLE001  logged; the batch is stored
-                _log.error("recorder: could not disable subscription %s (%r): %s", subscription_id, exc, reason)
+                _log.error(
+                    "recorder: could not disable subscription %s (%r): %s",
+                    subscription_id,
+                    exc,
+                    reason,
+                    extra={"subscription_id": subscription_id, "error": repr(exc)},
+                )
                 continue
             if disabled is not None:
-                _log.warning("recorder: disabled subscription %s (%s): %s", disabled.id, disabled.name, reason)
+                _log.warning(
+                    "recorder: disabled subscription %s (%s): %s",
+                    disabled.id,
+                    disabled.name,
+                    reason,
+                    extra={"subscription_id": disabled.id, "status": "disabled", "error": reason},
+                )
 
     async def _park(self, msg: Msg, reason: str) -> None:
         """Keep a message the log cannot take on the dead-letter stream, with why (raises what the publish raised)."""

@@ -6,6 +6,7 @@ JetStream consumer, and mirrored to the workers through the KV registry.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,8 @@ from ._shapes import (
 )
 
 __all__ = ("SubscriptionService",)
+
+_log = logging.getLogger("turbohooks.subscriptions")
 
 
 class SubscriptionService:
@@ -219,6 +222,21 @@ class SubscriptionService:
         if "event_types" in changes:
             await ensure_consumer(self.js, self.settings, saved)
         await self.registry.put(saved)
+        if saved.status != current.status:
+            # A disable is a failure an operator must see; a pause or a resume is someone's choice.
+            _log.log(
+                logging.WARNING if saved.status == "disabled" else logging.INFO,
+                "subscription %s: %s → %s",
+                saved.id,
+                current.status,
+                saved.status,
+                extra={
+                    "subscription_id": saved.id,
+                    "status": saved.status,
+                    "previous_status": current.status,
+                    "error": saved.disabled_reason,
+                },
+            )
         return saved
 
     async def pause(self, subscription_id: uuid.UUID) -> Subscription:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Annotated
 
 import typer
 
 from streams import VERSION, ConfigError
-from streams.settings import LoggingSettings
+from streams.settings import LoggingSettings, TracingSettings, load_config
+from streams.telemetry import configure_logging, configure_tracing
 
 from . import _audit, _dead_letters, _events, _gateway, _generators, _integrations, _processes, _secrets
 from ._common import reset_config
@@ -54,18 +54,22 @@ app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(_dead_letters.dead_letters_app, name="dead-letters")
 
 
-def _log_level() -> str:
-    """``TURBOHOOKS_LOG_LEVEL`` (file or environment); a bad one is reported by the command that loads settings."""
+def _observability() -> tuple[LoggingSettings, TracingSettings]:
+    """``TURBOHOOKS_LOG_*`` and ``TURBOHOOKS_TRACING`` (file or environment); a bad value is reported by the
+    command that loads settings, and until then the defaults hold."""
     try:
-        return LoggingSettings.from_env().level
+        config = load_config()
+        return config.role(LoggingSettings), config.role(TracingSettings)
     except ConfigError:
-        return "WARNING"
+        return LoggingSettings(), TracingSettings()
 
 
 def main() -> None:
     """Entry point of the console script: no traceback reaches a user unless TURBOHOOKS_LOG_LEVEL=DEBUG."""
-    level = _log_level()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs, tracing = _observability()
+    level = logs.level
+    configure_logging(level, logs.format)
+    configure_tracing(tracing)
     try:
         app()
     except Exception as exc:  # the last net: every expected failure is one line already (run(), fail())

@@ -36,6 +36,7 @@ from ._parsers import (
 )
 from ._patterns import parse_patterns
 from ._roles import (
+    LOG_FORMATS,
     LOG_LEVELS,
     ClaudeServerSettings,
     EnvSubscriptionSettings,
@@ -45,6 +46,7 @@ from ._roles import (
     SchedulerSettings,
     Settings,
     SmtpSettings,
+    TracingSettings,
 )
 from ._table import CONFIG_VARIABLE, SETTINGS_TABLE, Variable, markdown_table
 
@@ -57,6 +59,7 @@ SCHEDULER_VARIABLES = {name: (row.field, row.parse) for name, row in SETTINGS_TA
 __all__ = (
     "CONFIG_FILE",
     "CONFIG_VARIABLE",
+    "LOG_FORMATS",
     "LOG_LEVELS",
     "SCHEDULER_VARIABLES",
     "SETTINGS_TABLE",
@@ -72,6 +75,7 @@ __all__ = (
     "SchedulerSettings",
     "Settings",
     "SmtpSettings",
+    "TracingSettings",
     "Variable",
     "config_path",
     "load_config",

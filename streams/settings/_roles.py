@@ -20,6 +20,7 @@ from ._base import RoleSettings
 
 __all__ = (
     "ENVIRONMENTS",
+    "LOG_FORMATS",
     "LOG_LEVELS",
     "LOOPBACK_HOSTS",
     "ClaudeServerSettings",
@@ -30,9 +31,12 @@ __all__ = (
     "SchedulerSettings",
     "Settings",
     "SmtpSettings",
+    "TracingSettings",
 )
 
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS: Final = ("console", "json")
+"""``TURBOHOOKS_LOG_FORMAT``'s values: readable lines (development) or one JSON object a line (production)."""
 ENVIRONMENTS: Final = ("development", "production")
 """``TURBOHOOKS_ENV``'s values."""
 LOOPBACK_HOSTS: Final = ("localhost", "127.0.0.1", "::1")
@@ -155,6 +159,19 @@ class LoggingSettings(RoleSettings, frozen=True, kw_only=True):
 
     level: str = "WARNING"
     """``TURBOHOOKS_LOG_LEVEL``: one of :data:`LOG_LEVELS`."""
+    format: str = "console"
+    """``TURBOHOOKS_LOG_FORMAT``: one of :data:`LOG_FORMATS`."""
+
+
+class TracingSettings(RoleSettings, frozen=True, kw_only=True):
+    """OpenTelemetry traces: off unless asked for; exported over OTLP/HTTP when an endpoint is set."""
+
+    ROLE: ClassVar[str] = "tracing"
+
+    enabled: bool = False
+    """``TURBOHOOKS_TRACING``: spans for each publish and delivery attempt, ``traceparent`` to receivers."""
+    otlp_endpoint: str | None = None
+    """``OTEL_EXPORTER_OTLP_ENDPOINT``: the collector's base URL (``/v1/traces`` is added); unset: kept in-process."""
 
 
 class GatewaySettings(RoleSettings, frozen=True, kw_only=True):

@@ -34,7 +34,7 @@ from ._parsers import (
     positive,
 )
 from ._patterns import parse_patterns
-from ._roles import ENVIRONMENTS, LOG_LEVELS
+from ._roles import ENVIRONMENTS, LOG_FORMATS, LOG_LEVELS
 
 __all__ = ("CONFIG_VARIABLE", "SETTINGS_TABLE", "Variable", "markdown_table")
 
@@ -350,6 +350,30 @@ _ROWS: Final = (
         parse_choice(LOG_LEVELS, upper=True),
         "`WARNING`",
         "log level of the CLI and processes: " + ", ".join(LOG_LEVELS),
+    ),
+    _v(
+        "TURBOHOOKS_LOG_FORMAT",
+        "logging",
+        "format",
+        parse_choice(LOG_FORMATS),
+        "`console`",
+        "`console`: readable lines with `key=value` fields; `json`: one JSON object a line (production)",
+    ),
+    _v(
+        "TURBOHOOKS_TRACING",
+        "tracing",
+        "enabled",
+        parse_bool,
+        "`false`",
+        "OpenTelemetry spans for publishes and delivery attempts; receivers get `traceparent`",
+    ),
+    _v(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "tracing",
+        "otlp_endpoint",
+        _HTTP,
+        "unset: spans kept in-process",
+        "with `TURBOHOOKS_TRACING`: the OTLP/HTTP collector the spans go to (`/v1/traces` is added)",
     ),
     _v(
         "TURBOHOOKS_ADMIN_TOKEN",

@@ -20,6 +20,7 @@ from streams.settings import (
     RoleSettings,
     SchedulerSettings,
     SmtpSettings,
+    TracingSettings,
     load_config,
 )
 
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ROLES: tuple[type[RoleSettings], ...] = (
     Settings,
     LoggingSettings,
+    TracingSettings,
     GatewaySettings,
     SchedulerSettings,
     SmtpSettings,

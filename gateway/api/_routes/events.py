@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Final
 
 from litestar import Router, get, post
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError as JsNotFoundError
@@ -44,7 +44,21 @@ _MSG_ID: Final = "Nats-Msg-Id"
     description="For the parts of Turbo that are not Python. Returns once JetStream stored the event.",
     responses=responses(400, 413, 422, 503),
 )
-async def publish_event(engine: EngineDep, data: JSONBody[PublishEventBody]) -> PublishedEvent:
+async def publish_event(
+    engine: EngineDep,
+    data: JSONBody[PublishEventBody],
+    traceparent: Annotated[
+        str | None,
+        HeaderParameter(
+            name="traceparent",
+            required=False,
+            description="W3C trace context of the caller: with TURBOHOOKS_TRACING the publish continues its trace.",
+        ),
+    ] = None,
+    tracestate: Annotated[
+        str | None, HeaderParameter(name="tracestate", required=False, description="W3C tracestate, with traceparent.")
+    ] = None,
+) -> PublishedEvent:
     refuse_nul(data.entity_id, "entity_id")
     actor = None
     if data.actor is not None:
@@ -59,6 +73,8 @@ async def publish_event(engine: EngineDep, data: JSONBody[PublishEventBody]) -> 
         event_id=data.event_id,
         timestamp=data.timestamp,
         causation_id=data.causation_id,
+        traceparent=traceparent,
+        tracestate=tracestate,
     )
     return PublishedEvent(
         event_id=ack.event_id,
