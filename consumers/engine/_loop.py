@@ -187,3 +187,5 @@ class SubscriptionLoop:
             await msg.term()
         except NATS_ERRORS as exc:
             _log.warning("subscription %s: could not dead-letter seq %s (%s); it comes again", sub.id, stream_seq, exc)
+            return
+        self.worker.metrics.delivery(sub.integration, "dead", subscription_id=sub.id)

@@ -40,6 +40,7 @@ from ..subscriptions._registry import SubscriptionRegistry
 from ._deliverer import Deliverer
 from ._http import DeliveryClient
 from ._loop import SubscriptionLoop
+from ._metrics import WorkerMetrics
 from ._redeliver import request_decoder
 
 __all__ = ("Worker",)
@@ -56,7 +57,14 @@ class Worker:
     work. Subscription changes arrive through the KV registry.
     """
 
-    def __init__(self, settings: Settings, nc: NATS, *, integrations: Collection[str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        nc: NATS,
+        *,
+        integrations: Collection[str] | None = None,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         unknown = set(integrations or ()) - set(INTEGRATIONS)
         if unknown:
             raise EventValidationError(
@@ -73,7 +81,11 @@ class Worker:
             guard_addresses=True,
             allowed_hosts=settings.webhook_allowed_hosts,
         )
-        self.deliverer = Deliverer(settings, self.js, self.client, max_payload=lambda: nc.max_payload)
+        self.metrics = metrics or WorkerMetrics()
+        """This worker's Prometheus metrics (served by ``--metrics-port``, or by ``up``'s gateway)."""
+        self.deliverer = Deliverer(
+            settings, self.js, self.client, max_payload=lambda: nc.max_payload, metrics=self.metrics
+        )
         self._loops: dict[uuid.UUID, SubscriptionLoop] = {}
         self._known: dict[uuid.UUID, Subscription] = {}
         self.ready = asyncio.Event()
@@ -127,7 +139,14 @@ class Worker:
                 await asyncio.sleep(0.5)
 
     async def _apply(self, sub: Subscription | None, deleted: uuid.UUID | None) -> None:
+        try:
+            await self._change(sub, deleted)
+        finally:
+            self.metrics.running(len(self._loops))
+
+    async def _change(self, sub: Subscription | None, deleted: uuid.UUID | None) -> None:
         if deleted is not None:
+            self.metrics.forget_subscription(deleted)
             self._known.pop(deleted, None)
             loop = self._loops.pop(deleted, None)
             if loop is not None:
