@@ -92,8 +92,7 @@ async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClien
     )
     assert (
         'turbohooks_api_requests_total{method="GET",process="gateway",'
-        'route="/api/subscriptions/{subscription_id}",status="404"} 1.0'
-        in text
+        'route="/api/subscriptions/{subscription_id}",status="404"} 1.0' in text
     )
     assert 'turbohooks_api_requests_total{method="GET",process="gateway",route="unmatched",status="404"} 1.0' in text
     assert (
