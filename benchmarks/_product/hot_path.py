@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from consumers import AttemptRecord, build_headers, delivery_id_for, generate_secret
+from consumers import AttemptRecord, WorkerMetrics, build_headers, delivery_id_for, generate_secret
 from streams import USER_AGENT, build_event, decode_event, encode_event
 
 from .._results import Results, Scale
@@ -96,6 +96,20 @@ def hot_path(results: Results, scale: Scale) -> None:
         calls.append(("hot.record", "recording: encode the AttemptRecord (msgspec)", lambda: encoder.encode(record)))
     except (TypeError, msgspec.ValidationError) as exc:
         results.notes.append(f"recording cost not measured: AttemptRecord changed ({exc})")
+    metrics = WorkerMetrics()
+
+    def count_delivery() -> None:
+        # What Deliverer.attempt adds per delivery: the in-flight gauge around the send, then the answer and outcome.
+        metrics.in_flight += 1
+        metrics.in_flight -= 1
+        metrics.answer("webhook", 200, None)
+        metrics.delivery(
+            "webhook", "success", seconds=0.004, request_bytes=len(raw), response_bytes=0, subscription_id=sub_id
+        )
+
+    calls.append(
+        ("hot.metrics", "metrics: count one delivery (counters, 3 histograms, in-flight gauge)", count_delivery)
+    )
     calls.append(("hot.filters", "filters (subscription `filters`)", None))
     calls.append(("hot.templates", "templates (payload templates)", None))
     rate = results.value("product.e2e.rate")

@@ -200,7 +200,7 @@ class Deliverer:
         self.attempts += 1
         transport = self.transports.get(integration.name)
         metrics = self.metrics
-        metrics.in_flight.inc()
+        metrics.in_flight += 1
         try:
             if transport is not None:
                 result = await transport.send(request, event, sub.url, config)
@@ -214,7 +214,7 @@ class Deliverer:
                 result = await self.client.post(request.url, request.body, headers, tls=client_tls(sub))
                 url, body = request.url, request.body
         finally:
-            metrics.in_flight.dec()
+            metrics.in_flight -= 1
         finished = datetime.now(UTC)
         outcome = decide(
             classify(result.status, result.error_kind),
