@@ -24,8 +24,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cli.test_up import Up
-from tests.engine.test_process_metrics import assert_one_help_and_type_per_family, samples, value
-from tests.support import BIN, Receiver, cli_env
+from tests.support import BIN, Receiver, assert_one_help_and_type_per_family, cli_env, samples, value
 
 OPS = Path(__file__).resolve().parents[2] / "docs" / "ops"
 RULES: Final = OPS / "prometheus-alerts.yml"

@@ -15,11 +15,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from consumers import Engine, SubscriptionCreate
 from streams import VERSION, Settings
-from tests.support import BIN, Receiver, engine_cli_env
+from tests.support import BIN, Receiver, Samples, assert_one_help_and_type_per_family, engine_cli_env, samples, value
 
 _SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 
@@ -28,30 +27,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of an exposition, by (name, labels); the parse fails on an invalid one."""
-    found: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            key = (sample.name, frozenset(sample.labels.items()))
-            assert key not in found, f"{key} twice"
-            found[key] = sample.value
-    return found
-
-
-def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
-    """The sample ``name`` with exactly ``labels``; 0 when absent (a counter not moved yet)."""
-    return found.get((name, frozenset(labels.items())), 0.0)
-
-
-def assert_one_help_and_type_per_family(text: str) -> None:
-    """A valid exposition: a family's HELP and TYPE lines appear once each."""
-    heads = [line for line in text.splitlines() if line.startswith(("# HELP ", "# TYPE "))]
-    assert len(heads) == len(set(heads)), sorted(h for h in heads if heads.count(h) > 1)
-    names = [line.split()[2] for line in heads if line.startswith("# TYPE ")]
-    assert len(names) == len(set(names))
 
 
 class _Process:
@@ -136,7 +111,7 @@ async def test_each_process_serves_its_metrics_and_the_worker_counts_exactly(
         for n in range(3):
             await engine.publisher.emit(event_type="tag.created", entity_id=f"{unique}-{n}")
 
-        def per_sub(found: dict[tuple[str, frozenset[tuple[str, str]]], float], sub: uuid.UUID, outcome: str) -> float:
+        def per_sub(found: Samples, sub: uuid.UUID, outcome: str) -> float:
             return value(
                 found,
                 "turbohooks_subscription_deliveries_total",
