@@ -18,7 +18,7 @@ from ._publisher import EventPublisher, PublishAck
 
 if TYPE_CHECKING:
     from ._simulator import SimulationStats, Simulator
-    from .processors import MILESTONES_BUCKET, SCHEDULER_BUCKET, MilestoneProcessor, Scheduler
+    from .processors import MILESTONES_BUCKET, SCHEDULER_BUCKET, MilestoneProcessor, Scheduler, SchedulerMetrics
 
 __all__ = (
     "MILESTONES_BUCKET",
@@ -29,6 +29,7 @@ __all__ = (
     "Outbox",
     "PublishAck",
     "Scheduler",
+    "SchedulerMetrics",
     "SchedulerSettings",
     "SimulationStats",
     "Simulator",
@@ -43,6 +44,7 @@ __getattr__ = lazy_exports(
         "MilestoneProcessor": ".processors",
         "SCHEDULER_BUCKET": ".processors",
         "Scheduler": ".processors",
+        "SchedulerMetrics": ".processors",
         "SimulationStats": "._simulator",
         "Simulator": "._simulator",
     },

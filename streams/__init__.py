@@ -46,6 +46,8 @@ from ._errors import (
 )
 from ._kv import open_bucket
 from ._lazy import lazy_exports
+from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ._metrics import MetricsServer, ProcessMetrics, exposition
 from ._server import DEFAULT_CONFIG, DataDirLock, DataDirTakenError, EmbeddedNats, find_nats_server
 from ._server_config import embedded_config
 from ._subjects import (
@@ -89,6 +91,7 @@ __all__ = (
     "EXTERNAL_SOURCES",
     "KNOWN_EVENT_TYPES",
     "LEGACY_RECORDER_CONSUMERS",
+    "METRICS_CONTENT_TYPE",
     "NATS_ADMIN_ROLE",
     "NATS_ERRORS",
     "NATS_ROLES",
@@ -116,10 +119,12 @@ __all__ = (
     "EventData",
     "EventTypeInfo",
     "EventValidationError",
+    "MetricsServer",
     "NatsCluster",
     "NatsUnavailableError",
     "NotFoundError",
     "PortInUseError",
+    "ProcessMetrics",
     "PublishError",
     "Settings",
     "TurbohooksError",
@@ -134,6 +139,7 @@ __all__ = (
     "event_type_info",
     "event_type_of_subject",
     "events_stream_config",
+    "exposition",
     "filter_subjects",
     "find_nats_server",
     "internal_stream_configs",

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from consumers import AttemptRecord, build_headers, delivery_id_for, generate_secret
+from consumers import AttemptRecord, WorkerMetrics, build_headers, delivery_id_for, generate_secret
 from consumers.rules import compile_filter, compile_redactor
 from streams import USER_AGENT, build_event, decode_event, encode_event
 from streams.settings import TracingSettings
@@ -115,6 +115,20 @@ def hot_path(results: Results, scale: Scale) -> None:
     redactor = compile_redactor()
     calls.append(
         ("hot.redact", "redaction: the built-in list, nothing to mask, per event", lambda: redactor.redact(event, raw))
+    )
+    metrics = WorkerMetrics()
+
+    def count_delivery() -> None:
+        # What Deliverer.attempt adds per delivery: the in-flight gauge around the send, then the answer and outcome.
+        metrics.in_flight += 1
+        metrics.in_flight -= 1
+        metrics.answer("webhook", 200, None)
+        metrics.delivery(
+            "webhook", "success", seconds=0.004, request_bytes=len(raw), response_bytes=0, subscription_id=sub_id
+        )
+
+    calls.append(
+        ("hot.metrics", "metrics: count one delivery (counters, 3 histograms, in-flight gauge)", count_delivery)
     )
     calls.append(("hot.templates", "templates (payload templates)", None))
     rate = results.value("product.e2e.rate")

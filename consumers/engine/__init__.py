@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._batcher import AttemptBatcher
 from ._deliverer import EVENT_SOURCE, Attempted, Deliverer, client_tls, delivery_headers
 from ._http import DeliveryClient, HttpResult
+from ._metrics import DELIVERY_OUTCOMES, DeliveryOutcome, WorkerMetrics
 from ._outcome import Dead, Delivered, Gone, Outcome, Retry, decide, logged_as
 from ._pull import ContinuousPull
 from ._redeliver import RedeliveryRequest, redeliver_subject
@@ -17,6 +18,7 @@ from ._retry import Classification, RetryPolicy, classify
 from ._worker import Worker
 
 __all__ = (
+    "DELIVERY_OUTCOMES",
     "EVENT_SOURCE",
     "AttemptBatcher",
     "Attempted",
@@ -26,6 +28,7 @@ __all__ = (
     "Delivered",
     "Deliverer",
     "DeliveryClient",
+    "DeliveryOutcome",
     "Gone",
     "HttpResult",
     "Outcome",
@@ -33,6 +36,7 @@ __all__ = (
     "Retry",
     "RetryPolicy",
     "Worker",
+    "WorkerMetrics",
     "classify",
     "client_tls",
     "decide",

@@ -32,7 +32,8 @@ from ..rules import Rules, Skip
 from ..secrets import mask_request_headers
 from ._batcher import AttemptBatcher
 from ._http import DeliveryClient
-from ._outcome import Gone, Outcome, Retry, decide, logged_as
+from ._metrics import DeliveryOutcome, WorkerMetrics
+from ._outcome import Dead, Delivered, Gone, Outcome, Retry, decide, logged_as
 from ._retry import RetryPolicy, classify
 from ._sizing import fit_record, omitted
 
@@ -112,6 +113,27 @@ def client_tls(sub: Subscription) -> ClientTls | None:
     return ClientTls(client_cert=sub.tls_client_cert, client_key=sub.tls_client_key, ca_bundle=sub.tls_ca_bundle)
 
 
+def _counted_as(outcome: Outcome, policy: RetryPolicy | None) -> DeliveryOutcome:
+    """The metrics' outcome: a failure without a retry policy (manual retry, replay) is not dead-lettered."""
+    match outcome:
+        case Delivered():
+            return "success"
+        case Retry():
+            return "retry"
+        case Dead():
+            return "dead" if policy is not None else "failed"
+        case Gone():
+            return "failed"
+
+
+def _response_bytes(headers: dict[str, str], body: str) -> int:
+    """The answer's size: its ``Content-Length`` (the body read is capped), else what was read."""
+    length = headers.get("content-length")
+    if length is not None and length.isdigit():
+        return int(length)
+    return len(body)
+
+
 class Deliverer:
     """Turns one event into one attempt against one subscription; shared by live and redelivery paths."""
 
@@ -122,8 +144,11 @@ class Deliverer:
         client: DeliveryClient,
         *,
         max_payload: Callable[[], int] | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or WorkerMetrics()
+        """Where every attempt is counted (the worker's; a registry nobody serves otherwise)."""
         self.js = js
         self.client = client
         self.attempts = 0
@@ -194,17 +219,22 @@ class Deliverer:
         )
         self.attempts += 1
         transport = self.transports.get(integration.name)
-        if transport is not None:
-            result = await transport.send(request, event, sub.url, config)
-            # What the transport actually sent, when it says (GitHub: the API calls made).
-            url, body, headers = (
-                result.request_url or request.url,
-                result.request_body or request.body,
-                result.request_headers or headers,
-            )
-        else:
-            result = await self.client.post(request.url, request.body, headers, tls=client_tls(sub))
-            url, body = request.url, request.body
+        metrics = self.metrics
+        metrics.in_flight += 1
+        try:
+            if transport is not None:
+                result = await transport.send(request, event, sub.url, config)
+                # What the transport actually sent, when it says (GitHub: the API calls made).
+                url, body, headers = (
+                    result.request_url or request.url,
+                    result.request_body or request.body,
+                    result.request_headers or headers,
+                )
+            else:
+                result = await self.client.post(request.url, request.body, headers, tls=client_tls(sub))
+                url, body = request.url, request.body
+        finally:
+            metrics.in_flight -= 1
         finished = datetime.now(UTC)
         outcome = decide(
             classify(result.status, result.error_kind),
@@ -212,6 +242,15 @@ class Deliverer:
             policy=policy,
             retry_after=lambda: integration.retry_after(result.status, result.headers, result.body),
             finished=finished,
+        )
+        metrics.answer(integration.name, result.status, result.error_kind)
+        metrics.delivery(
+            integration.name,
+            _counted_as(outcome, policy),
+            seconds=result.latency_ms / 1000,
+            request_bytes=len(body),
+            response_bytes=_response_bytes(result.headers, result.body),
+            subscription_id=sub.id,
         )
         record = AttemptRecord(
             attempt_id=attempt_id,
@@ -244,12 +283,13 @@ class Deliverer:
         """Publish the attempt for the recorder; awaited, so the log is written before the ack."""
         await self.batcher.record(record)
 
-    def skipped(self, subscription_id: uuid.UUID, reason: CountedSkip, msg: Msg | None = None) -> None:
-        """Count an event of ``subscription_id`` not sent for ``reason`` (stats); ``msg`` is acknowledged once stored.
+    def skipped(self, sub: Subscription, reason: CountedSkip, msg: Msg | None = None) -> None:
+        """Count an event of ``sub`` not sent for ``reason`` (stats, metrics); ``msg`` is acknowledged once stored.
 
         No request, no delivery-log row: only the count, in the next attempts batch.
         """
-        self.batcher.count(subscription_id, reason, msg)
+        self.metrics.delivery(sub.integration, reason, subscription_id=sub.id)
+        self.batcher.count(sub.id, reason, msg)
 
     async def dead_letter(
         self, sub: Subscription, raw: bytes, stream_seq: int, record: AttemptRecord, reason: str = ""

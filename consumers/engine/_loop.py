@@ -128,7 +128,7 @@ class SubscriptionLoop:
         if isinstance(attempted, Skip):
             if counted(attempted.reason):
                 # Counted for the stats; the batch holding the count acknowledges the event.
-                deliverer.skipped(sub.id, attempted.reason, msg)
+                deliverer.skipped(sub, attempted.reason, msg)
             else:
                 await msg.ack()
             return
@@ -202,3 +202,5 @@ class SubscriptionLoop:
             await msg.term()
         except NATS_ERRORS as exc:
             _log.warning("subscription %s: could not dead-letter seq %s (%s); it comes again", sub.id, stream_seq, exc)
+            return
+        self.worker.metrics.delivery(sub.integration, "dead", subscription_id=sub.id)

@@ -41,6 +41,7 @@ from ._deliverer import Deliverer
 from ._http import DeliveryClient
 from ._logging import log_attempt
 from ._loop import SubscriptionLoop
+from ._metrics import WorkerMetrics
 from ._redeliver import request_decoder
 
 __all__ = ("Worker",)
@@ -57,7 +58,14 @@ class Worker:
     work. Subscription changes arrive through the KV registry.
     """
 
-    def __init__(self, settings: Settings, nc: NATS, *, integrations: Collection[str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        nc: NATS,
+        *,
+        integrations: Collection[str] | None = None,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         unknown = set(integrations or ()) - set(INTEGRATIONS)
         if unknown:
             raise EventValidationError(
@@ -74,7 +82,11 @@ class Worker:
             guard_addresses=True,
             allowed_hosts=settings.webhook_allowed_hosts,
         )
-        self.deliverer = Deliverer(settings, self.js, self.client, max_payload=lambda: nc.max_payload)
+        self.metrics = metrics or WorkerMetrics()
+        """This worker's Prometheus metrics (served by ``--metrics-port``, or by ``up``'s gateway)."""
+        self.deliverer = Deliverer(
+            settings, self.js, self.client, max_payload=lambda: nc.max_payload, metrics=self.metrics
+        )
         self._loops: dict[uuid.UUID, SubscriptionLoop] = {}
         self._known: dict[uuid.UUID, Subscription] = {}
         self.ready = asyncio.Event()
@@ -128,7 +140,14 @@ class Worker:
                 await asyncio.sleep(0.5)
 
     async def _apply(self, sub: Subscription | None, deleted: uuid.UUID | None) -> None:
+        try:
+            await self._change(sub, deleted)
+        finally:
+            self.metrics.running(len(self._loops))
+
+    async def _change(self, sub: Subscription | None, deleted: uuid.UUID | None) -> None:
         if deleted is not None:
+            self.metrics.forget_subscription(deleted)
             self._known.pop(deleted, None)
             loop = self._loops.pop(deleted, None)
             if loop is not None:
@@ -234,7 +253,7 @@ class Worker:
                 log_attempt(_log, attempted.record)
                 await self.deliverer.record(attempted.record)
             elif counted(attempted.reason):
-                self.deliverer.skipped(sub.id, attempted.reason)
+                self.deliverer.skipped(sub, attempted.reason)
             await msg.ack()
         except NATS_ERRORS as exc:
             _log.warning("could not settle a redelivery (%s)", exc)

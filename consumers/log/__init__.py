@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ._audit import AuditEntry, AuditStore, acting_as, current_actor, local_actor
 from ._database import MIGRATIONS_DIR, Database, alembic_config
+from ._metrics import RecorderMetrics
 from ._recorder import PARKED_SUBJECT, RECORDER_CONSUMER, Recorder
 from ._store import (
     AttemptDetail,
@@ -44,6 +45,7 @@ __all__ = (
     "EventTypeActivity",
     "RecordResult",
     "Recorder",
+    "RecorderMetrics",
     "SubscriptionActivity",
     "SubscriptionSkips",
     "SubscriptionStore",

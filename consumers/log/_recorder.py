@@ -50,6 +50,7 @@ from streams import (
 
 from .._messages import AttemptBatch, AttemptRecord, SkipCount
 from ._database import DATABASE_OUTAGES, DATABASE_REFUSALS
+from ._metrics import RecorderMetrics
 from ._store import DeliveryStore
 
 if TYPE_CHECKING:
@@ -78,8 +79,18 @@ class _Undecodable(Exception):
 class Recorder:
     """Writes attempt outcomes to ``webhook_deliveries`` and disables failing subscriptions."""
 
-    def __init__(self, settings: Settings, nc: NATS, deliveries: DeliveryStore, service: SubscriptionService) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        nc: NATS,
+        deliveries: DeliveryStore,
+        service: SubscriptionService,
+        *,
+        metrics: RecorderMetrics | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics or RecorderMetrics()
+        """This recorder's Prometheus metrics (served by ``--metrics-port``, or by ``up``'s gateway)."""
         self.nc = nc
         self.js = nc.jetstream(timeout=settings.publish_timeout)
         self.deliveries = deliveries
@@ -201,12 +212,18 @@ class Recorder:
                 skips.extend(batch.skips)
             except _Undecodable as exc:
                 await self._park(msg, f"not an attempt batch: {exc}")
-        result = await self.deliveries.record(
-            attempts,
-            disable_after_failures=self.settings.webhook_disable_after_failures,
-            disable_after_period=self.settings.webhook_disable_after_period,
-            skips=skips,
-        )
+        started = time.perf_counter()
+        try:
+            result = await self.deliveries.record(
+                attempts,
+                disable_after_failures=self.settings.webhook_disable_after_failures,
+                disable_after_period=self.settings.webhook_disable_after_period,
+                skips=skips,
+            )
+        except Exception as exc:
+            self.metrics.write_failed("transient" if _transient(exc) else "refused")
+            raise
+        self.metrics.written(len(attempts), time.perf_counter() - started)
         self.recorded += len(attempts)
         for subscription_id, reason in result.to_disable().items():
             # Stored already: a failed disable is logged, not a reason to write the batch again.
@@ -244,6 +261,7 @@ class Recorder:
         _log.error("recorder: parked an attempts message on %s: %s", PARKED_SUBJECT, reason)
         await self.js.publish(PARKED_SUBJECT, data, headers=headers)
         self.parked += 1
+        self.metrics.parked.inc()
 
 
 def _transient(exc: BaseException) -> bool:

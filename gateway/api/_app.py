@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
 import uvicorn
@@ -22,7 +22,7 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.types import Message, Scope
 
 from consumers import Engine
-from streams import VERSION, TurbohooksError
+from streams import VERSION, ProcessMetrics, TurbohooksError
 from streams.settings import GatewaySettings
 
 from .._token import ADMIN_TOKEN_VARIABLE
@@ -59,6 +59,7 @@ def create_app(
     gateway: GatewaySettings | None = None,
     max_body_size: int = MAX_BODY_SIZE,
     ui: bool = False,
+    siblings: Sequence[ProcessMetrics] = (),
 ) -> Litestar:
     """The admin API over ``engine``; every route but ``/health`` and the inbound webhooks wants the token.
 
@@ -66,13 +67,14 @@ def create_app(
     ``gateway`` holds the inbound webhook's secret (``GITHUB_WEBHOOK_SECRET``); when
     not given, the settings are read now, once, not per request. ``ui`` mounts the web UI
     (``gateway.ui``: its pages want a signed-in session, not the token); ``serve_gateway``
-    does, so ``turbohooks up`` serves it.
+    does, so ``turbohooks up`` serves it. ``siblings``: the metrics of the roles running in this process
+    (``up``'s worker, recorder, scheduler), which ``/metrics`` serves with the gateway's own.
     """
     if not admin_token.strip():
         raise ValueError("create_app() needs a non-empty admin token")
     if gateway is None:
         gateway = GatewaySettings.from_env()
-    metrics = GatewayMetrics()
+    metrics = GatewayMetrics(siblings=siblings)
 
     async def count_request(message: Message, scope: Scope) -> None:
         if message["type"] == "http.response.start":
@@ -167,6 +169,7 @@ async def serve_gateway(
     stop: asyncio.Event,
     on_ready: Callable[[str], None] | None = None,
     gateway: GatewaySettings | None = None,
+    siblings: Sequence[ProcessMetrics] = (),
 ) -> None:
     """Serve the admin API on ``host:port`` until ``stop`` is set; ``on_ready`` gets its URL once listening.
 
@@ -175,7 +178,7 @@ async def serve_gateway(
     """
     sock = _listen(host, port)
     config = uvicorn.Config(
-        create_app(engine, admin_token=admin_token, gateway=gateway, ui=True),
+        create_app(engine, admin_token=admin_token, gateway=gateway, ui=True, siblings=siblings),
         lifespan="on",
         log_level="warning",
         access_log=False,

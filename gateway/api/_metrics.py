@@ -1,7 +1,10 @@
 """Prometheus metrics of the gateway: request counters, and figures read at scrape time.
 
 Each app has its own ``CollectorRegistry`` (never the process-global one), so
-two apps in one process, or a test suite, never mix their numbers. The gauges
+two apps in one process, or a test suite, never mix their numbers. In
+``turbohooks up`` the other roles run in the gateway's process: their metrics
+objects are its ``siblings``, and ``/metrics`` renders them all as one
+exposition, each sample labelled with its ``process``. The gauges
 are not kept up to date between scrapes: each scrape reads the delivery log
 and JetStream once, which costs nothing while nobody scrapes.
 """
@@ -10,16 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError as JsNotFoundError
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import Counter, Gauge
 from sqlalchemy.exc import SQLAlchemyError
 
 from consumers import Engine, Subscription, consumer_name
-from streams import TurbohooksError
+from streams import ProcessMetrics, TurbohooksError, exposition
 
 from ._schemas import SubscriptionLag
 
@@ -68,11 +72,12 @@ async def read_lags(engine: Engine) -> list[SubscriptionLag]:
     return list(await asyncio.gather(*(lag(sub) for sub in subs)))
 
 
-class GatewayMetrics:
-    """The gateway's metrics, in a registry of their own."""
+class GatewayMetrics(ProcessMetrics):
+    """The gateway's metrics, in a registry of their own; ``siblings``: the other roles of this process."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, *, siblings: Sequence[ProcessMetrics] = ()) -> None:
+        super().__init__("gateway")
+        self.siblings = tuple(siblings)
         self.requests = Counter(
             "turbohooks_api_requests",
             "Admin API requests answered, by method, route template and status.",
@@ -143,5 +148,5 @@ class GatewayMetrics:
             self.refresh_ok.set(1)
 
     def render(self) -> bytes:
-        """The registry in the Prometheus text format."""
-        return generate_latest(self.registry)
+        """The gateway's registry and its siblings' in the Prometheus text format."""
+        return exposition({part.process: part.registry for part in (self, *self.siblings)})

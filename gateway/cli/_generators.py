@@ -9,29 +9,33 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from publishers import EventPublisher, MilestoneProcessor, Scheduler, SimulationStats, Simulator
+from publishers import EventPublisher, MilestoneProcessor, Scheduler, SchedulerMetrics, SimulationStats, Simulator
 from publishers.processors import label
 from streams.settings import SchedulerSettings
 
 from ._common import console, load_role, load_settings, nats_connection, run
+from ._metrics import MetricsPort, metrics_port, serve_metrics
 from ._processes import _stop_on_signal
 
 __all__ = ("register",)
 
 
-def scheduler() -> None:
+def scheduler(metrics: MetricsPort = None) -> None:
     """Run the scheduler (due dates, overdue, starting soon, digests) and the milestone processor."""
     settings = load_settings()
     schedule = load_role(SchedulerSettings)
+    metrics_settings, port = metrics_port("scheduler", metrics)
 
     async def main() -> None:
+        the_metrics = SchedulerMetrics()
         async with (
             nats_connection(settings, name="turbohooks-scheduler", role="scheduler", streams="provision") as nc,
             EventPublisher(settings, nc=nc, name="scheduler") as publisher,
+            serve_metrics(the_metrics, metrics_settings, port),
             _stop_on_signal() as stop,
         ):
-            the_scheduler = Scheduler(publisher, settings=schedule)
-            milestones = MilestoneProcessor(publisher)
+            the_scheduler = Scheduler(publisher, settings=schedule, metrics=the_metrics)
+            milestones = MilestoneProcessor(publisher, metrics=the_metrics)
             thresholds = ",".join(label(t) for t in schedule.due_thresholds) or "none"
             console.print(
                 f"scheduler running (due dates {thresholds}, starting soon {label(schedule.starting_soon)}, "

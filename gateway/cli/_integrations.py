@@ -12,6 +12,7 @@ import typer
 from streams import ConfigError, Event
 
 from ._common import console, fail, load_settings, run
+from ._metrics import MetricsPort, metrics_port, serve_metrics
 
 __all__ = ("register",)
 
@@ -40,12 +41,14 @@ def claude_server(
             help="Publish a run's output as the AI's comment.created (CLAUDE_PUBLISH_REPLIES).",
         ),
     ] = None,
+    metrics: MetricsPort = None,
 ) -> None:
     """Receive Claude webhooks and run Claude Code on them, one run per issue at a time."""
     # The receiving server (aiohttp.web) loads here: the CLI module is imported by every command, workers included.
     from integrations import ClaudeServer, ClaudeServerConfig
 
     settings = load_settings()
+    metrics_settings, metrics_at = metrics_port("claude_server", metrics)
     try:
         config = ClaudeServerConfig.from_env(
             port=port,
@@ -71,6 +74,7 @@ def claude_server(
                     return await publisher.publish(event)
 
             server = await stack.enter_async_context(ClaudeServer(config, publish=publish))
+            await stack.enter_async_context(serve_metrics(server.metrics, metrics_settings, metrics_at))
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

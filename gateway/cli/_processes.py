@@ -21,9 +21,9 @@ from typing import Annotated, Any, Final
 import msgspec
 import typer
 
-from consumers import Worker, ensure_env_subscriptions
+from consumers import Worker, WorkerMetrics, ensure_env_subscriptions
 from integrations import INTEGRATION_NAMES
-from publishers import EventPublisher, MilestoneProcessor, Scheduler, SchedulerSettings
+from publishers import EventPublisher, MilestoneProcessor, Scheduler, SchedulerMetrics, SchedulerSettings
 from streams import (
     ATTEMPTS_STREAM,
     DEAD_LETTER_STREAM,
@@ -37,6 +37,7 @@ from streams import (
 )
 
 from ._common import console, err_console, fail, freeze_heap, load_role, load_settings, nats_connection, run
+from ._metrics import MetricsPort, metrics_port, serve_metrics
 from ._monitor import Monitor
 from ._safe import safe
 
@@ -177,8 +178,9 @@ async def _up(
 ) -> None:
     # The gateway (Litestar) and the SQL side load here, not when the CLI
     # starts: a `turbohooks worker` process needs neither.
-    from consumers import Recorder, open_engine
+    from consumers import Recorder, RecorderMetrics, open_engine
     from gateway import load_or_create_admin_token, serve_gateway
+    from streams.settings import MetricsSettings
 
     server: EmbeddedNats | None = None
 
@@ -247,8 +249,11 @@ async def _up(
         }
         for conn in as_role.values():
             stack.push_async_callback(conn.close)
-        worker = Worker(settings, as_role["worker"])
-        recorder = Recorder(settings, as_role["recorder"], engine.deliveries, engine.service)
+        # One process: every role's metrics are served by the gateway's /metrics, each labelled with its process.
+        worker_metrics = WorkerMetrics(subscription_labels=load_role(MetricsSettings).subscription_labels)
+        recorder_metrics, scheduler_metrics = RecorderMetrics(), SchedulerMetrics()
+        worker = Worker(settings, as_role["worker"], metrics=worker_metrics)
+        recorder = Recorder(settings, as_role["recorder"], engine.deliveries, engine.service, metrics=recorder_metrics)
         monitor = Monitor(
             settings,
             engine.nc,
@@ -281,13 +286,23 @@ async def _up(
 
         tasks = [
             asyncio.create_task(
-                serve_gateway(engine, host=host, port=port, admin_token=token, stop=stop, on_ready=ready),
+                serve_gateway(
+                    engine,
+                    host=host,
+                    port=port,
+                    admin_token=token,
+                    stop=stop,
+                    on_ready=ready,
+                    siblings=(worker_metrics, recorder_metrics, scheduler_metrics),
+                ),
                 name="gateway",
             ),
             asyncio.create_task(worker.run(stop), name="worker"),
             asyncio.create_task(recorder.run(stop), name="recorder"),
-            asyncio.create_task(Scheduler(generators, settings=schedule).run(stop), name="scheduler"),
-            asyncio.create_task(MilestoneProcessor(generators).run(stop), name="milestones"),
+            asyncio.create_task(
+                Scheduler(generators, settings=schedule, metrics=scheduler_metrics).run(stop), name="scheduler"
+            ),
+            asyncio.create_task(MilestoneProcessor(generators, metrics=scheduler_metrics).run(stop), name="milestones"),
             asyncio.create_task(monitor.run(stop), name="monitor"),
         ]
         waiter = asyncio.create_task(listening.wait())
@@ -342,9 +357,11 @@ def worker(
             "--integration", help=f"Integration kind(s) to run: {', '.join(INTEGRATION_NAMES)}. Default: all."
         ),
     ] = None,
+    metrics: MetricsPort = None,
 ) -> None:
     """Run the delivery worker for some integration kinds (all by default); provisions the streams."""
     settings = load_settings()
+    metrics_settings, port = metrics_port("worker", metrics)
     unknown = sorted(set(integration or ()) - set(INTEGRATION_NAMES))
     if unknown:
         fail(f"--integration: unknown {', '.join(unknown)}; choose from {', '.join(INTEGRATION_NAMES)}", 2)
@@ -353,8 +370,12 @@ def worker(
         nc = await connect_nats(settings, name="turbohooks-worker", role="worker")
         try:
             await provision(nc.jetstream(), settings)
-            async with _stop_on_signal(settings.webhook_timeout + _GRACE_MARGIN) as stop:
-                the_worker = Worker(settings, nc, integrations=integration)
+            the_metrics = WorkerMetrics(subscription_labels=metrics_settings.subscription_labels)
+            async with (
+                serve_metrics(the_metrics, metrics_settings, port),
+                _stop_on_signal(settings.webhook_timeout + _GRACE_MARGIN) as stop,
+            ):
+                the_worker = Worker(settings, nc, integrations=integration, metrics=the_metrics)
                 freeze_heap()
                 console.print(f"worker running ({', '.join(sorted(the_worker.kinds))}); Ctrl-C stops it")
                 await the_worker.run(stop)
@@ -365,20 +386,23 @@ def worker(
     _run_role(main)
 
 
-def recorder() -> None:
+def recorder(metrics: MetricsPort = None) -> None:
     """Run the recorder: attempt outcomes from NATS into the delivery log (SQL); provisions the streams."""
     settings = load_settings()
+    metrics_settings, port = metrics_port("recorder", metrics)
 
     async def main() -> None:
-        from consumers import Recorder, open_engine
+        from consumers import Recorder, RecorderMetrics, open_engine
 
+        the_metrics = RecorderMetrics()
         async with (
             open_engine(settings, name="recorder", role="recorder") as engine,
+            serve_metrics(the_metrics, metrics_settings, port),
             _stop_on_signal(settings.webhook_timeout + _GRACE_MARGIN) as stop,
         ):
             console.print(f"recorder running, writing to {engine.db.url}; Ctrl-C stops it")
             freeze_heap()
-            await Recorder(settings, engine.nc, engine.deliveries, engine.service).run(stop)
+            await Recorder(settings, engine.nc, engine.deliveries, engine.service, metrics=the_metrics).run(stop)
 
     _run_role(main)
 

@@ -10,6 +10,7 @@ scheduler's rules are the pure model of ``_due`` and the reports of ``_reports``
 from ._base import FollowingProcessor
 from ._due import Due, ScheduledItem, due_event, due_now, label, learn, parse_when
 from ._follow import RecordStore, StreamFollower, decode_messages, kv_key
+from ._metrics import SchedulerMetrics
 from ._milestones import MILESTONES_BUCKET, MilestoneProcessor, completion_event_id
 from ._reports import Tally, last_daily, last_weekly, summarize
 from ._scheduler import SCHEDULER_BUCKET, Scheduler
@@ -23,6 +24,7 @@ __all__ = (
     "RecordStore",
     "ScheduledItem",
     "Scheduler",
+    "SchedulerMetrics",
     "StreamFollower",
     "Tally",
     "completion_event_id",

@@ -41,6 +41,7 @@ from .._publisher import EventPublisher
 from .._rules import CLOSED_STATUS
 from ._base import FollowingProcessor
 from ._follow import BAD_EVENT_ERRORS, RecordStore, StreamFollower, decode_messages, kv_key
+from ._metrics import SchedulerMetrics
 
 __all__ = ("MILESTONES_BUCKET", "MilestoneProcessor", "completion_event_id")
 
@@ -131,8 +132,16 @@ class MilestoneProcessor(FollowingProcessor):
 
     name = "milestones"
 
-    def __init__(self, publisher: EventPublisher, *, bucket: str = MILESTONES_BUCKET, start_seq: int = 1) -> None:
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        *,
+        bucket: str = MILESTONES_BUCKET,
+        start_seq: int = 1,
+        metrics: SchedulerMetrics | None = None,
+    ) -> None:
         self.publisher = publisher
+        self.metrics = metrics or SchedulerMetrics()
         self.bucket = bucket
         self.start_seq = start_seq
         self._links: RecordStore[_IssueLink] | None = None
@@ -254,6 +263,7 @@ class MilestoneProcessor(FollowingProcessor):
             completion = self._completion(milestone_id, record, issues, event)
             # Published before the record says so: a crash in between re-publishes the same id.
             await self.publisher.publish(completion)
+            self.metrics.event(self.name, completion.event_type)
             published.append(completion)
             completed = True
         if issues == record.issues and completed == record.completed:

@@ -52,6 +52,7 @@ from .._publisher import EventPublisher
 from ._base import FollowingProcessor
 from ._due import ACTOR, LEARNED_FROM, NAMESPACE, ScheduledItem, due_event, due_now, learn
 from ._follow import BAD_EVENT_ERRORS, RecordStore, StreamFollower, decode_messages, kv_key
+from ._metrics import SchedulerMetrics
 from ._reports import last_daily, last_weekly, summarize
 
 __all__ = ("SCHEDULER_BUCKET", "Scheduler")
@@ -91,8 +92,10 @@ class Scheduler(FollowingProcessor):
         start_seq: int = 1,
         reports: bool = True,
         tick_interval: float = 1.0,
+        metrics: SchedulerMetrics | None = None,
     ) -> None:
         self.publisher = publisher
+        self.metrics = metrics or SchedulerMetrics()
         self.settings = settings or SchedulerSettings()
         self.clock = clock
         self.bucket = bucket
@@ -215,6 +218,7 @@ class Scheduler(FollowingProcessor):
     async def _publish(self, event: Event) -> Event:
         assert self._kv is not None
         await self.publisher.publish(event)
+        self.metrics.event(self.name, event.event_type)
         # After the publish: a crash in between re-publishes the same id, which the duplicate window drops.
         await self._kv.put(f"fired.{event.event_id.hex}", event.event_type.encode())
         self._fired.add(event.event_id)

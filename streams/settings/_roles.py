@@ -28,6 +28,7 @@ __all__ = (
     "GatewaySettings",
     "GitHubSettings",
     "LoggingSettings",
+    "MetricsSettings",
     "SchedulerSettings",
     "Settings",
     "SmtpSettings",
@@ -172,6 +173,26 @@ class TracingSettings(RoleSettings, frozen=True, kw_only=True):
     """``TURBOHOOKS_TRACING``: spans for each publish and delivery attempt, ``traceparent`` to receivers."""
     otlp_endpoint: str | None = None
     """``OTEL_EXPORTER_OTLP_ENDPOINT``: the collector's base URL (``/v1/traces`` is added); unset: kept in-process."""
+
+
+class MetricsSettings(RoleSettings, frozen=True, kw_only=True):
+    """Where each separately started process serves its Prometheus metrics (``up``: the gateway's ``/metrics``)."""
+
+    ROLE: ClassVar[str] = "metrics"
+
+    host: str = "127.0.0.1"
+    """``TURBOHOOKS_METRICS_HOST``: the address the ``--metrics-port`` servers listen on."""
+    worker_port: int | None = None
+    """``TURBOHOOKS_WORKER_METRICS_PORT``: ``turbohooks worker``'s ``/metrics``; unset: not served."""
+    recorder_port: int | None = None
+    """``TURBOHOOKS_RECORDER_METRICS_PORT``: ``turbohooks recorder``'s ``/metrics``; unset: not served."""
+    scheduler_port: int | None = None
+    """``TURBOHOOKS_SCHEDULER_METRICS_PORT``: ``turbohooks scheduler``'s ``/metrics``; unset: not served."""
+    claude_server_port: int | None = None
+    """``CLAUDE_METRICS_PORT``: ``turbohooks claude-server``'s ``/metrics``; unset: not served."""
+    subscription_labels: int = 1000
+    """``TURBOHOOKS_METRICS_SUBSCRIPTION_LABELS``: per-subscription series while a worker runs at most this many
+    subscriptions (0: never); above it they are dropped, so the label's values stay bounded."""
 
 
 class GatewaySettings(RoleSettings, frozen=True, kw_only=True):

@@ -503,6 +503,50 @@ _ROWS: Final = (
         "token (`issues: write`) of a GitHub subscription naming no other `*_TOKEN` in `token_env`",
         secret=True,
     ),
+    # metrics (`up` serves every role's through the gateway's /metrics)
+    _v(
+        "TURBOHOOKS_METRICS_HOST", "metrics", "host", parse_text, "`127.0.0.1`", "where `--metrics-port` servers listen"
+    ),
+    _v(
+        "TURBOHOOKS_WORKER_METRICS_PORT",
+        "metrics",
+        "worker_port",
+        parse_port,
+        "unset (off)",
+        "port of `turbohooks worker`'s `/metrics` (`--metrics-port`)",
+    ),
+    _v(
+        "TURBOHOOKS_RECORDER_METRICS_PORT",
+        "metrics",
+        "recorder_port",
+        parse_port,
+        "unset (off)",
+        "port of `turbohooks recorder`'s `/metrics` (`--metrics-port`)",
+    ),
+    _v(
+        "TURBOHOOKS_SCHEDULER_METRICS_PORT",
+        "metrics",
+        "scheduler_port",
+        parse_port,
+        "unset (off)",
+        "port of `turbohooks scheduler`'s `/metrics` (`--metrics-port`)",
+    ),
+    _v(
+        "CLAUDE_METRICS_PORT",
+        "metrics",
+        "claude_server_port",
+        parse_port,
+        "unset (off)",
+        "port of `turbohooks claude-server`'s `/metrics` (`--metrics-port`)",
+    ),
+    _v(
+        "TURBOHOOKS_METRICS_SUBSCRIPTION_LABELS",
+        "metrics",
+        "subscription_labels",
+        parse_int,
+        "`1000`",
+        "per-subscription delivery series while a worker runs at most this many subscriptions (0: never)",
+    ),
     # subscriptions from the environment
     _v("SLACK_WEBHOOK_URL", "subscriptions", "slack_url", _HTTP, "unset", "creates the subscription `env-slack`"),
     _v(

@@ -200,6 +200,7 @@ def test_a_bad_value_of_every_setting_is_one_line_from_every_command(runner: Cli
 def test_the_rows_no_value_is_refused_of_are_free_text() -> None:
     assert {
         "TURBOHOOKS_NATS_HOST",
+        "TURBOHOOKS_METRICS_HOST",
         "TURBOHOOKS_STREAM",
         "TURBOHOOKS_ADMIN_TOKEN",
         "GITHUB_WEBHOOK_SECRET",

@@ -82,6 +82,12 @@ async def test_only_high_priority_events_are_delivered_and_the_rest_counted_as_f
             with pytest.raises(KeyError):
                 await engine.deliveries.get(delivery_id_for(sub.id, event_id))
         assert receiver.at(path)[-1].event["data"]["current"]["priority"] == "high"  # type: ignore[index]
+        # The worker's metrics count them too, per subscription (its scrape's text, as Prometheus reads it).
+        scrape = run.workers[0].metrics.render().decode()
+        assert (
+            f'turbohooks_subscription_deliveries_total{{outcome="filtered",process="worker",subscription_id="{sub.id}"}}'
+            f" {float(len(filtered))}"
+        ) in scrape
 
 
 async def test_redacted_at_depth_in_the_body_and_in_the_log(

@@ -105,8 +105,11 @@ async def test_publish_deliver_log_retry_replay_stats(
         {"subscription_id": sid, "name": f"e2e-{unique}", "status": "active", "pending": 0, "ack_pending": 0}
     ]
     metrics = (await client.get("/metrics")).text
-    assert 'turbohooks_deliveries_last_24h{status="success"} 2.0' in metrics
-    assert f'turbohooks_subscription_pending_events{{name="e2e-{unique}",subscription_id="{sid}"}} 0.0' in metrics
+    assert 'turbohooks_deliveries_last_24h{process="gateway",status="success"} 2.0' in metrics
+    assert (
+        f'turbohooks_subscription_pending_events{{name="e2e-{unique}",process="gateway",subscription_id="{sid}"}} 0.0'
+        in metrics
+    )
 
 
 async def test_lag_counts_what_a_paused_subscription_has_not_received(

@@ -45,7 +45,7 @@ async def test_ready_names_the_failed_parts(engine: Engine, settings: Settings) 
         assert [e["field"] for e in problem["errors"]] == ["streams", "database"]
         # /metrics still answers, and says the figures could not be read.
         metrics = await http.get("/metrics")
-        assert metrics.status_code == 200 and "turbohooks_metrics_refresh_ok 0.0" in metrics.text
+        assert metrics.status_code == 200 and 'turbohooks_metrics_refresh_ok{process="gateway"} 0.0' in metrics.text
         assert (await http.get("/health")).status_code == 200
 
     nc = await connect_nats(settings, name="gateway-test-closed")
@@ -86,13 +86,19 @@ async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClien
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = response.text
-    assert 'turbohooks_api_requests_total{method="GET",route="/api/event-types",status="200"} 1.0' in text
     assert (
-        'turbohooks_api_requests_total{method="GET",route="/api/subscriptions/{subscription_id}",status="404"} 1.0'
+        'turbohooks_api_requests_total{method="GET",process="gateway",route="/api/event-types",status="200"} 1.0'
         in text
     )
-    assert 'turbohooks_api_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
-    assert "turbohooks_metrics_refresh_ok 1.0" in text and 'turbohooks_subscriptions{status="active"} 0.0' in text
+    assert (
+        'turbohooks_api_requests_total{method="GET",process="gateway",'
+        'route="/api/subscriptions/{subscription_id}",status="404"} 1.0' in text
+    )
+    assert 'turbohooks_api_requests_total{method="GET",process="gateway",route="unmatched",status="404"} 1.0' in text
+    assert (
+        'turbohooks_metrics_refresh_ok{process="gateway"} 1.0' in text
+        and 'turbohooks_subscriptions{process="gateway",status="active"} 0.0' in text
+    )
 
 
 async def test_each_app_has_its_own_registry(engine: Engine) -> None:

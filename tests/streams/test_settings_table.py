@@ -17,6 +17,7 @@ from streams.settings import (
     GatewaySettings,
     GitHubSettings,
     LoggingSettings,
+    MetricsSettings,
     RoleSettings,
     SchedulerSettings,
     SmtpSettings,
@@ -35,6 +36,7 @@ ROLES: tuple[type[RoleSettings], ...] = (
     ClaudeServerSettings,
     GitHubSettings,
     EnvSubscriptionSettings,
+    MetricsSettings,
 )
 
 

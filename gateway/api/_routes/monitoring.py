@@ -60,7 +60,8 @@ async def ready(engine: EngineDep) -> ReadyStatus:
     "/metrics",
     summary="Prometheus metrics",
     description="Deliveries of the last 24 hours by status, subscriptions by status, each subscription's "
-    "pending and in-flight events, and the API's own request counts.",
+    "pending and in-flight events, and the API's own request counts; under `turbohooks up`, the worker's, "
+    "recorder's and scheduler's metrics too. Every sample carries a `process` label.",
     media_type="text/plain",
     response_description="The Prometheus text exposition format.",
     responses=responses(),

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 from ._config import ClaudeServerConfig
 from ._history import ClaudeRun, RunStatus
+from ._metrics import ClaudeServerMetrics
 from ._prompt import build_prompt
 from ._routes import ClaudeServer
 
-__all__ = ("ClaudeRun", "ClaudeServer", "ClaudeServerConfig", "RunStatus", "build_prompt")
+__all__ = ("ClaudeRun", "ClaudeServer", "ClaudeServerConfig", "ClaudeServerMetrics", "RunStatus", "build_prompt")

@@ -11,6 +11,7 @@ from typing import Final, Self
 
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from streams import EventValidationError, decode_event
 
@@ -18,6 +19,7 @@ from ...core import SignatureError, verify
 from .._integration import issue_id_of
 from ._config import ClaudeServerConfig
 from ._history import ClaudeRun, RunHistory
+from ._metrics import ClaudeServerMetrics
 from ._runner import Job, Publish, Runner
 
 __all__ = ("ClaudeServer",)
@@ -32,8 +34,11 @@ class ClaudeServer:
     ``publish``); it is only used with ``publish_replies``.
     """
 
-    def __init__(self, config: ClaudeServerConfig, *, publish: Publish | None = None) -> None:
+    def __init__(
+        self, config: ClaudeServerConfig, *, publish: Publish | None = None, metrics: ClaudeServerMetrics | None = None
+    ) -> None:
         self.config = config
+        self.metrics = metrics or ClaudeServerMetrics()
         self.history = RunHistory(config)
         self.runner = Runner(config, self.history, publish)
         self._runner: web.AppRunner | None = None
@@ -50,13 +55,25 @@ class ClaudeServer:
 
     def app(self) -> web.Application:
         """The aiohttp application (routes only; :meth:`__aenter__` serves it)."""
-        app = web.Application(client_max_size=4 << 20)
+        app = web.Application(client_max_size=4 << 20, middlewares=[self._count])
         for path in ("/webhook/comment", "/webhook", "/"):
             app.router.add_post(path, self._receive)
         app.router.add_get("/runs", self._list_runs)
         app.router.add_get("/runs/{run_id}", self._get_run)
         app.router.add_get("/health", self._health)
         return app
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        template = route.canonical if route is not None else "unmatched"
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            self.metrics.request(request.method, template, exc.status)
+            raise
+        self.metrics.request(request.method, template, response.status)
+        return response
 
     async def __aenter__(self) -> Self:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
