@@ -26,11 +26,11 @@ from integrations.core import ClientTls, build_headers
 from streams import DEAD_LETTER_SUBJECT_ROOT, USER_AGENT, Event, Settings
 
 from .._messages import AttemptRecord, AttemptTrigger, DeadLetter, Subscription, delivery_id_for
-from ..rules import Rules, Skip
+from ..rules import RenderFailed, Rules, Skip
 from ..secrets import mask_request_headers
 from ._batcher import AttemptBatcher
 from ._http import DeliveryClient
-from ._outcome import Gone, Outcome, Retry, decide, logged_as
+from ._outcome import Dead, Gone, Outcome, Retry, decide, logged_as
 from ._retry import RetryPolicy, classify
 from ._sizing import fit_record, omitted
 
@@ -110,6 +110,38 @@ def client_tls(sub: Subscription) -> ClientTls | None:
     return ClientTls(client_cert=sub.tls_client_cert, client_key=sub.tls_client_key, ca_bundle=sub.tls_ca_bundle)
 
 
+def _render_failed(
+    sub: Subscription,
+    event: Event,
+    failed: RenderFailed,
+    *,
+    attempt: int,
+    trigger: AttemptTrigger,
+    stream_seq: int | None,
+) -> Attempted:
+    """The subscription's template failed on this event: a failed attempt, no request sent.
+
+    Dead at once, not retried: the same template fails the same event every time; the
+    dead letter keeps the event for a recover once the template is fixed."""
+    now = datetime.now(UTC)
+    record = AttemptRecord(
+        attempt_id=uuid.uuid4(),
+        delivery_id=delivery_id_for(sub.id, event.event_id),
+        subscription_id=sub.id,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        attempt=attempt,
+        outcome="failed",
+        trigger=trigger,
+        stream_seq=stream_seq,
+        request_url=sub.url,
+        error=failed.error,
+        started_at=now,
+        finished_at=now,
+    )
+    return Attempted(record=record, outcome=Dead(reason=failed.error))
+
+
 class Deliverer:
     """Turns one event into one attempt against one subscription; shared by live and redelivery paths."""
 
@@ -146,6 +178,8 @@ class Deliverer:
         prepared = rules.prepare(event, raw)
         if isinstance(prepared, Skip):
             return prepared
+        if isinstance(prepared, RenderFailed):
+            return _render_failed(sub, event, prepared, attempt=attempt, trigger=trigger, stream_seq=stream_seq)
         request, integration, config = prepared.request, rules.integration, rules.config
         delivery_id = delivery_id_for(sub.id, event.event_id)
         started = datetime.now(UTC)

@@ -34,7 +34,7 @@ from streams import (
 )
 
 from .._messages import Subscription
-from ..rules import Skip, compile_rules
+from ..rules import Skip, TemplateLimits, compile_rules
 from ..subscriptions._consumer import ack_wait
 from ..subscriptions._registry import SubscriptionRegistry
 from ._deliverer import Deliverer
@@ -216,7 +216,9 @@ class Worker:
         try:
             attempted = await self.deliverer.attempt(
                 sub,
-                loop.rules if loop is not None else compile_rules(sub),
+                loop.rules
+                if loop is not None
+                else compile_rules(sub, limits=TemplateLimits.from_settings(self.settings)),
                 event,
                 bytes(request.event),
                 attempt=1,

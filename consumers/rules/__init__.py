@@ -9,5 +9,21 @@ draft subscription all go through it, so a preview is what is then delivered.
 from __future__ import annotations
 
 from ._rules import Prepared, Rules, Skip, SkipReason, compile_rules
+from ._templates import TEMPLATABLE_INTEGRATIONS, PayloadTemplate, RenderFailed, TemplateLimits, compile_template
+from ._verify import catalog_sample, check_rules_on_save, stored_samples
 
-__all__ = ("Prepared", "Rules", "Skip", "SkipReason", "compile_rules")
+__all__ = (
+    "TEMPLATABLE_INTEGRATIONS",
+    "PayloadTemplate",
+    "Prepared",
+    "RenderFailed",
+    "Rules",
+    "Skip",
+    "SkipReason",
+    "TemplateLimits",
+    "catalog_sample",
+    "check_rules_on_save",
+    "compile_rules",
+    "compile_template",
+    "stored_samples",
+)

@@ -8,6 +8,8 @@ import msgspec
 
 from integrations import INTEGRATIONS, Integration, OutgoingRequest
 
+from ._templates import PayloadTemplate, RenderFailed, TemplateLimits, compile_template
+
 if TYPE_CHECKING:
     from streams import Event
 
@@ -35,23 +37,41 @@ class Prepared(msgspec.Struct, frozen=True):
 class Rules:
     """What one subscription sends for an event; built by :func:`compile_rules`, reused for every event."""
 
-    __slots__ = ("config", "integration", "url")
+    __slots__ = ("config", "integration", "template", "url")
 
-    def __init__(self, integration: Integration[Any], config: Any, url: str) -> None:
+    def __init__(
+        self, integration: Integration[Any], config: Any, url: str, template: PayloadTemplate | None = None
+    ) -> None:
         self.integration = integration
         self.config = config
         """The integration config, parsed once here, not per delivery."""
         self.url = url
+        self.template = template
+        """The payload template, compiled once here; it replaces the integration's body."""
 
-    def prepare(self, event: Event, raw: bytes) -> Prepared | Skip:
-        """The request for ``event`` (``raw``: its envelope's bytes), or why none is sent."""
+    def prepare(self, event: Event, raw: bytes) -> Prepared | Skip | RenderFailed:
+        """The request for ``event`` (``raw``: its envelope's bytes), or why none is sent.
+
+        :class:`RenderFailed`: the template failed on this event (a failed attempt, nothing sent)."""
         request = self.integration.render(event, raw, self.url, self.config)
         if request is None:
             return Skip("declined")
+        if self.template is not None:
+            rendered = self.template.apply(event, request)
+            if isinstance(rendered, RenderFailed):
+                return rendered
+            request = rendered
         return Prepared(request)
 
 
-def compile_rules(sub: Subscription) -> Rules:
-    """``sub``'s rules, compiled: its integration config parsed (and, as they land, its filter and template)."""
+def compile_rules(sub: Subscription, *, limits: TemplateLimits | None = None) -> Rules:
+    """``sub``'s rules, compiled: its integration config parsed, its template compiled (bounded by ``limits``).
+
+    ``EventValidationError`` naming the field for a template that does not compile."""
     integration = INTEGRATIONS[sub.integration]
-    return Rules(integration, integration.load_config(sub.integration_config), sub.url)
+    template = (
+        compile_template(sub.template, sub.template_content_type, sub.integration, limits)
+        if sub.template is not None
+        else None
+    )
+    return Rules(integration, integration.load_config(sub.integration_config), sub.url, template)

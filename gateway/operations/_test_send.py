@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from consumers import DeliveryClient, client_tls, delivery_headers
-from consumers.rules import Skip, compile_rules
+from consumers.rules import RenderFailed, Skip, TemplateLimits, compile_rules
 from streams import USER_AGENT, EventValidationError, build_event, encode_event, match_event_types
 
 from ._audit import record_audit
@@ -59,10 +59,12 @@ async def send_test_event(engine: Engine, subscription_id: uuid.UUID) -> Deliver
         actor={"type": "system", "name": "turbohooks-test"},
     )
     raw = encode_event(event)
-    rules = compile_rules(sub)
+    rules = compile_rules(sub, limits=TemplateLimits.from_settings(settings))
     prepared = rules.prepare(event, raw)
     if isinstance(prepared, Skip):
         raise EventValidationError("integration", f"the {sub.integration} integration sends no {event.event_type}")
+    if isinstance(prepared, RenderFailed):
+        raise EventValidationError("template", prepared.error)
     request = prepared.request
     headers = delivery_headers(sub, rules.integration, event, request, source=_TEST_SOURCE)
     # Its own short-lived client: tests are rare, and the delivery rules (address
