@@ -29,6 +29,7 @@ _OPTIONS = {
     "integration_config": "--config",
     "headers": "--header",
     "event_types": "--event-types",
+    "template_content_type": "--content-type",
 }
 
 
