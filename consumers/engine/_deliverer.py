@@ -100,6 +100,8 @@ def delivery_headers(
         user_agent=USER_AGENT,
         extra={**sub.headers, **request.headers},
         signing_keys=keys,
+        # The integration's (JSON) or the payload template's declared type.
+        content_type=next((v for k, v in request.headers.items() if k.lower() == "content-type"), "application/json"),
     )
 
 
