@@ -147,7 +147,8 @@ async def test_preview_equals_what_is_then_delivered(running: Running, receiver:
     await settled(running, sub.id, ack.event_id, status="success")
 
     result = await preview(
-        running.engine, SubscriptionDraft(url=receiver.endpoint(path), limit=50, **fields)  # type: ignore[arg-type]
+        running.engine,
+        SubscriptionDraft(url=receiver.endpoint(path), limit=50, **fields),  # type: ignore[arg-type]
     )
     assert result.examined == len(result.items) <= 50
     assert all(item.event_type in ("issue.created", "comment.created") for item in result.items)
