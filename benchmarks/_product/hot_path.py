@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 import msgspec
 
 from consumers import AttemptRecord, build_headers, delivery_id_for, generate_secret
-from streams import USER_AGENT, build_event, decode_event, encode_event
+from consumers.rules import compile_template
+from streams import USER_AGENT, Event, build_event, decode_event, encode_event
 
 from .._results import Results, Scale
 from .._traffic import sample_event, sample_fields
@@ -28,6 +29,27 @@ def _per_call_us(call: Callable[[], object], seconds: float) -> float:
         number *= 10
     number = max(1, int(number * seconds / elapsed))
     return min(timer.repeat(repeat=5, number=number)) / number * 1e6
+
+
+_TEMPLATE = (
+    '{"text": {{ ("[" ~ context.project_id ~ "] " ~ data.current.title)|tojson }},'
+    ' "status": "{{ data.current.status }}", "was": {{ data.previous.status|tojson }},'
+    ' "by": {{ actor.name|tojson }}, "labels": {{ data.current.labels }},'
+    ' "changes": [{% for c in data.changes %}"{{ c }}"{% if not loop.last %},{% endif %}{% endfor %}],'
+    ' "description": {{ data.current.description|tojson }}, "event": "{{ event_type }}:{{ entity_id }}"}'
+)
+"""A payload template of the usual shape whose JSON output is about 1 KiB (the sample's description)."""
+
+
+def _template_call(event: Event) -> tuple[str, str, Callable[[], object] | None]:
+    template = compile_template(_TEMPLATE, None, "webhook")
+    body = template.render(event)
+    size = len(body) if isinstance(body, bytes) else 0
+    return (
+        "hot.templates",
+        f"payload template: render a {size / 1024:.1f} KiB JSON body",
+        lambda: template.render(event),
+    )
 
 
 def hot_path(results: Results, scale: Scale) -> None:
@@ -97,7 +119,7 @@ def hot_path(results: Results, scale: Scale) -> None:
     except (TypeError, msgspec.ValidationError) as exc:
         results.notes.append(f"recording cost not measured: AttemptRecord changed ({exc})")
     calls.append(("hot.filters", "filters (subscription `filters`)", None))
-    calls.append(("hot.templates", "templates (payload templates)", None))
+    calls.append(_template_call(event))
     rate = results.value("product.e2e.rate")
     budget = 1e6 / rate if rate else None
     results.add(
