@@ -77,4 +77,4 @@ async def check_rules_on_save(sub: Subscription, js: JetStreamContext, settings:
     for event, raw in await stored_samples(js, settings.stream_name, sub.event_types):
         prepared = rules.prepare(event, raw)
         if isinstance(prepared, RenderFailed):
-            raise EventValidationError("template", f"on a {event.event_type} event: {prepared.error}")
+            raise EventValidationError("template", f"fails on the event type {event.event_type}: {prepared.error}")

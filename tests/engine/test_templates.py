@@ -112,7 +112,9 @@ async def test_templates_refused_on_save_name_the_line_and_save_nothing(engine: 
     assert syntax.field == "template" and str(syntax).startswith("template: line 2: "), str(syntax)
     # Fails on every event (the stored one of issue.created, or the catalog sample).
     runtime = await refused(url=url, template='{"a": {{ data.current.nothing + 1 }}}')
-    assert runtime.field == "template" and "on a issue.created event: template line 1: " in str(runtime), str(runtime)
+    assert runtime.field == "template" and "fails on the event type issue.created: template line 1: " in str(runtime), (
+        str(runtime)
+    )
     not_json = await refused(url=url, template="{{ entity_id }} is not JSON")
     assert "the output is not JSON: line 1 column" in str(not_json), str(not_json)
     escape = await refused(url=url, template="{{ ''.__class__.__mro__ }}", template_content_type="text/plain")
