@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+import uuid
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
 
-from consumers.rules import RenderFailed, TemplateLimits, compile_template
-from streams import EventValidationError, build_event
+from consumers import Subscription
+from consumers.rules import Prepared, RenderFailed, TemplateLimits, compile_rules, compile_template
+from integrations import INTEGRATIONS
+from streams import EventValidationError, build_event, encode_event
 
 _EVENT = build_event(
     event_type="issue.updated",
@@ -159,3 +163,34 @@ def test_render_of_a_1kib_body_is_fast() -> None:
     for _ in range(200):
         template.render(_EVENT)
     assert (time.perf_counter() - start) / 200 < 500e-6
+
+
+@pytest.mark.parametrize(
+    ("integration", "url"),
+    [
+        ("webhook", "https://example.com/hook"),
+        ("zapier", "https://hooks.zapier.com/hooks/catch/1/abc/"),
+        ("slack", "https://hooks.slack.com/services/T/B/X"),
+        ("discord", "https://discord.com/api/webhooks/1/abc"),
+    ],
+)
+def test_compiled_rules_send_the_rendered_body_in_place_of_the_integrations(integration: str, url: str) -> None:
+    now = datetime.now(UTC)
+    config = INTEGRATIONS[integration].validate_config({}, url)
+    sub = Subscription(
+        id=uuid.uuid4(),
+        name="t",
+        url=url,
+        event_types=["issue.*"],
+        integration=integration,
+        integration_config=config,
+        created_at=now,
+        updated_at=now,
+        template="{{ actor.name }}: {{ data.current.title }}",
+        template_content_type="text/plain",
+    )
+    prepared = compile_rules(sub).prepare(_EVENT, encode_event(_EVENT))
+    assert isinstance(prepared, Prepared)
+    assert prepared.request.body == b'ada@example.com: Login "fails"'
+    assert [v for k, v in prepared.request.headers.items() if k.lower() == "content-type"] == ["text/plain"]
+    assert prepared.request.url == url
