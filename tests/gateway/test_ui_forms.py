@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from consumers import RateLimit, Subscription
+from consumers import Engine, RateLimit, Subscription
+from consumers.secrets import masked
 from gateway.ui._forms import SubscriptionForm, create_body, draft_body, patch_body, read_form
 
 _FORM = {
@@ -77,3 +78,26 @@ def test_bad_filter_json_and_rate_are_refused_beside_their_fields() -> None:
     errors = {}
     assert create_body(read_form({**_FORM, "filters": "[1]"}), errors) is None
     assert "JSON object" in errors["filters"]
+
+
+async def test_an_edit_form_saved_unchanged_changes_nothing(engine: Engine, unique: str) -> None:
+    errors: dict[str, str] = {}
+    body = create_body(read_form({**_FORM, "name": f"edit-{unique}", "url": "http://127.0.0.1:9/x"}), errors)
+    assert body is not None, errors
+    sub = await engine.service.create(body)
+    patch = patch_body(SubscriptionForm.of(masked(sub)), sub.integration, errors)
+    assert patch is not None, errors
+    saved = await engine.service.update(sub.id, patch)
+    for name in (
+        "filters",
+        "template",
+        "template_content_type",
+        "rate_limit",
+        "ordering",
+        "ordering_key",
+        "redact_fields",
+        "auto_recover",
+        "event_types",
+        "url",
+    ):
+        assert getattr(saved, name) == getattr(sub, name), name
