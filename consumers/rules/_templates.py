@@ -345,13 +345,20 @@ class PayloadTemplate:
         _budget.deadline = time.perf_counter() + self.limits.timeout
         chunks: list[str] = []
         size = 0
+        template = self._template
         try:
-            for chunk in self._template.generate(envelope, event=envelope):
-                size += len(chunk)
-                if size > cap:
-                    raise _Exceeded(f"the output is larger than {cap} bytes")
-                chunks.append(chunk)
-                _tick()
+            # Template.generate() without its extra generator layer (a fifth of a small render).
+            context = template.new_context({**envelope, "event": envelope})
+            try:
+                for chunk in template.root_render_func(context):
+                    size += len(chunk)
+                    if size > cap:
+                        raise _Exceeded(f"the output is larger than {cap} bytes")
+                    chunks.append(chunk)
+                    if not len(chunks) & 7:
+                        _tick()
+            except Exception:  # noqa: BLE001  re-raised at once, its traceback rewritten to template lines
+                template.environment.handle_exception()
         # SecurityError (a sandbox refusal) is a TemplateError; the others are what a
         # template's expressions raise on data they do not expect.
         except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, RecursionError, MemoryError) as exc:
