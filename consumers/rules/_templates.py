@@ -6,8 +6,9 @@ top-level fields by name (``data``, ``actor``, ``context``, ``event_type``, ``en
 
 Bounded, because a template is user input run inside the worker:
 
-- Jinja2's :class:`~jinja2.sandbox.SandboxedEnvironment` refuses private and internal
-  attributes (``''.__class__``, ``cycler.__init__.__globals__``, ``self._TemplateReference__context``);
+- Jinja2's :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` refuses private and internal
+  attributes (``''.__class__``, ``cycler.__init__.__globals__``, ``self._TemplateReference__context``)
+  and the methods that change lists, dicts and sets;
 - time: every loop iteration, call, operator and output chunk checks the render's deadline
   (``TURBOHOOKS_TEMPLATE_TIMEOUT``), so nested loops over ``range()`` end as a failed render,
   not a hung worker;
@@ -34,7 +35,7 @@ import msgspec
 from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError, Undefined, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 
@@ -68,6 +69,8 @@ _JSON: Final = re.compile(r"^application/([\w.-]+\+)?json(;|$)", re.I)
 _BIG_WIDTH: Final = re.compile(r"%[-#0 +]*(\*|\d{5,})|\.(\*|\d{5,})|\{[^}]*:[^}]*\d{5,}")
 """``%``/``format`` specs whose width or precision alone could build a huge string."""
 _SIZED_METHODS: Final = frozenset({"join", "replace", "format", "format_map", "expandtabs"})
+_WIDTH_METHODS: Final = frozenset({"center", "ljust", "rjust", "zfill"})
+_WIDTH_FILTERS: Final = frozenset({"center", "indent"})
 
 
 class TemplateLimits(msgspec.Struct, frozen=True):
@@ -140,8 +143,9 @@ class _Generator(CodeGenerator):
         self.write(")")
 
 
-class _Sandbox(SandboxedEnvironment):
-    """The sandbox, with the render's deadline and size cap checked where a template spends time or memory."""
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox (immutable: no ``list.append`` doubling a list in a loop), with the render's
+    deadline and size cap checked where a template spends time or memory."""
 
     code_generator_class = _Generator
     intercepted_binops = frozenset({"*", "**", "%", "+"})
@@ -189,13 +193,22 @@ class _Sandbox(SandboxedEnvironment):
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _tick()
-        for arg in itertools.chain(args, kwargs.values()):
-            if isinstance(arg, int) and arg > _budget.cap:
-                raise _Exceeded(f"an argument of {arg} is larger than the output limit ({_budget.cap} bytes)")
         owner = getattr(__obj, "__self__", None)
-        if isinstance(owner, str) and getattr(__obj, "__name__", "") in _SIZED_METHODS:
-            _check_method(owner, __obj.__name__, args, kwargs)
+        if isinstance(owner, str):
+            name = getattr(__obj, "__name__", "")
+            if name in _WIDTH_METHODS:
+                _check_widths(name, args, kwargs)
+            elif name in _SIZED_METHODS:
+                _check_method(owner, name, args, kwargs)
         return _sized(super().call(__context, __obj, *args, **kwargs))
+
+
+def _check_widths(name: str, args: Iterable[Any], kwargs: dict[str, Any]) -> None:
+    """A width (``center``, ``ljust``, ``indent``…) over the output cap is refused (only widths: an
+    integer being formatted, a timestamp, is a value of any size)."""
+    for arg in itertools.chain(args, kwargs.values()):
+        if isinstance(arg, int) and arg > _budget.cap:
+            raise _Exceeded(f"{name}: a width of {arg} is larger than the output limit ({_budget.cap} bytes)")
 
 
 def _check_method(text: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -211,7 +224,8 @@ def _check_method(text: str, name: str, args: tuple[Any, ...], kwargs: dict[str,
             raise _Exceeded("a format width or precision over 9999")
         estimate = len(text) + sum(_weight(a) for a in itertools.chain(args, kwargs.values()))
     elif name == "expandtabs":
-        estimate = len(text) * 8
+        size = args[0] if args and isinstance(args[0], int) else kwargs.get("tabsize", 8)
+        estimate = len(text) * max(1, size if isinstance(size, int) else 8)
     if estimate > cap:
         raise _Exceeded(f"str.{name} would build a value larger than the output limit ({cap} bytes)")
 
@@ -256,9 +270,8 @@ def _bounded_filter(name: str, apply: Callable[..., Any]) -> Callable[..., Any]:
     def bounded(*args: Any, **kwargs: Any) -> Any:
         _tick()
         values = list(itertools.chain(args, kwargs.values()))
-        for arg in values:
-            if isinstance(arg, int) and arg > _budget.cap:
-                raise _Exceeded(f"{name}: an argument of {arg} is larger than the output limit ({_budget.cap} bytes)")
+        if name in _WIDTH_FILTERS:
+            _check_widths(name, values[1:], {})  # the first is the value filtered
         texts = [v for v in values if isinstance(v, str)]
         if name == "replace" and len(texts) >= 3:
             _check_method(texts[0], "replace", (texts[1], texts[2]), {})

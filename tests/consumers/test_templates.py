@@ -194,3 +194,30 @@ def test_compiled_rules_send_the_rendered_body_in_place_of_the_integrations(inte
     assert prepared.request.body == b'ada@example.com: Login "fails"'
     assert [v for k, v in prepared.request.headers.items() if k.lower() == "content-type"] == ["text/plain"]
     assert prepared.request.url == url
+
+
+@pytest.mark.parametrize(
+    ("source", "output"),
+    [
+        ("{{ '%d'|format(1700000000) }}", "1700000000"),
+        ("{{ '{:,}'.format(5000000) }}", "5,000,000"),
+        ("{{ 300000000|filesizeformat }}", "300.0 MB"),
+        ("{{ [1, 2000000]|max }}", "2000000"),
+        ("{{ 'x'|center(9) }}", "    x    "),
+    ],
+)
+def test_large_numbers_as_values_are_fine(source: str, output: str) -> None:
+    assert _render(source, "text/plain") == output.encode()
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% set l = [1] %}{% for i in range(40) %}{{ l.extend(l) }}{% endfor %}",
+        "{% set d = {} %}{{ d.update(a=1) }}",
+        "{{ ('\\t' * 1000).expandtabs(100000) }}",
+    ],
+)
+def test_containers_are_immutable_and_tabs_bounded(source: str) -> None:
+    failed = _render(source, "text/plain")
+    assert isinstance(failed, RenderFailed), failed
