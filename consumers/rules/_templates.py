@@ -256,13 +256,6 @@ def _json_finalize(value: Any) -> Any:
     return value
 
 
-def _checked_join(values: Iterable[Any], d: str = "", attribute: str | int | None = None) -> str:
-    items = [str(getattr(v, str(attribute), v) if attribute is not None else v) for v in values]
-    if _weight(items) + len(d) * len(items) > _budget.cap:
-        raise _Exceeded(f"join would build a value larger than the output limit ({_budget.cap} bytes)")
-    return d.join(items)
-
-
 def _bounded_filter(name: str, apply: Callable[..., Any]) -> Callable[..., Any]:
     """A built-in filter whose integer arguments (widths, counts) and result are held to the output cap."""
 
@@ -277,6 +270,13 @@ def _bounded_filter(name: str, apply: Callable[..., Any]) -> Callable[..., Any]:
             _check_method(texts[0], "replace", (texts[1], texts[2]), {})
         elif name == "format" and texts:
             _check_method(texts[0], "format", tuple(values[values.index(texts[0]) + 1 :]), {})
+        elif name == "join" and len(args) >= 2:
+            # join(eval_ctx, value, d="", attribute=None): measured before it is built.
+            items = list(args[1])
+            sep = args[2] if len(args) > 2 else kwargs.get("d", "")
+            if sum(len(str(i)) for i in items) + len(str(sep)) * len(items) > _budget.cap:
+                raise _Exceeded(f"join would build a value larger than the output limit ({_budget.cap} bytes)")
+            args = (args[0], items, *args[2:])
         return _sized(apply(*args, **kwargs))
 
     return bounded
@@ -293,8 +293,6 @@ def _environment(*, escaped: bool, json_body: bool) -> _Sandbox:
         env.filters[name] = _bounded_filter(name, apply)
     env.filters["_turbohooks_guarded"] = _guarded
     env.filters["tojson"] = _tojson_html if escaped else _tojson
-    if not escaped:
-        env.filters["join"] = _checked_join
     env.globals.pop("lipsum", None)  # generates text of any size; nothing a payload needs
     return env
 

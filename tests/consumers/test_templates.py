@@ -221,3 +221,10 @@ def test_large_numbers_as_values_are_fine(source: str, output: str) -> None:
 def test_containers_are_immutable_and_tabs_bounded(source: str) -> None:
     failed = _render(source, "text/plain")
     assert isinstance(failed, RenderFailed), failed
+
+
+def test_an_escaping_template_bounds_join_too_and_escapes_its_items() -> None:
+    html = compile_template("{{ data.current.tags|join('<br>') }}", "text/html", "webhook").render(_EVENT)
+    assert html == b"auth&lt;br&gt;p1"
+    huge = compile_template("{{ range(10000)|join('x' * 100000) }}", "text/html", "webhook").render(_EVENT)
+    assert isinstance(huge, RenderFailed) and "join would build" in huge.error
