@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import msgspec
 
 from consumers import AttemptRecord, WorkerMetrics, build_headers, delivery_id_for, generate_secret
-from consumers.rules import compile_filter, compile_redactor
-from streams import USER_AGENT, build_event, decode_event, encode_event
+from consumers.rules import compile_filter, compile_redactor, compile_template
+from streams import USER_AGENT, Event, build_event, decode_event, encode_event
 from streams.settings import TracingSettings
 from streams.telemetry import configure_tracing, delivery_span, tracing_on
 
@@ -31,6 +31,27 @@ def _per_call_us(call: Callable[[], object], seconds: float) -> float:
         number *= 10
     number = max(1, int(number * seconds / elapsed))
     return min(timer.repeat(repeat=5, number=number)) / number * 1e6
+
+
+_TEMPLATE = (
+    '{"text": {{ ("[" ~ context.project_id ~ "] " ~ data.current.title)|tojson }},'
+    ' "status": "{{ data.current.status }}", "was": {{ data.previous.status|tojson }},'
+    ' "by": {{ actor.name|tojson }}, "labels": {{ data.current.labels }},'
+    ' "changes": [{% for c in data.changes %}"{{ c }}"{% if not loop.last %},{% endif %}{% endfor %}],'
+    ' "description": {{ data.current.description|tojson }}, "event": "{{ event_type }}:{{ entity_id }}"}'
+)
+"""A payload template of the usual shape whose JSON output is about 1 KiB (the sample's description)."""
+
+
+def _template_call(event: Event) -> tuple[str, str, Callable[[], object] | None]:
+    template = compile_template(_TEMPLATE, None, "webhook")
+    body = template.render(event)
+    size = len(body) if isinstance(body, bytes) else 0
+    return (
+        "hot.templates",
+        f"payload template: render a {size / 1024:.1f} KiB JSON body",
+        lambda: template.render(event),
+    )
 
 
 def hot_path(results: Results, scale: Scale) -> None:
@@ -130,7 +151,7 @@ def hot_path(results: Results, scale: Scale) -> None:
     calls.append(
         ("hot.metrics", "metrics: count one delivery (counters, 3 histograms, in-flight gauge)", count_delivery)
     )
-    calls.append(("hot.templates", "templates (payload templates)", None))
+    calls.append(_template_call(event))
     rate = results.value("product.e2e.rate")
     budget = 1e6 / rate if rate else None
     results.add(

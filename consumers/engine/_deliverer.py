@@ -28,7 +28,7 @@ from streams import DEAD_LETTER_SUBJECT_ROOT, USER_AGENT, Event, Settings
 from streams.telemetry import delivery_span, tracing_on
 
 from .._messages import AttemptRecord, AttemptTrigger, CountedSkip, DeadLetter, Subscription, delivery_id_for
-from ..rules import Rules, Skip
+from ..rules import RenderFailed, Rules, Skip
 from ..secrets import mask_request_headers
 from ._batcher import AttemptBatcher
 from ._http import DeliveryClient
@@ -103,6 +103,8 @@ def delivery_headers(
         user_agent=USER_AGENT,
         extra={**sub.headers, **request.headers},
         signing_keys=keys,
+        # The integration's (JSON) or the payload template's declared type.
+        content_type=next((v for k, v in request.headers.items() if k.lower() == "content-type"), "application/json"),
     )
 
 
@@ -132,6 +134,38 @@ def _response_bytes(headers: dict[str, str], body: str) -> int:
     if length is not None and length.isdigit():
         return int(length)
     return len(body)
+
+
+def _render_failed(
+    sub: Subscription,
+    event: Event,
+    failed: RenderFailed,
+    *,
+    attempt: int,
+    trigger: AttemptTrigger,
+    stream_seq: int | None,
+) -> Attempted:
+    """The subscription's template failed on this event: a failed attempt, no request sent.
+
+    Dead at once, not retried: the same template fails the same event every time; the
+    dead letter keeps the event for a recover once the template is fixed."""
+    now = datetime.now(UTC)
+    record = AttemptRecord(
+        attempt_id=uuid.uuid4(),
+        delivery_id=delivery_id_for(sub.id, event.event_id),
+        subscription_id=sub.id,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        attempt=attempt,
+        outcome="failed",
+        trigger=trigger,
+        stream_seq=stream_seq,
+        request_url=sub.url,
+        error=failed.error,
+        started_at=now,
+        finished_at=now,
+    )
+    return Attempted(record=record, outcome=Dead(reason=failed.error))
 
 
 class Deliverer:
@@ -179,6 +213,8 @@ class Deliverer:
         prepared = rules.prepare(event, raw)
         if isinstance(prepared, Skip):
             return prepared
+        if isinstance(prepared, RenderFailed):
+            return _render_failed(sub, event, prepared, attempt=attempt, trigger=trigger, stream_seq=stream_seq)
         request, integration, config = prepared.request, rules.integration, rules.config
         delivery_id = delivery_id_for(sub.id, event.event_id)
         started = datetime.now(UTC)

@@ -15,7 +15,7 @@ from nats.aio.msg import Msg
 from streams import NATS_ERRORS, EventValidationError, decode_event
 
 from .._messages import AttemptRecord, Subscription
-from ..rules import Skip, compile_rules, counted
+from ..rules import Skip, counted, rules_for
 from ..subscriptions._consumer import consumer_name, ensure_consumer
 from ._logging import attempt_fields, log_attempt
 from ._outcome import Dead, Delivered, Gone, Retry
@@ -53,7 +53,7 @@ class SubscriptionLoop:
     def __init__(self, worker: Worker, sub: Subscription) -> None:
         self.worker = worker
         self.sub = sub
-        self.rules = compile_rules(sub, worker.settings.redact_fields)
+        self.rules = rules_for(sub, worker.settings)
         """The subscription's rules (integration config, …), compiled once here (and on :meth:`update`)."""
         self.policy = RetryPolicy.from_settings(worker.settings, sub.retry_schedule)
         self._limit = sub.max_in_flight or worker.settings.webhook_max_in_flight
@@ -66,7 +66,7 @@ class SubscriptionLoop:
 
     def update(self, sub: Subscription) -> None:
         """Take a changed subscription (URL, secret, headers, config) for the next deliveries."""
-        self.rules = compile_rules(sub, self.worker.settings.redact_fields)
+        self.rules = rules_for(sub, self.worker.settings)
         self.sub = sub
         self.policy = RetryPolicy.from_settings(self.worker.settings, sub.retry_schedule)
 

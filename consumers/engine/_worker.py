@@ -34,7 +34,7 @@ from streams import (
 )
 
 from .._messages import Subscription
-from ..rules import Skip, compile_rules, counted
+from ..rules import Skip, counted, rules_for
 from ..subscriptions._consumer import ack_wait
 from ..subscriptions._registry import SubscriptionRegistry
 from ._deliverer import Deliverer
@@ -236,7 +236,7 @@ class Worker:
         try:
             attempted = await self.deliverer.attempt(
                 sub,
-                loop.rules if loop is not None else compile_rules(sub, self.settings.redact_fields),
+                loop.rules if loop is not None else rules_for(sub, self.settings),
                 event,
                 bytes(request.event),
                 attempt=1,

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from ._filters import MAX_REGEX_LENGTH, OPERATORS, Predicate, check_filter, compile_filter
 from ._redact import DEFAULT_REDACT_FIELDS, REDACTED, Redactor, compile_redactor
-from ._rules import COUNTED_SKIPS, Prepared, Rules, Skip, SkipReason, compile_rules, counted
+from ._rules import COUNTED_SKIPS, Prepared, Rules, Skip, SkipReason, compile_rules, counted, rules_for
+from ._templates import TEMPLATABLE_INTEGRATIONS, PayloadTemplate, RenderFailed, TemplateLimits, compile_template
+from ._verify import catalog_sample, check_rules_on_save, stored_samples
 
 __all__ = (
     "COUNTED_SKIPS",
@@ -18,15 +20,24 @@ __all__ = (
     "MAX_REGEX_LENGTH",
     "OPERATORS",
     "REDACTED",
+    "TEMPLATABLE_INTEGRATIONS",
+    "PayloadTemplate",
     "Predicate",
     "Prepared",
     "Redactor",
+    "RenderFailed",
     "Rules",
     "Skip",
     "SkipReason",
+    "TemplateLimits",
+    "catalog_sample",
     "check_filter",
+    "check_rules_on_save",
     "compile_filter",
     "compile_redactor",
     "compile_rules",
+    "compile_template",
     "counted",
+    "rules_for",
+    "stored_samples",
 )

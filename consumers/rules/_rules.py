@@ -13,13 +13,14 @@ from streams import EventValidationError
 
 from ._filters import Predicate, compile_filter
 from ._redact import Redactor, compile_redactor
+from ._templates import PayloadTemplate, RenderFailed, TemplateLimits, compile_template
 
 if TYPE_CHECKING:
-    from streams import Event
+    from streams import Event, Settings
 
     from .._messages import CountedSkip, Subscription
 
-__all__ = ("COUNTED_SKIPS", "Prepared", "Rules", "Skip", "SkipReason", "compile_rules", "counted")
+__all__ = ("COUNTED_SKIPS", "Prepared", "Rules", "Skip", "SkipReason", "compile_rules", "counted", "rules_for")
 
 _log = logging.getLogger("turbohooks.worker")
 
@@ -53,7 +54,7 @@ class Prepared(msgspec.Struct, frozen=True):
 class Rules:
     """What one subscription sends for an event; built by :func:`compile_rules`, reused for every event."""
 
-    __slots__ = ("config", "filter", "integration", "redactor", "url")
+    __slots__ = ("config", "filter", "integration", "redactor", "template", "url")
 
     def __init__(
         self,
@@ -63,6 +64,7 @@ class Rules:
         *,
         filter: Predicate | None = None,
         redactor: Redactor | None = None,
+        template: PayloadTemplate | None = None,
     ) -> None:
         self.integration = integration
         self.config = config
@@ -71,13 +73,17 @@ class Rules:
         self.filter = filter
         """The subscription's filter, compiled; ``None``: every event of its types."""
         self.redactor = redactor or compile_redactor()
+        self.template = template
+        """The payload template, compiled once here; it replaces the integration's body."""
 
-    def prepare(self, event: Event, raw: bytes, *, test: bool = False) -> Prepared | Skip:
+    def prepare(self, event: Event, raw: bytes, *, test: bool = False) -> Prepared | Skip | RenderFailed:
         """The request for ``event`` (``raw``: its envelope's bytes), or why none is sent.
 
-        The filter sees the event as published; the integration renders it
-        redacted. ``test``: a synthetic test event, sent whatever the filter says
-        (it exists to check the endpoint, and would rarely match a real filter).
+        The filter sees the event as published; the integration and the template
+        render it redacted. ``test``: a synthetic test event, sent whatever the
+        filter says (it exists to check the endpoint, and would rarely match a
+        real filter). :class:`RenderFailed`: the template failed on this event
+        (a failed attempt, nothing sent).
         """
         if self.filter is not None and not test and not self.filter(event):
             return Skip("filtered")
@@ -85,22 +91,42 @@ class Rules:
         request = self.integration.render(event, raw, self.url, self.config)
         if request is None:
             return Skip("declined")
+        if self.template is not None:
+            rendered = self.template.apply(event, request)
+            if isinstance(rendered, RenderFailed):
+                return rendered
+            request = rendered
         return Prepared(request)
 
 
-def compile_rules(sub: Subscription, redact_fields: Sequence[str] = ()) -> Rules:
-    """``sub``'s rules, compiled: its integration config parsed, its filter and redaction compiled.
+def compile_rules(
+    sub: Subscription, redact_fields: Sequence[str] = (), *, limits: TemplateLimits | None = None
+) -> Rules:
+    """``sub``'s rules, compiled: its integration config parsed, its filter, redaction and template compiled.
 
-    ``redact_fields``: the global list (``TURBOHOOKS_REDACT_FIELDS``), beside the built-in one and the subscription's.
+    ``redact_fields``: the global list (``TURBOHOOKS_REDACT_FIELDS``), beside the built-in one and the
+    subscription's; ``limits`` bound the template's render. ``EventValidationError`` naming the field for a
+    template that does not compile.
     """
     integration = INTEGRATIONS[sub.integration]
+    template = (
+        compile_template(sub.template, sub.template_content_type, sub.integration, limits)
+        if sub.template is not None
+        else None
+    )
     return Rules(
         integration,
         integration.load_config(sub.integration_config),
         sub.url,
         filter=_loaded_filter(sub),
         redactor=compile_redactor(redact_fields, sub.redact_fields),
+        template=template,
     )
+
+
+def rules_for(sub: Subscription, settings: Settings) -> Rules:
+    """``sub``'s rules under ``settings``: the global redaction list and the template's bounds."""
+    return compile_rules(sub, settings.redact_fields, limits=TemplateLimits.from_settings(settings))
 
 
 def _loaded_filter(sub: Subscription) -> Predicate | None:

@@ -27,7 +27,7 @@ from streams import Settings, normalize_patterns
 
 from .._messages import Subscription
 from ..log import AuditStore, SubscriptionStore
-from ..rules import check_filter
+from ..rules import check_filter, check_rules_on_save
 from ._consumer import delete_consumer, ensure_consumer
 from ._registry import SubscriptionRegistry
 from ._safety import (
@@ -53,6 +53,11 @@ from ._shapes import (
 __all__ = ("SubscriptionService",)
 
 _log = logging.getLogger("turbohooks.subscriptions")
+
+_RULE_FIELDS = frozenset(
+    {"template", "template_content_type", "event_types", "integration_config", "filters", "redact_fields"}
+)
+"""Changes after which a template is checked again against stored events."""
 
 
 class SubscriptionService:
@@ -134,6 +139,7 @@ class SubscriptionService:
             redact_fields=check_redact_fields(new.redact_fields),
             auto_recover=new.auto_recover,
         )
+        await check_rules_on_save(subscription, self.js, self.settings)
         created = await self.store.create(subscription)
         try:
             await ensure_consumer(self.js, self.settings, created)
@@ -182,6 +188,8 @@ class SubscriptionService:
         changes.update(patched_tls(current, patch, changes.get("url")))
         if patch.template is not UNSET:
             changes["template"] = patch.template
+            if patch.template is None and patch.template_content_type is UNSET:
+                changes["template_content_type"] = None  # removing the template removes its content type
         if patch.template_content_type is not UNSET:
             changes["template_content_type"] = patch.template_content_type
         if patch.rate_limit is not UNSET:
@@ -218,6 +226,8 @@ class SubscriptionService:
         if not changes:
             return current
         updated = msgspec.structs.replace(current, **changes, updated_at=datetime.now(UTC))
+        if _RULE_FIELDS.intersection(changes):  # not on pause, resume, disable: those never refuse
+            await check_rules_on_save(updated, self.js, self.settings)
         saved = await self.store.update(updated)
         if "event_types" in changes:
             await ensure_consumer(self.js, self.settings, saved)

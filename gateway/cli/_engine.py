@@ -30,6 +30,7 @@ _OPTIONS = {
     "headers": "--header",
     "event_types": "--event-types",
     "filters": "--filter",
+    "template_content_type": "--content-type",
 }
 
 

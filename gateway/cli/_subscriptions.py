@@ -23,7 +23,7 @@ from ._common import console, fail, print_json, when
 from ._deliveries import deliveries_app
 from ._engine import SubscriptionArg, WideOption, option_named, shown_id, with_engine
 from ._safe import SafeTable as Table
-from ._safe import safe, styled
+from ._safe import plain, safe, styled
 
 if TYPE_CHECKING:
     from consumers import Engine, SubscriptionPatch
@@ -393,6 +393,68 @@ def send_test(
                 console.print(result.body + note, highlight=False, markup=False, soft_wrap=True)
         if not result.success:
             fail(f"the receiver did not answer 2xx: {result.error or f'status {result.status}'}")
+
+    with_engine(body)
+
+
+@subscriptions_app.command("preview")
+def preview(
+    event_types: Annotated[str, typer.Option("--event-types", help=_EventTypesHelp)],
+    integration: Annotated[
+        str, typer.Option("--integration", help=f"One of {', '.join(INTEGRATION_NAMES)}.")
+    ] = "webhook",
+    url: Annotated[str, typer.Option("--url", help="The destination (some integrations shape it in).")] = "",
+    config: _ConfigOption = None,
+    filter_: _FilterOption = None,
+    template: _TemplateOption = None,
+    template_file: _TemplateFileOption = None,
+    content_type: _ContentTypeOption = None,
+    redact: _RedactOption = None,
+    limit: Annotated[
+        int, typer.Option("--limit", help="How many of the newest matching stored events (at most 1000).")
+    ] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer (bodies included) as JSON.")] = False,
+) -> None:
+    """Run a draft subscription on the newest stored events: which would be sent, with the exact bodies.
+
+    Nothing is saved or sent. The draft is refused as a create would refuse it."""
+
+    async def body(engine: Engine) -> None:
+        from ..operations import SubscriptionDraft
+        from ..operations import preview as run_preview
+
+        draft = SubscriptionDraft(
+            event_types=_patterns(event_types),
+            integration=integration,
+            integration_config=_config(config) if config is not None else {},
+            url=url,
+            filters=_filter(filter_) if filter_ is not None else None,
+            template=_template(template, template_file),
+            template_content_type=content_type,
+            redact_fields=_fields(redact) if redact is not None else [],
+            limit=limit,
+        )
+        try:
+            result = await run_preview(engine, draft)
+        except EventValidationError as exc:
+            raise option_named(exc) from None
+        if as_json:
+            print_json(result)
+            return
+        console.print(
+            f"{result.examined} stored events: {result.send} would be sent, {result.skip} skipped, "
+            f"{result.fail} would fail",
+            highlight=False,
+        )
+        for item in result.items:
+            head = f"seq {item.stream_seq}  {item.event_type}  {item.event_id}  {item.outcome}"
+            # Bodies and reasons are user data: shown exactly, controls made visible, never parsed as markup.
+            if item.outcome == "send":
+                console.print(plain(f"{head}  {item.content_type}"), highlight=False, soft_wrap=True)
+                for line in (item.body or "").splitlines():
+                    console.print(plain(line), highlight=False, soft_wrap=True)
+            else:
+                console.print(plain(f"{head}: {item.reason}"), highlight=False, soft_wrap=True)
 
     with_engine(body)
 

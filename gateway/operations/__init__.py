@@ -5,7 +5,8 @@ the API's handlers and the CLI's commands only translate their inputs and
 print or serialize the result. None of them delivers: retry, recover and
 replay queue requests for the workers (each operation is recorded in the audit log, ``_audit``) (refused, by one rule,
 :func:`require_active`, unless the subscription is active); test-send is the
-one exception, a synthetic event sent now and recorded nowhere.
+one exception, a synthetic event sent now and recorded nowhere. Preview runs a draft's
+rules on stored events and sends nothing.
 
 Failures are the :class:`~streams.TurbohooksError` tree: ``NotFoundError``,
 ``ConflictError``, ``EventValidationError`` (naming the field), and the
@@ -23,6 +24,14 @@ from ._dead_letters import (
     DeadLetterList,
     get_dead_letter,
     list_dead_letters,
+)
+from ._preview import (
+    DEFAULT_PREVIEW_EVENTS,
+    MAX_PREVIEW_EVENTS,
+    PreviewItem,
+    PreviewResult,
+    SubscriptionDraft,
+    preview,
 )
 from ._queue import event_envelope, queue_redelivery, require_active
 from ._recover import MAX_RECOVER, RecoverResult, recover_failed
@@ -43,7 +52,9 @@ from ._when import parse_when
 
 __all__ = (
     "ALL_SUBJECTS",
+    "DEFAULT_PREVIEW_EVENTS",
     "MAX_DEAD_LETTER_SCAN",
+    "MAX_PREVIEW_EVENTS",
     "MAX_RECOVER",
     "MAX_REDRIVE",
     "MAX_REPLAY_EVENTS",
@@ -54,12 +65,15 @@ __all__ = (
     "DeadLetterList",
     "DeadLetterRedriven",
     "DeliveryTestResult",
+    "PreviewItem",
+    "PreviewResult",
     "RecoverResult",
     "RedriveRefusal",
     "ReplayItem",
     "ReplayRange",
     "ReplayResult",
     "StreamBounds",
+    "SubscriptionDraft",
     "SubscriptionRedrive",
     "acting_as",
     "count_matching",
@@ -67,6 +81,7 @@ __all__ = (
     "get_dead_letter",
     "list_dead_letters",
     "parse_when",
+    "preview",
     "queue_redelivery",
     "read_backward",
     "read_forward",

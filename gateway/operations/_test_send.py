@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from consumers import DeliveryClient, client_tls, delivery_headers
-from consumers.rules import Skip, compile_rules
+from consumers.rules import RenderFailed, Skip, rules_for
 from streams import USER_AGENT, EventValidationError, build_event, encode_event, match_event_types
 
 from ._audit import record_audit
@@ -59,11 +59,13 @@ async def send_test_event(engine: Engine, subscription_id: uuid.UUID) -> Deliver
         actor={"type": "system", "name": "turbohooks-test"},
     )
     raw = encode_event(event)
-    rules = compile_rules(sub, settings.redact_fields)
+    rules = rules_for(sub, settings)
     # A test event is synthetic: it is sent whatever the subscription's filter says.
     prepared = rules.prepare(event, raw, test=True)
     if isinstance(prepared, Skip):
         raise EventValidationError("integration", f"the {sub.integration} integration sends no {event.event_type}")
+    if isinstance(prepared, RenderFailed):
+        raise EventValidationError("template", prepared.error)
     request = prepared.request
     headers = delivery_headers(sub, rules.integration, event, request, source=_TEST_SOURCE)
     # Its own short-lived client: tests are rare, and the delivery rules (address

@@ -9,6 +9,7 @@ service checks everything before it writes, so a refused form saves nothing.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from integrations import INTEGRATIONS
 from streams import KNOWN_EVENT_TYPES, ConflictError, EventValidationError
 
 from ..api._problems import _from_msgspec
+from ..operations import SubscriptionDraft
 
 __all__ = (
     "ConfigField",
@@ -28,6 +30,7 @@ __all__ = (
     "SubscriptionForm",
     "catalog_groups",
     "config_fields",
+    "draft_body",
     "errors_of",
     "read_form",
 )
@@ -86,6 +89,16 @@ class SubscriptionForm:
     retry_schedule: str = ""
     max_in_flight: str = ""
     active: bool = True
+    filters: str = ""
+    """The filter document as JSON text."""
+    template: str = ""
+    template_content_type: str = ""
+    rate_count: str = ""
+    rate_per: str = "second"
+    ordering: str = "none"
+    ordering_key: str = ""
+    redact_fields: str = ""
+    auto_recover: bool = True
 
     @classmethod
     def of(cls, sub: Subscription) -> SubscriptionForm:
@@ -105,6 +118,15 @@ class SubscriptionForm:
             retry_schedule=", ".join(f"{s:g}" for s in sub.retry_schedule or []),
             max_in_flight="" if sub.max_in_flight is None else str(sub.max_in_flight),
             active=sub.status == "active",
+            filters="" if sub.filters is None else json.dumps(sub.filters, indent=2, ensure_ascii=False),
+            template=sub.template or "",
+            template_content_type=sub.template_content_type or "",
+            rate_count="" if sub.rate_limit is None else str(sub.rate_limit.count),
+            rate_per="second" if sub.rate_limit is None else sub.rate_limit.per,
+            ordering=sub.ordering,
+            ordering_key=sub.ordering_key or "",
+            redact_fields=", ".join(sub.redact_fields),
+            auto_recover=sub.auto_recover,
         )
 
 
@@ -123,6 +145,14 @@ def _all(form: Mapping[str, Any], key: str) -> list[str]:
 
 def _split(text: str) -> list[str]:
     return [part.strip() for part in _LIST_SPLIT.split(text) if part.strip()]
+
+
+def _text(form: Mapping[str, Any], key: str) -> str:
+    """A textarea's value as typed (line ends made ``\n``: template line numbers are the user's)."""
+    value = form.get(key, "")
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    return str(value).replace("\r\n", "\n")
 
 
 def read_form(form: Mapping[str, Any]) -> SubscriptionForm:
@@ -145,6 +175,15 @@ def read_form(form: Mapping[str, Any]) -> SubscriptionForm:
         retry_schedule=_first(form, "retry_schedule"),
         max_in_flight=_first(form, "max_in_flight"),
         active=_first(form, "active") in ("on", "true", "1"),
+        filters=_text(form, "filters"),
+        template=_text(form, "template"),
+        template_content_type=_first(form, "template_content_type"),
+        rate_count=_first(form, "rate_count"),
+        rate_per=_first(form, "rate_per") or "second",
+        ordering=_first(form, "ordering") or "none",
+        ordering_key=_first(form, "ordering_key"),
+        redact_fields=_first(form, "redact_fields"),
+        auto_recover=_first(form, "auto_recover") in ("on", "true", "1"),
     )
 
 
@@ -192,7 +231,55 @@ def _body(typed: SubscriptionForm, known: Sequence[ConfigField], errors: FormErr
             errors["max_in_flight"] = "write a whole number, or leave it empty for the global setting"
     if not body["event_types"]:
         errors["event_types"] = "pick at least one event type, or write a pattern such as issue.*"
+    body.update(_rules(typed, errors))
     return body
+
+
+def _rules(typed: SubscriptionForm, errors: FormErrors) -> dict[str, Any]:
+    """The fields of conditional delivery: filter, template, rate limit, ordering, redaction, auto-recover."""
+    rules: dict[str, Any] = {
+        "filters": None,
+        "template": typed.template if typed.template.strip() else None,
+        "template_content_type": typed.template_content_type or None,
+        "rate_limit": None,
+        "ordering": typed.ordering,
+        "ordering_key": typed.ordering_key or None,
+        "redact_fields": _split(typed.redact_fields),
+        "auto_recover": typed.auto_recover,
+    }
+    if typed.filters.strip():
+        try:
+            rules["filters"] = json.loads(typed.filters)
+        except json.JSONDecodeError as exc:
+            errors["filters"] = f"not JSON: line {exc.lineno} column {exc.colno}: {exc.msg}"
+        else:
+            if not isinstance(rules["filters"], dict):
+                errors["filters"] = 'write a JSON object such as {"data.current.priority": "high"}'
+    if typed.rate_count:
+        try:
+            rules["rate_limit"] = {"count": int(typed.rate_count), "per": typed.rate_per}
+        except ValueError:
+            errors["rate_limit"] = "write a whole number of deliveries, or leave it empty for no limit"
+    return rules
+
+
+def draft_body(typed: SubscriptionForm, errors: FormErrors, *, limit: int) -> SubscriptionDraft | None:
+    """The preview draft of a form (nothing is saved); ``None`` with ``errors`` when it cannot be one."""
+    body = _body(typed, config_fields().get(typed.integration, []), errors)
+    if errors:
+        return None
+    draft = {
+        key: body[key]
+        for key in ("event_types", "integration_config", "url", "filters", "template", "template_content_type")
+    }
+    try:
+        return msgspec.convert(
+            {**draft, "integration": typed.integration, "redact_fields": body["redact_fields"], "limit": limit},
+            SubscriptionDraft,
+        )
+    except msgspec.ValidationError as exc:
+        errors.update(errors_of(exc))
+        return None
 
 
 def create_body(typed: SubscriptionForm, errors: FormErrors) -> SubscriptionCreate | None:

@@ -21,9 +21,18 @@ from streams import ConflictError, EventValidationError
 
 from ..api._metrics import read_lags
 from ..api._params import EngineDep
-from ..operations import recover_failed, send_test_event
+from ..operations import preview, recover_failed, send_test_event
 from ._common import form_values, render, when_or_none
-from ._forms import SubscriptionForm, catalog_groups, config_fields, create_body, errors_of, patch_body, read_form
+from ._forms import (
+    SubscriptionForm,
+    catalog_groups,
+    config_fields,
+    create_body,
+    draft_body,
+    errors_of,
+    patch_body,
+    read_form,
+)
 from ._queries import subscription_figures
 
 __all__ = ("HANDLERS",)
@@ -31,6 +40,8 @@ __all__ = ("HANDLERS",)
 _BASE: Final = "/settings/webhooks"
 _ID: Final = _BASE + "/{subscription_id:uuid}"
 _WINDOW: Final = timedelta(hours=24)
+_PREVIEW_EVENTS: Final = 20
+"""Stored events the form's preview runs the draft on (the API and CLI take up to 1000)."""
 
 
 async def _all(engine: Engine) -> list[Subscription]:
@@ -93,6 +104,21 @@ async def create_subscription(request: Request[Any, Any, Any], engine: EngineDep
         else:
             return await _detail(request, engine, created, secret=created.secret, done="created")
     return _form_page(request, form, errors=errors, status_code=422)
+
+
+@post(_BASE + "/preview", name="ui-subscription-preview")
+async def preview_draft(request: Request[Any, Any, Any], engine: EngineDep) -> Template:
+    """The form's draft run on the newest stored events (an htmx fragment); nothing is saved."""
+    form = read_form(await form_values(request))
+    errors: dict[str, str] = {}
+    draft = draft_body(form, errors, limit=_PREVIEW_EVENTS)
+    result = None
+    if draft is not None:
+        try:
+            result = await preview(engine, draft)
+        except (EventValidationError, ConflictError) as exc:
+            errors = errors_of(exc)
+    return render("_preview.html.j2", request, result=result, errors=errors)
 
 
 async def _detail(
@@ -215,6 +241,7 @@ HANDLERS: Final = (
     subscriptions_page,
     new_subscription,
     create_subscription,
+    preview_draft,
     subscription_page,
     edit_subscription,
     update_subscription,

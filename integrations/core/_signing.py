@@ -186,8 +186,11 @@ def build_headers(
     user_agent: str,
     extra: Mapping[str, str] | None = None,
     signing_keys: Sequence[str] = (),
+    content_type: str = "application/json",
 ) -> dict[str, str]:
     """Every header of one delivery; a custom (``extra``) header never replaces a reserved one.
+
+    ``content_type`` is the body's (a payload template may declare another than JSON).
 
     ``secrets`` is the current secret first, then a rotated-out one still in its
     grace period; ``signing_keys`` the same for ``v1a`` (ed25519) signatures. Either
@@ -213,7 +216,7 @@ def build_headers(
             "webhook-signature": " ".join(signatures),
             "X-Turbo-Event": event_type,
             "User-Agent": user_agent,
-            "Content-Type": "application/json",
+            "Content-Type": content_type,
             "ce-specversion": "1.0",
             "ce-id": str(event_id),
             "ce-type": CE_TYPE_PREFIX + event_type,

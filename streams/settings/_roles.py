@@ -122,6 +122,10 @@ class Settings(RoleSettings, frozen=True, kw_only=True):
     """``WEBHOOK_SECRET_GRACE``: how long a rotated-out secret keeps signing."""
     response_body_cap: int = 4096
     """``WEBHOOK_RESPONSE_BODY_CAP``: bytes of a receiver's answer kept in the delivery log."""
+    template_max_output: int = 256 * 1024
+    """``TURBOHOOKS_TEMPLATE_MAX_OUTPUT``: bytes a payload template may render; larger is a failed render."""
+    template_timeout: float = 0.05
+    """``TURBOHOOKS_TEMPLATE_TIMEOUT``: seconds one payload template render may take."""
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> Self:

@@ -342,6 +342,22 @@ _ROWS: Final = (
         "`4096`",
         "bytes of a receiver's answer kept in the delivery log",
     ),
+    _v(
+        "TURBOHOOKS_TEMPLATE_MAX_OUTPUT",
+        "core",
+        "template_max_output",
+        parse_size,
+        "`256KiB`",
+        "bytes a subscription's payload template may render (more: the render fails; `-1`: no limit)",
+    ),
+    _v(
+        "TURBOHOOKS_TEMPLATE_TIMEOUT",
+        "core",
+        "template_timeout",
+        _DURATION,
+        "`50ms`",
+        "how long one payload template render may take (longer: the render fails)",
+    ),
     # logging and the gateway
     _v(
         "TURBOHOOKS_LOG_LEVEL",

@@ -335,6 +335,43 @@ async def test_the_subscriptions_table_and_phone_width(page: Page, stack: Stack)
         await page.set_viewport_size(_VIEWPORT)  # type: ignore[arg-type]
 
 
+async def test_a_filter_and_template_previewed_then_saved_through_the_form(page: Page, stack: Stack) -> None:
+    name = f"ui-tpl-{uuid.uuid4().hex[:8]}"
+    await _publish(stack, name)
+    template = '{"title": {{ data.current.title|tojson }}, "id": "{{ entity_id }}"}'
+    await page.goto(stack.url + "/settings/webhooks/new")
+    await page.get_by_label("Name", exact=True).fill(name)
+    await page.get_by_label("Destination URL").fill(stack.receiver.url + "/templated")
+    await page.locator("summary", has_text="issue").first.click()
+    await page.get_by_label("issue.created").check()
+    await page.get_by_label("Filter (JSON)").fill('{"data.current.title": "From the UI test"}')
+    await page.get_by_label("Payload template").fill(template)
+    await page.get_by_label("Rate limit", exact=True).fill("50")
+    await page.get_by_label("Redact fields").fill("email")
+    preview = page.get_by_role("button", name="Preview", exact=True)
+    await preview.click()
+    await expect(page.locator("#preview-summary")).to_contain_text("would be sent")
+    # The newest stored issue.created is the one just published: its exact body, rendered.
+    await expect(page.locator(".preview-body").first).to_have_text(f'{{"title": "From the UI test", "id": "{name}"}}')
+    await _shot(page, "subscription-preview", full_page=True)
+
+    await page.get_by_label("Payload template").fill("{% if %}")
+    await preview.click()
+    await expect(page.locator("#preview-errors")).to_contain_text("template")
+    await page.get_by_role("button", name="Create subscription").click()
+    await expect(page.locator("#err-template")).to_contain_text("line 1")
+    assert all(s["name"] != name for s in (await stack.api.get("/api/subscriptions")).json()["items"])
+
+    await page.get_by_label("Payload template").fill(template)
+    await page.get_by_role("button", name="Create subscription").click()
+    await expect(page.locator("#secret")).to_contain_text("whsec_")
+    sub = next(s for s in (await stack.api.get("/api/subscriptions")).json()["items"] if s["name"] == name)
+    assert sub["template"] == template and sub["filters"] == {"data.current.title": "From the UI test"}
+    assert sub["rate_limit"] == {"count": 50, "per": "second"} and sub["redact_fields"] == ["email"]
+    assert sub["auto_recover"] is True and sub["ordering"] == "none"
+    assert (await stack.api.delete(f"/api/subscriptions/{sub['id']}")).status_code == 204
+
+
 async def test_the_api_docs_open_once_signed_in(page: Page, stack: Stack) -> None:
     await page.goto(stack.url + "/settings/webhooks")
     await page.get_by_role("link", name="API docs").click()

@@ -1,4 +1,4 @@
-"""Subscriptions: create, list, show, change (pause and resume), delete, rotate the secret, test, replay.
+"""Subscriptions: create, list, show, change (pause and resume), delete, rotate the secret, test, replay, preview.
 
 Every change goes through ``SubscriptionService``, which mirrors it to the
 workers through the KV registry: running workers see it within about a second.
@@ -16,13 +16,23 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from consumers import SubscriptionStatus, SubscriptionView, subscription_view
 
-from ...operations import MAX_REPLAY_EVENTS, ReplayRange, parse_when, replay_subscription
+from ...operations import (
+    DEFAULT_PREVIEW_EVENTS,
+    MAX_PREVIEW_EVENTS,
+    MAX_REPLAY_EVENTS,
+    ReplayRange,
+    parse_when,
+    preview,
+    replay_subscription,
+)
 from ...operations import send_test_event as send_now
 from .._guard import ADMIN_GUARDS, ADMIN_SECURITY
 from .._params import EngineDep, Limit, Offset, refuse_nul
 from .._problems import responses
 from .._schemas import (
     DeliveryTestResult,
+    PreviewBody,
+    PreviewResult,
     ReplayBody,
     ReplayResult,
     SubscriptionCreateBody,
@@ -136,12 +146,29 @@ async def replay_events(
     return await replay_subscription(engine, sub, spec)
 
 
+@post(
+    "/preview",
+    status_code=200,
+    summary="Preview a draft subscription on stored events: what would be sent",
+    description=f"Runs the draft (patterns, integration, filters, template, redaction) on the newest `limit` "
+    f"stored events of its types (default {DEFAULT_PREVIEW_EVENTS}, at most {MAX_PREVIEW_EVENTS}), newest first, "
+    "through the same code the workers run: for each, `send` with the exact body and content type, `skip` with "
+    "the reason, or `fail` with the template's error. Nothing is saved, sent or recorded; a draft that would be "
+    "refused on save is refused here with the same field error.",
+    responses=responses(400, 413, 422, 503),
+)
+async def preview_subscription(engine: EngineDep, data: JSONBody[PreviewBody]) -> PreviewResult:
+    refuse_nul(msgspec.to_builtins(data))
+    return await preview(engine, data)
+
+
 router = Router(
     path="/api/subscriptions",
     tags=["subscriptions"],
     guards=ADMIN_GUARDS,
     security=ADMIN_SECURITY,
     route_handlers=[
+        preview_subscription,
         create_subscription,
         list_subscriptions,
         get_subscription,

@@ -36,6 +36,9 @@ from .problems import FieldProblem, Problem
 from .stats import StatsView, SubscriptionLag
 from .subscriptions import (
     DeliveryTestResult,
+    PreviewBody,
+    PreviewItem,
+    PreviewResult,
     RecoverResult,
     ReplayBody,
     ReplayItem,
@@ -63,6 +66,9 @@ __all__ = (
     "EventTypeView",
     "FieldProblem",
     "HealthStatus",
+    "PreviewBody",
+    "PreviewItem",
+    "PreviewResult",
     "Problem",
     "PublishEventBody",
     "PublishedEvent",

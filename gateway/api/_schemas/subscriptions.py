@@ -16,10 +16,21 @@ from msgspec import Meta
 
 from consumers import SubscriptionCreate, SubscriptionPatch, SubscriptionView
 
-from ...operations import DeliveryTestResult, RecoverResult, ReplayItem, ReplayResult
+from ...operations import (
+    DeliveryTestResult,
+    PreviewItem,
+    PreviewResult,
+    RecoverResult,
+    ReplayItem,
+    ReplayResult,
+    SubscriptionDraft,
+)
 
 __all__ = (
     "DeliveryTestResult",
+    "PreviewBody",
+    "PreviewItem",
+    "PreviewResult",
     "RecoverResult",
     "ReplayBody",
     "ReplayItem",
@@ -54,6 +65,11 @@ class SubscriptionCreateBody(SubscriptionCreate, kw_only=True, forbid_unknown_fi
 
 class SubscriptionUpdateBody(SubscriptionPatch, kw_only=True, forbid_unknown_fields=True):
     """A partial update: only the fields given change. ``active: false`` pauses, ``true`` resumes."""
+
+
+class PreviewBody(SubscriptionDraft, kw_only=True, forbid_unknown_fields=True):
+    """A draft subscription (nothing is saved): its patterns, integration, filters, template and redaction,
+    and how many of the newest matching stored events to run it on."""
 
 
 class SubscriptionPage(msgspec.Struct, kw_only=True):
