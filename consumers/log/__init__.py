@@ -26,6 +26,7 @@ from ._store import (
     RecordResult,
     SubscriptionActivity,
     SubscriptionStore,
+    SubscriptionWindow,
 )
 
 __all__ = (
@@ -45,6 +46,7 @@ __all__ = (
     "Recorder",
     "SubscriptionActivity",
     "SubscriptionStore",
+    "SubscriptionWindow",
     "acting_as",
     "alembic_config",
     "current_actor",

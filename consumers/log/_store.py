@@ -21,6 +21,7 @@ from ._views import (
     EventTypeActivity,
     RecordResult,
     SubscriptionActivity,
+    SubscriptionWindow,
 )
 
 __all__ = (
@@ -33,6 +34,7 @@ __all__ = (
     "RecordResult",
     "SubscriptionActivity",
     "SubscriptionStore",
+    "SubscriptionWindow",
 )
 
 

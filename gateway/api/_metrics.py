@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from consumers import Engine, Subscription, consumer_name
 from streams import TurbohooksError
 
+from ..operations import read_health
 from ._schemas import SubscriptionLag
 
 __all__ = ("GatewayMetrics", "read_lags")
@@ -71,7 +72,9 @@ async def read_lags(engine: Engine) -> list[SubscriptionLag]:
 class GatewayMetrics:
     """The gateway's metrics, in a registry of their own."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_subscriptions: int = 1000) -> None:
+        # Label values are bounded: past this many subscriptions, the rest have no per-subscription gauges.
+        self.max_subscriptions = max_subscriptions
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "turbohooks_api_requests",
@@ -103,6 +106,12 @@ class GatewayMetrics:
             ("subscription_id", "name"),
             registry=self.registry,
         )
+        self.oldest_pending = Gauge(
+            "turbohooks_subscription_oldest_pending_seconds",
+            "Age of the oldest event a subscription has not acknowledged yet (0 when none waits).",
+            ("subscription_id", "name"),
+            registry=self.registry,
+        )
         self.refresh_ok = Gauge(
             "turbohooks_metrics_refresh_ok",
             "1 when the last scrape could read the delivery log and JetStream, else 0.",
@@ -122,7 +131,7 @@ class GatewayMetrics:
                 since = datetime.now(UTC) - timedelta(hours=24)
                 stats = await engine.deliveries.stats(since)
                 counts = {status: await engine.subscriptions.count(status=status) for status in _SUB_STATUSES}
-                lags = await read_lags(engine)
+                health = await read_health(engine, limit=self.max_subscriptions)
             except (NatsError, TimeoutError, OSError, SQLAlchemyError, TurbohooksError) as exc:
                 _log.warning("gateway: metrics could not be refreshed: %r", exc)
                 self.refresh_ok.set(0)
@@ -135,11 +144,15 @@ class GatewayMetrics:
             # Cleared first: a deleted subscription must not keep its last value forever.
             self.pending.clear()
             self.ack_pending.clear()
-            for lag in lags:
-                if lag.pending is not None:
-                    self.pending.labels(str(lag.subscription_id), lag.name).set(lag.pending)
-                if lag.ack_pending is not None:
-                    self.ack_pending.labels(str(lag.subscription_id), lag.name).set(lag.ack_pending)
+            self.oldest_pending.clear()
+            for sub in health:
+                labels = (str(sub.subscription_id), sub.name)
+                if sub.pending is not None:
+                    self.pending.labels(*labels).set(sub.pending)
+                if sub.in_flight is not None:
+                    self.ack_pending.labels(*labels).set(sub.in_flight)
+                if sub.oldest_pending_seconds is not None:
+                    self.oldest_pending.labels(*labels).set(sub.oldest_pending_seconds)
             self.refresh_ok.set(1)
 
     def render(self) -> bytes:

@@ -24,6 +24,7 @@ from ._dead_letters import (
     get_dead_letter,
     list_dead_letters,
 )
+from ._health import HEALTH_WINDOWS, SubscriptionHealth, read_health, subscription_health, trouble
 from ._queue import event_envelope, queue_redelivery, require_active
 from ._recover import MAX_RECOVER, RecoverResult, recover_failed
 from ._redrive import (
@@ -43,6 +44,7 @@ from ._when import parse_when
 
 __all__ = (
     "ALL_SUBJECTS",
+    "HEALTH_WINDOWS",
     "MAX_DEAD_LETTER_SCAN",
     "MAX_RECOVER",
     "MAX_REDRIVE",
@@ -60,6 +62,7 @@ __all__ = (
     "ReplayRange",
     "ReplayResult",
     "StreamBounds",
+    "SubscriptionHealth",
     "SubscriptionRedrive",
     "acting_as",
     "count_matching",
@@ -70,6 +73,7 @@ __all__ = (
     "queue_redelivery",
     "read_backward",
     "read_forward",
+    "read_health",
     "record_audit",
     "recover_failed",
     "redrive_dead_letter",
@@ -83,5 +87,7 @@ __all__ = (
     "seq_at_time",
     "short_id",
     "stream_bounds",
+    "subscription_health",
     "token_actor",
+    "trouble",
 )

@@ -63,7 +63,9 @@ def _get(base: str, path: str) -> Any:
 
 def test_schema_describes_every_route(served_schema: dict[str, Any]) -> None:
     operations = {(m.upper(), p) for p, ops in served_schema["paths"].items() for m in ops}
-    assert len(operations) == 27  # 21, the public keys and the audit log (issue 17), the dead letters (issue 16)
+    # 21, the public keys and the audit log (issue 17), the dead letters (issue 16), a subscription's health (15)
+    assert len(operations) == 28
+    assert ("GET", "/api/subscriptions/{subscription_id}/health") in operations
     assert ("POST", "/api/subscriptions/{subscription_id}/replay") in operations
     assert ("POST", "/api/inbound/github") in operations
     for path, ops in served_schema["paths"].items():

@@ -16,6 +16,7 @@ from streams.settings import (
     EnvSubscriptionSettings,
     GatewaySettings,
     GitHubSettings,
+    HealthSettings,
     LoggingSettings,
     RoleSettings,
     SchedulerSettings,
@@ -33,6 +34,7 @@ ROLES: tuple[type[RoleSettings], ...] = (
     ClaudeServerSettings,
     GitHubSettings,
     EnvSubscriptionSettings,
+    HealthSettings,
 )
 
 

@@ -16,8 +16,9 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from consumers import SubscriptionStatus, SubscriptionView, subscription_view
 
-from ...operations import MAX_REPLAY_EVENTS, ReplayRange, parse_when, replay_subscription
+from ...operations import MAX_REPLAY_EVENTS, ReplayRange, SubscriptionHealth, parse_when, replay_subscription
 from ...operations import send_test_event as send_now
+from ...operations import subscription_health as read_subscription_health
 from .._guard import ADMIN_GUARDS, ADMIN_SECURITY
 from .._params import EngineDep, Limit, Offset, refuse_nul
 from .._problems import responses
@@ -65,6 +66,15 @@ async def list_subscriptions(
 @get(_ID, summary="One subscription (without its secret)", responses=responses(400, 404, 503))
 async def get_subscription(engine: EngineDep, subscription_id: FromPath[uuid.UUID]) -> SubscriptionView:
     return subscription_view(await engine.service.get(subscription_id))
+
+
+@get(
+    f"{_ID}/health",
+    summary="One subscription's health: waiting, oldest age, in flight, success and latency (5 min, 1 h), dead",
+    responses=responses(400, 404, 503),
+)
+async def subscription_health(engine: EngineDep, subscription_id: FromPath[uuid.UUID]) -> SubscriptionHealth:
+    return await read_subscription_health(engine, await engine.subscriptions.get(subscription_id))
 
 
 @patch(
@@ -145,6 +155,7 @@ router = Router(
         create_subscription,
         list_subscriptions,
         get_subscription,
+        subscription_health,
         update_subscription,
         delete_subscription,
         rotate_secret,
