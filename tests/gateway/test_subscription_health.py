@@ -16,7 +16,9 @@ from .conftest import new_subscription
 async def test_pending_and_oldest_age_match_the_consumer_then_the_log_has_the_rates(
     client: httpx.AsyncClient, engine: Engine, running: Running, receiver: Receiver, unique: str
 ) -> None:
-    created = (await client.post("/api/subscriptions", json=new_subscription(receiver.url + "/h", f"h-{unique}"))).json()
+    created = (
+        await client.post("/api/subscriptions", json=new_subscription(receiver.url + "/h", f"h-{unique}"))
+    ).json()
     sid = uuid.UUID(created["id"])
     await wait_for(lambda: sid in running.worker.running, what="the worker to start the subscription")
     await engine.service.update(sid, SubscriptionPatch(active=False))
