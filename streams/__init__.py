@@ -44,6 +44,7 @@ from ._errors import (
     PublishError,
     TurbohooksError,
 )
+from ._heartbeat import HEARTBEATS_BUCKET, heartbeat, silent_processes
 from ._kv import open_bucket
 from ._lazy import lazy_exports
 from ._server import DEFAULT_CONFIG, DataDirLock, DataDirTakenError, EmbeddedNats, find_nats_server
@@ -87,6 +88,7 @@ __all__ = (
     "EVENT_CATALOG",
     "EXTERNAL_EVENT_TYPES",
     "EXTERNAL_SOURCES",
+    "HEARTBEATS_BUCKET",
     "KNOWN_EVENT_TYPES",
     "LEGACY_RECORDER_CONSUMERS",
     "NATS_ADMIN_ROLE",
@@ -136,6 +138,7 @@ __all__ = (
     "events_stream_config",
     "filter_subjects",
     "find_nats_server",
+    "heartbeat",
     "internal_stream_configs",
     "json_object",
     "lazy_exports",
@@ -146,4 +149,5 @@ __all__ = (
     "parse_size",
     "provision",
     "recorder_consumer_config",
+    "silent_processes",
 )

@@ -14,6 +14,7 @@ Failures are the :class:`~streams.TurbohooksError` tree: ``NotFoundError``,
 
 from __future__ import annotations
 
+from ._alerts import ALERTS_BUCKET, Alert, AlertEvaluator, AlertKind, alert_conditions
 from ._audit import acting_as, record_audit, token_actor
 from ._dead_letters import (
     MAX_DEAD_LETTER_SCAN,
@@ -43,6 +44,7 @@ from ._test_send import DeliveryTestResult, send_test_event
 from ._when import parse_when
 
 __all__ = (
+    "ALERTS_BUCKET",
     "ALL_SUBJECTS",
     "HEALTH_WINDOWS",
     "MAX_DEAD_LETTER_SCAN",
@@ -50,6 +52,9 @@ __all__ = (
     "MAX_REDRIVE",
     "MAX_REPLAY_EVENTS",
     "SHORT_ID",
+    "Alert",
+    "AlertEvaluator",
+    "AlertKind",
     "AttemptSummary",
     "DeadLetterItem",
     "DeadLetterKind",
@@ -65,6 +70,7 @@ __all__ = (
     "SubscriptionHealth",
     "SubscriptionRedrive",
     "acting_as",
+    "alert_conditions",
     "count_matching",
     "event_envelope",
     "get_dead_letter",

@@ -205,6 +205,8 @@ class HealthSettings(RoleSettings, frozen=True, kw_only=True):
     """``TURBOHOOKS_ALERT_DEAD_LETTERS``: new dead letters in the window that raise the alert."""
     alert_lag: float = 300.0
     """``TURBOHOOKS_ALERT_LAG``: age of the oldest waiting event that raises the lag alert."""
+    alert_silence: float = 30.0
+    """``TURBOHOOKS_ALERT_SILENCE``: a process whose last heartbeat is older than this raises ``process_silent``."""
 
 
 class SmtpSettings(RoleSettings, frozen=True, kw_only=True):

@@ -466,6 +466,14 @@ _ROWS: Final = (
         "`5m`",
         "age of a subscription's oldest waiting event that raises `lag`",
     ),
+    _v(
+        "TURBOHOOKS_ALERT_SILENCE",
+        "health",
+        "alert_silence",
+        _DURATION,
+        "`30s`",
+        "a worker, recorder or scheduler silent this long (no heartbeat) raises `process_silent`",
+    ),
     # e-mail
     _v("SMTP_HOST", "smtp", "host", parse_text, "`localhost`", "the SMTP server of the e-mail integration"),
     _v("SMTP_PORT", "smtp", "port", parse_port, "`25` (465 with TLS, 587 with STARTTLS)", "its port"),

@@ -29,13 +29,18 @@ async def test_top_once_shows_the_figures_and_nats_down_is_one_line(
     [row] = [line for line in result.stdout.splitlines() if f"top-{unique}" in line]
     cells = [c.strip() for c in row.strip("│ ").split("│")]
     # name, status, pending, oldest, in flight, ok 5m, p95 5m, retries, dead
-    assert cells[:3] == [f"top-{unique}", "paused", "3"] and cells[3].endswith("s") and cells[4:] == [
-        "0",
-        "-",
-        "-",
-        "0",
-        "0",
-    ], cells
+    assert (
+        cells[:3] == [f"top-{unique}", "paused", "3"]
+        and cells[3].endswith("s")
+        and cells[4:]
+        == [
+            "0",
+            "-",
+            "-",
+            "0",
+            "0",
+        ]
+    ), cells
     for header in ("pending", "oldest", "in flight", "ok 5m", "p95 5m", "retries", "dead"):
         assert header in result.stdout
 
