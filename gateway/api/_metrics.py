@@ -131,7 +131,7 @@ class GatewayMetrics:
                 since = datetime.now(UTC) - timedelta(hours=24)
                 stats = await engine.deliveries.stats(since)
                 counts = {status: await engine.subscriptions.count(status=status) for status in _SUB_STATUSES}
-                health = await read_health(engine, limit=self.max_subscriptions)
+                health = await read_health(engine, limit=self.max_subscriptions, log=False)
             except (NatsError, TimeoutError, OSError, SQLAlchemyError, TurbohooksError) as exc:
                 _log.warning("gateway: metrics could not be refreshed: %r", exc)
                 self.refresh_ok.set(0)

@@ -217,7 +217,7 @@ class AlertEvaluator:
         """One evaluation: the alerts raised and the alerts cleared by it."""
         now = datetime.now(UTC)
         kv = await self._bucket()
-        health = await read_health(self.engine, limit=self.settings.metrics_subscriptions)
+        health = await read_health(self.engine, limit=self.settings.metrics_subscriptions, log=False)
         windows = await self.engine.deliveries.subscription_windows(now - timedelta(seconds=self.settings.alert_window))
         silent = await silent_processes(self.engine.js, self.engine.settings, self.settings.alert_silence)
         current = alert_conditions(health, windows, self.settings, silent)

@@ -106,9 +106,13 @@ async def _dead_letter_counts(engine: Engine) -> dict[str, int]:
     return dict(info.state.subjects or {})
 
 
-async def read_health(engine: Engine, *, limit: int = 10_000) -> list[SubscriptionHealth]:
-    """Every subscription's health (at most ``limit`` of them, oldest first), in one pass over the sources."""
-    return await _health(engine, await _subscriptions(engine, limit))
+async def read_health(engine: Engine, *, limit: int = 10_000, log: bool = True) -> list[SubscriptionHealth]:
+    """Every subscription's health (at most ``limit`` of them, oldest first), in one pass over the sources.
+
+    ``log=False`` reads JetStream only (the windows and retries stay at their empty defaults): what the
+    scrape-time gauges and the lag alert need, without reading an hour of attempts each time.
+    """
+    return await _health(engine, await _subscriptions(engine, limit), log=log)
 
 
 async def subscription_health(engine: Engine, subscription: Subscription) -> SubscriptionHealth:
@@ -116,13 +120,14 @@ async def subscription_health(engine: Engine, subscription: Subscription) -> Sub
     return (await _health(engine, [subscription]))[0]
 
 
-async def _health(engine: Engine, subs: list[Subscription]) -> list[SubscriptionHealth]:
+async def _health(engine: Engine, subs: list[Subscription], *, log: bool = True) -> list[SubscriptionHealth]:
     now = datetime.now(UTC)
-    windows = {
-        name: await engine.deliveries.subscription_windows(now - timedelta(seconds=seconds))
-        for name, seconds in HEALTH_WINDOWS.items()
-    }
-    retries = await engine.deliveries.retries_scheduled()
+    windows: dict[str, dict[uuid.UUID, SubscriptionWindow]] = {name: {} for name in HEALTH_WINDOWS}
+    retries: dict[uuid.UUID, int] = {}
+    if log:
+        for name, seconds in HEALTH_WINDOWS.items():
+            windows[name] = await engine.deliveries.subscription_windows(now - timedelta(seconds=seconds))
+        retries = await engine.deliveries.retries_scheduled()
     dead = await _dead_letter_counts(engine)
     limit = asyncio.Semaphore(_CONCURRENCY)
 

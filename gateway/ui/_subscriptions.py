@@ -19,9 +19,8 @@ from consumers.secrets import masked
 from integrations import INTEGRATIONS
 from streams import ConflictError, EventValidationError
 
-from ..operations import read_health, subscription_health
 from ..api._params import EngineDep
-from ..operations import recover_failed, send_test_event
+from ..operations import read_health, recover_failed, send_test_event, subscription_health
 from ._common import form_values, render, when_or_none
 from ._forms import SubscriptionForm, catalog_groups, config_fields, create_body, errors_of, patch_body, read_form
 from ._queries import subscription_figures

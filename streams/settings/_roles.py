@@ -2,7 +2,8 @@
 
 Which process reads which: every command reads :class:`Settings` (NATS, streams,
 delivery) and :class:`LoggingSettings`; ``turbohooks up`` and the gateway add
-:class:`GatewaySettings`, :class:`SchedulerSettings` and :class:`EnvSubscriptionSettings`;
+:class:`GatewaySettings`, :class:`SchedulerSettings`, :class:`EnvSubscriptionSettings` and
+:class:`HealthSettings` (the health gauges' bound, the alerts);
 a worker of the e-mail or GitHub integration adds :class:`SmtpSettings` /
 :class:`GitHubSettings`; ``turbohooks claude-server`` reads :class:`ClaudeServerSettings`.
 """
