@@ -11,7 +11,7 @@ import msgspec
 
 from consumers import Engine
 from consumers.log import SubscriptionWindow
-from gateway.operations import AlertEvaluator, SubscriptionHealth, alert_conditions
+from gateway.operations import AlertEvaluator, SubscriptionHealth, alert_conditions, subscription_health
 from streams import heartbeat, silent_processes
 from streams._heartbeat import process_key
 from streams.settings import HealthSettings
@@ -142,6 +142,8 @@ async def test_each_alert_is_raised_once_and_cleared_once_and_reaches_a_subscrip
                 timeout=20,
                 what="every alert raised",
             )
+            # The dead letter is in the dead-letter stream too, under the subscription's subject.
+            assert (await subscription_health(engine, refused)).dead_letters == 6  # one per event
             # A restarted evaluator raises nothing again: the raised alerts are held in the bucket.
             again, _ = await AlertEvaluator(engine, health).evaluate()
             assert not {a.key for a in again} & {f"{kind}.{sid.hex}" for kind, sid in expected}

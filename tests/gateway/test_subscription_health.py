@@ -21,6 +21,10 @@ async def test_pending_and_oldest_age_match_the_consumer_then_the_log_has_the_ra
     ).json()
     sid = uuid.UUID(created["id"])
     await wait_for(lambda: sid in running.worker.running, what="the worker to start the subscription")
+    # Beside it, a subscription whose receiver answers 503: each event waits 30 s for its retry, in flight.
+    failing = await running.subscribe(
+        name=f"503-{unique}", url=receiver.endpoint("/503", [503]), event_types=["issue.*"], retry_schedule=[30.0]
+    )
     await engine.service.update(sid, SubscriptionPatch(active=False))
     await wait_for(lambda: sid not in running.worker.running, what="the worker to stop the paused subscription")
     seqs = []
@@ -49,6 +53,17 @@ async def test_pending_and_oldest_age_match_the_consumer_then_the_log_has_the_ra
     assert f"turbohooks_subscription_pending_events{labels} 5.0" in metrics
     oldest = float(metrics.split(f"turbohooks_subscription_oldest_pending_seconds{labels} ")[1].split()[0])
     assert age - 1.0 <= oldest <= age + 2.0
+
+    async def five_retries() -> bool:
+        figures = (await client.get(f"/api/subscriptions/{failing.id}/health")).json()
+        return bool(figures["retries_scheduled"] == 5 and figures["last_5m"]["attempts"] == 5)
+
+    await wait_for(five_retries, what="five retries scheduled in the log")
+    retrying = (await client.get(f"/api/subscriptions/{failing.id}/health")).json()
+    failing_info = await engine.js.consumer_info(stream, consumer_name(failing))
+    assert retrying["in_flight"] == failing_info.num_ack_pending == 5 and retrying["pending"] == 0
+    assert retrying["last_5m"]["success_rate"] == 0.0 and retrying["oldest_pending_seconds"] >= age - 1.0
+    assert retrying["dead_letters"] == 0
 
     await engine.service.update(sid, SubscriptionPatch(active=True))
     await wait_for(lambda: len(receiver.at("/h")) == 5, what="the backlog delivered")
