@@ -38,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from consumers import Engine
 from consumers.log import SubscriptionWindow
+from publishers.processors import label
 from streams import TurbohooksError, open_bucket, silent_processes
 from streams.settings import HealthSettings
 
@@ -90,7 +91,7 @@ def alert_conditions(
     ``silent`` maps a process to the seconds since its last heartbeat (only those past the bound).
     """
     found: dict[str, Alert] = {}
-    window = f"{settings.alert_window:g}s"
+    window = label(settings.alert_window)
 
     def add(kind: AlertKind, sub: SubscriptionHealth, summary: str, value: float, threshold: float) -> None:
         key = f"{kind}.{sub.subscription_id.hex}"
