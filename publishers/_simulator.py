@@ -3,7 +3,8 @@
 Projects are created, issues move through their statuses, get assigned, tagged,
 blocked and linked; comments @mention people; milestones fill up and complete;
 documents, literature, calendar events and terminal sessions come and go.
-It never publishes ``system.health_check_failed`` (that one pages people), nor
+It never publishes ``system.health_check_failed`` (that one pages people) nor its
+``system.health_check_recovered``, nor
 what the scheduler and the milestone processor derive from the stream.
 Updates go through :func:`~publishers._changes.emit_change`, so the derived
 events appear as they would for real Turbo traffic.

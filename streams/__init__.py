@@ -44,6 +44,7 @@ from ._errors import (
     PublishError,
     TurbohooksError,
 )
+from ._heartbeat import HEARTBEATS_BUCKET, heartbeat, silent_processes
 from ._kv import open_bucket
 from ._lazy import lazy_exports
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -89,6 +90,7 @@ __all__ = (
     "EVENT_CATALOG",
     "EXTERNAL_EVENT_TYPES",
     "EXTERNAL_SOURCES",
+    "HEARTBEATS_BUCKET",
     "KNOWN_EVENT_TYPES",
     "LEGACY_RECORDER_CONSUMERS",
     "METRICS_CONTENT_TYPE",
@@ -142,6 +144,7 @@ __all__ = (
     "exposition",
     "filter_subjects",
     "find_nats_server",
+    "heartbeat",
     "internal_stream_configs",
     "json_object",
     "lazy_exports",
@@ -152,4 +155,5 @@ __all__ = (
     "parse_size",
     "provision",
     "recorder_consumer_config",
+    "silent_processes",
 )

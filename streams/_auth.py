@@ -65,6 +65,7 @@ _RECORDER: Final = RECORDER_CONSUMER
 SUBSCRIPTIONS_BUCKET: Final = "turbohooks_subscriptions"
 _GITHUB_BUCKET: Final = "turbohooks_github"
 _SCHEDULER_BUCKETS: Final = ("turbohooks_scheduler", "turbohooks_milestones")
+_HEARTBEATS: Final = "turbohooks_heartbeats"  # streams/_heartbeat.py: every long-running role reports there
 
 
 def user_name(role: str) -> str:
@@ -138,6 +139,8 @@ def role_permissions(role: str, settings: Settings) -> tuple[list[str], list[str
             *_bucket_read(SUBSCRIPTIONS_BUCKET),
             *_bucket_read(_GITHUB_BUCKET),
             *_bucket_write(_GITHUB_BUCKET, create=True),
+            *_bucket_read(_HEARTBEATS),
+            *_bucket_write(_HEARTBEATS, create=True),
         ], inbox
     if role == "recorder":
         return [
@@ -145,6 +148,8 @@ def role_permissions(role: str, settings: Settings) -> tuple[list[str], list[str
             *_pull(_ATTEMPTS, _RECORDER),
             *_bucket_read(SUBSCRIPTIONS_BUCKET),
             *_bucket_write(SUBSCRIPTIONS_BUCKET),
+            *_bucket_read(_HEARTBEATS),
+            *_bucket_write(_HEARTBEATS, create=True),
             "turbo.system.>",
         ], inbox
     if role == "scheduler":
@@ -159,7 +164,7 @@ def role_permissions(role: str, settings: Settings) -> tuple[list[str], list[str
             f"{_API}.DIRECT.GET.{events}.>",
             f"{_API}.STREAM.MSG.GET.{events}",
         ]
-        for bucket in _SCHEDULER_BUCKETS:
+        for bucket in (*_SCHEDULER_BUCKETS, _HEARTBEATS):
             granted += [*_bucket_read(bucket), *_bucket_write(bucket, create=True)]
         return granted, inbox
     if role == "tail":

@@ -1,9 +1,10 @@
 """The catalog of every event type: the one source of truth.
 
 Validation, the CLI (``turbohooks events``), the gateway (``GET /api/event-types``)
-and the UI all read this table. :data:`EVENT_CATALOG` holds the 58 types Turbo
-publishes, following the design document (``shared/mission/webhook-system-design.md``)
-section by section. :data:`EXTERNAL_EVENT_TYPES` holds the events turbohooks
+and the UI all read this table. :data:`EVENT_CATALOG` holds the 59 types Turbo
+publishes: the design document's 58 (``shared/mission/webhook-system-design.md``),
+section by section, and ``system.health_check_recovered``, the end of an alert that
+``system.health_check_failed`` raised. :data:`EXTERNAL_EVENT_TYPES` holds the events turbohooks
 receives from outside (``external.<source>.<name>``: the inbound GitHub webhook),
 their ``source`` naming where they come from. Patterns and validation read
 :data:`KNOWN_EVENT_TYPES`, both together.
@@ -161,8 +162,13 @@ _ENTRIES: Final = (
     _e("system.backup_completed", "A database backup finishes.", "Notify admins; verify backup integrity."),
     _e(
         "system.health_check_failed",
-        "A system health check fails (also: a subscription was auto-disabled).",
+        "A system health check fails: an alert is raised (also: a subscription was auto-disabled).",
         "Alert on-call engineers; trigger incident response.",
+    ),
+    _e(
+        "system.health_check_recovered",
+        "A raised alert's condition ended (turbohooks' addition to the design's list).",
+        "Resolve the incident; tell the channel the alert went to.",
     ),
     _e("system.ai_analysis_complete", "A background AI analysis finishes.", "Notify the requester; show results."),
 )
@@ -245,7 +251,7 @@ KNOWN_EVENT_TYPES: Final = MappingProxyType({**EVENT_CATALOG, **EXTERNAL_EVENT_T
 ENTITY_TYPES: Final = tuple(dict.fromkeys(info.entity_type for info in _ENTRIES))
 """The entity types, in catalog order."""
 
-assert len(EVENT_CATALOG) == len(_ENTRIES) == 58, "the design document lists 58 event types"
+assert len(EVENT_CATALOG) == len(_ENTRIES) == 59, "the design document's 58 event types and the alerts' recovery"
 
 
 def event_type_info(event_type: str) -> EventTypeInfo | None:

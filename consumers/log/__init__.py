@@ -28,6 +28,7 @@ from ._store import (
     SubscriptionActivity,
     SubscriptionSkips,
     SubscriptionStore,
+    SubscriptionWindow,
 )
 
 __all__ = (
@@ -49,6 +50,7 @@ __all__ = (
     "SubscriptionActivity",
     "SubscriptionSkips",
     "SubscriptionStore",
+    "SubscriptionWindow",
     "acting_as",
     "alembic_config",
     "current_actor",

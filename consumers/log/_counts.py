@@ -26,7 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from .._messages import CountedSkip, SkipCount
 from ._views import SKIP_COUNTS, SUBSCRIPTIONS, SubscriptionSkips
 
-__all__ = ("SkipTotals", "add_skip_counts", "merged_counts", "read_skip_counts", "skip_upsert")
+__all__ = (
+    "SkipTotals",
+    "add_skip_counts",
+    "merged_counts",
+    "read_skip_counts",
+    "skip_counts_by_subscription",
+    "skip_upsert",
+)
 
 _FIELDS: Final[dict[str, str]] = {"filtered": "filtered", "throttled": "throttled", "loop": "loop_stopped"}
 """A reason's name in the stats."""
@@ -103,3 +110,18 @@ async def read_skip_counts(session: AsyncSession, since: datetime) -> SkipTotals
     ranked = sorted(per.values(), key=lambda s: (-(s.filtered + s.throttled + s.loop_stopped), s.name))
     totals.by_subscription = ranked[:_TOP]
     return totals
+
+
+async def skip_counts_by_subscription(session: AsyncSession, since: datetime) -> dict[uuid.UUID, dict[str, int]]:
+    """Every subscription's counts from the minute holding ``since`` on, by stats field name (the health windows)."""
+    start = since.replace(second=0, microsecond=0)
+    rows = await session.execute(
+        select(SKIP_COUNTS.c.subscription_id, SKIP_COUNTS.c.reason, func.sum(SKIP_COUNTS.c.count))
+        .where(SKIP_COUNTS.c.minute >= start)
+        .group_by(SKIP_COUNTS.c.subscription_id, SKIP_COUNTS.c.reason)
+    )
+    counts: defaultdict[uuid.UUID, dict[str, int]] = defaultdict(dict)
+    for sub_id, reason, total in rows:
+        if (field := _FIELDS.get(reason)) is not None:
+            counts[sub_id][field] = int(total or 0)
+    return dict(counts)

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import builtins
 import math
+import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
+import msgspec
 from sqlalchemy import (
     case,
     func,
     select,
 )
 
-from ._counts import read_skip_counts
+from ._counts import read_skip_counts, skip_counts_by_subscription
 from ._database import Database
 from ._models import AttemptRow, DeliveryRow, SubscriptionRow
 from ._views import (
     DeliveryStats,
     EventTypeActivity,
     SubscriptionActivity,
+    SubscriptionWindow,
     utc,
 )
 
@@ -108,6 +112,77 @@ class DeliveryStatistics:
                 loop_stopped=skips.overall["loop"],
                 skips_by_subscription=skips.by_subscription,
             )
+
+    async def subscription_windows(self, since: datetime) -> dict[uuid.UUID, SubscriptionWindow]:
+        """Per subscription: attempts since ``since``, their success rate, latencies, timeouts, 401/403s, dead ones.
+
+        Subscriptions without an attempt in the window are absent (their figures are the defaults).
+        """
+        finished = (AttemptRow.started_at >= since, AttemptRow.outcome != "pending")
+        counts = (
+            select(
+                DeliveryRow.subscription_id,
+                func.count(),
+                func.sum(case((AttemptRow.outcome == "success", 1), else_=0)),
+                # The engine's words for a request that ran out of WEBHOOK_TIMEOUT (consumers/engine/_http.py).
+                func.sum(case((AttemptRow.error.like("timeout after%"), 1), else_=0)),
+                func.sum(case((AttemptRow.response_code.in_((401, 403)), 1), else_=0)),
+            )
+            .join(DeliveryRow, DeliveryRow.id == AttemptRow.delivery_id)
+            .where(*finished)
+            .group_by(DeliveryRow.subscription_id)
+        )
+        latencies = (
+            select(DeliveryRow.subscription_id, AttemptRow.latency_ms)
+            .join(DeliveryRow, DeliveryRow.id == AttemptRow.delivery_id)
+            .where(*finished, AttemptRow.latency_ms.is_not(None))
+            .order_by(AttemptRow.latency_ms)
+        )
+        dead = (
+            select(DeliveryRow.subscription_id, func.count())
+            .where(DeliveryRow.status == "failed", DeliveryRow.last_attempt_at >= since)
+            .group_by(DeliveryRow.subscription_id)
+        )
+        ordered: defaultdict[uuid.UUID, builtins.list[float]] = defaultdict(builtins.list)
+        async with self._db.session() as session:
+            rows = builtins.list(await session.execute(counts))
+            for sub_id, latency in await session.execute(latencies):
+                if latency is not None:
+                    ordered[sub_id].append(latency)
+            dead_by = {sub_id: count for sub_id, count in await session.execute(dead)}
+            skipped = await skip_counts_by_subscription(session, since)
+        windows: dict[uuid.UUID, SubscriptionWindow] = {}
+        for sub_id, attempts, ok, timeouts, auth in rows:
+            values = ordered.get(sub_id, [])
+            windows[sub_id] = SubscriptionWindow(
+                attempts=attempts,
+                success=int(ok or 0),
+                success_rate=int(ok or 0) / attempts if attempts else None,
+                latency_p50_ms=_percentile(values, 0.50),
+                latency_p95_ms=_percentile(values, 0.95),
+                latency_p99_ms=_percentile(values, 0.99),
+                timeouts=int(timeouts or 0),
+                auth_failures=int(auth or 0),
+                dead=dead_by.pop(sub_id, 0),
+            )
+        for sub_id, count in dead_by.items():  # dead without an attempt in the window (recorded late)
+            windows[sub_id] = SubscriptionWindow(dead=count)
+        for sub_id, counts in skipped.items():  # filtered, throttled, loop: no attempt, only a count
+            window = windows.get(sub_id)
+            windows[sub_id] = (
+                SubscriptionWindow(**counts) if window is None else msgspec.structs.replace(window, **counts)
+            )
+        return windows
+
+    async def retries_scheduled(self) -> dict[uuid.UUID, int]:
+        """Per subscription: deliveries waiting for their next attempt (pending, a next attempt time set)."""
+        query = (
+            select(DeliveryRow.subscription_id, func.count())
+            .where(DeliveryRow.status == "pending", DeliveryRow.next_attempt_at.is_not(None))
+            .group_by(DeliveryRow.subscription_id)
+        )
+        async with self._db.session() as session:
+            return {sub_id: count for sub_id, count in await session.execute(query)}
 
 
 def _percentile(ordered: Sequence[float], q: float) -> float | None:

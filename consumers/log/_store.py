@@ -22,6 +22,7 @@ from ._views import (
     RecordResult,
     SubscriptionActivity,
     SubscriptionSkips,
+    SubscriptionWindow,
 )
 
 __all__ = (
@@ -35,6 +36,7 @@ __all__ = (
     "SubscriptionActivity",
     "SubscriptionSkips",
     "SubscriptionStore",
+    "SubscriptionWindow",
 )
 
 

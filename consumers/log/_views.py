@@ -124,6 +124,31 @@ class EventTypeActivity(msgspec.Struct, kw_only=True):
     deliveries: int
 
 
+class SubscriptionWindow(msgspec.Struct, kw_only=True):
+    """One subscription's attempts in a window, from the delivery log (the health figures and their alerts)."""
+
+    attempts: int = 0
+    """Attempts with an answer or an error (a written-ahead ``pending`` one is not counted)."""
+    success: int = 0
+    success_rate: float | None = None
+    """``success / attempts``; ``None`` without attempts."""
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+    timeouts: int = 0
+    """Attempts that ran out of ``WEBHOOK_TIMEOUT``."""
+    auth_failures: int = 0
+    """Attempts the receiver answered 401 or 403."""
+    dead: int = 0
+    """Deliveries whose attempts ran out in the window (each one a dead letter)."""
+    filtered: int = 0
+    """Events the subscription's filter excluded (acknowledged, never sent)."""
+    throttled: int = 0
+    """Events held back by the subscription's rate limit (they waited, then went)."""
+    loop_stopped: int = 0
+    """Events loop prevention stopped (caused by the subscription's own delivery, or a chain too deep)."""
+
+
 class DeliveryStats(msgspec.Struct, kw_only=True):
     """Delivery figures since a point in time (deliveries by creation, latencies by attempt start)."""
 

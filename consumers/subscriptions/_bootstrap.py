@@ -46,6 +46,7 @@ _NOTIFY: Final = (
     "milestone.completed",
     "milestone.overdue",
     "system.health_check_failed",
+    "system.health_check_recovered",
 )
 
 

@@ -23,7 +23,7 @@ from litestar.types import Message, Scope
 
 from consumers import Engine
 from streams import VERSION, ProcessMetrics, TurbohooksError
-from streams.settings import GatewaySettings
+from streams.settings import GatewaySettings, HealthSettings
 
 from .._token import ADMIN_TOKEN_VARIABLE
 from ..ui import SESSION_OR_TOKEN_GUARDS, TEMPLATE_CONFIG, openapi_render_plugins, ui_routers
@@ -74,7 +74,7 @@ def create_app(
         raise ValueError("create_app() needs a non-empty admin token")
     if gateway is None:
         gateway = GatewaySettings.from_env()
-    metrics = GatewayMetrics(siblings=siblings)
+    metrics = GatewayMetrics(siblings=siblings, max_subscriptions=HealthSettings.from_env().metrics_subscriptions)
 
     async def count_request(message: Message, scope: Scope) -> None:
         if message["type"] == "http.response.start":

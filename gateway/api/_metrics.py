@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from consumers import Engine, Subscription, consumer_name
 from streams import ProcessMetrics, TurbohooksError, exposition
 
+from ..operations import read_health
 from ._schemas import SubscriptionLag
 
 __all__ = ("GatewayMetrics", "read_lags")
@@ -75,9 +76,11 @@ async def read_lags(engine: Engine) -> list[SubscriptionLag]:
 class GatewayMetrics(ProcessMetrics):
     """The gateway's metrics, in a registry of their own; ``siblings``: the other roles of this process."""
 
-    def __init__(self, *, siblings: Sequence[ProcessMetrics] = ()) -> None:
+    def __init__(self, *, siblings: Sequence[ProcessMetrics] = (), max_subscriptions: int = 1000) -> None:
         super().__init__("gateway")
         self.siblings = tuple(siblings)
+        # Label values are bounded: past this many subscriptions, the rest have no per-subscription gauges.
+        self.max_subscriptions = max_subscriptions
         self.requests = Counter(
             "turbohooks_api_requests",
             "Admin API requests answered, by method, route template and status.",
@@ -108,6 +111,12 @@ class GatewayMetrics(ProcessMetrics):
             ("subscription_id", "name"),
             registry=self.registry,
         )
+        self.oldest_pending = Gauge(
+            "turbohooks_subscription_oldest_pending_seconds",
+            "Age of the oldest event a subscription has not acknowledged yet (0 when none waits).",
+            ("subscription_id", "name"),
+            registry=self.registry,
+        )
         self.refresh_ok = Gauge(
             "turbohooks_metrics_refresh_ok",
             "1 when the last scrape could read the delivery log and JetStream, else 0.",
@@ -127,7 +136,7 @@ class GatewayMetrics(ProcessMetrics):
                 since = datetime.now(UTC) - timedelta(hours=24)
                 stats = await engine.deliveries.stats(since)
                 counts = {status: await engine.subscriptions.count(status=status) for status in _SUB_STATUSES}
-                lags = await read_lags(engine)
+                health = await read_health(engine, limit=self.max_subscriptions, log=False)
             except (NatsError, TimeoutError, OSError, SQLAlchemyError, TurbohooksError) as exc:
                 _log.warning("gateway: metrics could not be refreshed: %r", exc)
                 self.refresh_ok.set(0)
@@ -140,11 +149,15 @@ class GatewayMetrics(ProcessMetrics):
             # Cleared first: a deleted subscription must not keep its last value forever.
             self.pending.clear()
             self.ack_pending.clear()
-            for lag in lags:
-                if lag.pending is not None:
-                    self.pending.labels(str(lag.subscription_id), lag.name).set(lag.pending)
-                if lag.ack_pending is not None:
-                    self.ack_pending.labels(str(lag.subscription_id), lag.name).set(lag.ack_pending)
+            self.oldest_pending.clear()
+            for sub in health:
+                labels = (str(sub.subscription_id), sub.name)
+                if sub.pending is not None:
+                    self.pending.labels(*labels).set(sub.pending)
+                if sub.in_flight is not None:
+                    self.ack_pending.labels(*labels).set(sub.in_flight)
+                if sub.oldest_pending_seconds is not None:
+                    self.oldest_pending.labels(*labels).set(sub.oldest_pending_seconds)
             self.refresh_ok.set(1)
 
     def render(self) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
@@ -9,8 +10,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from consumers import ensure_env_subscriptions
 from streams import ConfigError, EventValidationError
+from streams.settings import HealthSettings
 
-from ._common import console, err_console, fail, freeze_heap, load_settings, print_json, run, when
+from ._common import console, err_console, fail, freeze_heap, load_role, load_settings, print_json, run, when
 from ._processes import _stop_on_signal
 from ._safe import SafeTable as Table
 from ._safe import safe
@@ -34,8 +36,10 @@ def gateway(
 
     from .._token import ADMIN_TOKEN_FILE, ADMIN_TOKEN_VARIABLE, load_or_create_admin_token
     from ..api import serve_gateway
+    from ..operations import AlertEvaluator
 
     settings = load_settings()
+    health = load_role(HealthSettings)
     try:
         token, created = load_or_create_admin_token(settings)
     except ConfigError as exc:
@@ -65,7 +69,13 @@ def gateway(
                     console.print(f"admin token: {ADMIN_TOKEN_VARIABLE} or {stored}", soft_wrap=True)
 
             freeze_heap()
-            await serve_gateway(engine, host=host, port=port, admin_token=token, stop=stop, on_ready=ready)
+            # The alerts are evaluated where the figures are read: NATS and the database, as the admin.
+            alerts = asyncio.create_task(AlertEvaluator(engine, health).run(stop), name="alerts")
+            try:
+                await serve_gateway(engine, host=host, port=port, admin_token=token, stop=stop, on_ready=ready)
+            finally:
+                stop.set()
+                await alerts
         console.print("stopped")
 
     run(main)

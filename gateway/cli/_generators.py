@@ -11,6 +11,7 @@ from rich.table import Table
 
 from publishers import EventPublisher, MilestoneProcessor, Scheduler, SchedulerMetrics, SimulationStats, Simulator
 from publishers.processors import label
+from streams import heartbeat
 from streams.settings import SchedulerSettings
 
 from ._common import console, load_role, load_settings, nats_connection, run
@@ -45,9 +46,10 @@ def scheduler(metrics: MetricsPort = None) -> None:
                 asyncio.create_task(the_scheduler.run(stop), name="scheduler"),
                 asyncio.create_task(milestones.run(stop), name="milestones"),
             ]
+            beat = asyncio.create_task(heartbeat(nc.jetstream(), settings, "scheduler", stop), name="heartbeat")
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             stop.set()  # one role ending (on error) ends the other
-            await asyncio.gather(*tasks)
+            await asyncio.gather(*tasks, beat)
             console.print("stopped")
 
     run(main)

@@ -11,7 +11,7 @@ from streams import VERSION, ConfigError
 from streams.settings import LoggingSettings, TracingSettings, load_config
 from streams.telemetry import configure_logging, configure_tracing
 
-from . import _audit, _dead_letters, _events, _gateway, _generators, _integrations, _processes, _secrets
+from . import _audit, _dead_letters, _events, _gateway, _generators, _integrations, _processes, _secrets, _top
 from ._common import reset_config
 from ._subscriptions import deliveries_app, subscriptions_app
 
@@ -49,6 +49,7 @@ _gateway.register(app)
 _integrations.register(app)
 _audit.register(app)
 _secrets.register(app)
+_top.register(app)
 app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(_dead_letters.dead_letters_app, name="dead-letters")

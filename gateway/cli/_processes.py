@@ -20,6 +20,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 import typer
+from nats.aio.client import Client as NATS
 
 from consumers import Worker, WorkerMetrics, ensure_env_subscriptions
 from integrations import INTEGRATION_NAMES
@@ -33,8 +34,10 @@ from streams import (
     Settings,
     connect_nats,
     embedded_config,
+    heartbeat,
     provision,
 )
+from streams.settings import HealthSettings
 
 from ._common import console, err_console, fail, freeze_heap, load_role, load_settings, nats_connection, run
 from ._metrics import MetricsPort, metrics_port, serve_metrics
@@ -152,6 +155,20 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
         _, pending = await asyncio.wait(pending, timeout=0.5)
 
 
+async def _with_heartbeat(
+    role_run: Coroutine[Any, Any, None], nc: NATS, settings: Settings, role: str, stop: asyncio.Event
+) -> None:
+    """Run a role with its heartbeat beside it (streams/_heartbeat.py); the heartbeat ends with the role."""
+    beat = asyncio.create_task(heartbeat(nc.jetstream(), settings, role, stop), name=f"heartbeat-{role}")
+    try:
+        await role_run
+    finally:
+        if not stop.is_set():
+            beat.cancel()  # the role failed: its key stays, and goes silent (the alert)
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(beat, 5.0)  # stopped cleanly: the heartbeat deletes its key
+
+
 def _mode_line(settings: Settings) -> str:
     """The start-up banner's line on destination rules: what a receiver on this machine may be."""
     if settings.local_development and settings.webhook_allow_http and settings.webhook_allowed_hosts:
@@ -169,6 +186,7 @@ def _mode_line(settings: Settings) -> str:
 async def _up(
     settings: Settings,
     schedule: SchedulerSettings,
+    health: HealthSettings,
     host: str,
     port: int,
     *,
@@ -181,6 +199,8 @@ async def _up(
     from consumers import Recorder, RecorderMetrics, open_engine
     from gateway import load_or_create_admin_token, serve_gateway
     from streams.settings import MetricsSettings
+
+    from ..operations import AlertEvaluator
 
     server: EmbeddedNats | None = None
 
@@ -304,6 +324,11 @@ async def _up(
             ),
             asyncio.create_task(MilestoneProcessor(generators, metrics=scheduler_metrics).run(stop), name="milestones"),
             asyncio.create_task(monitor.run(stop), name="monitor"),
+            asyncio.create_task(AlertEvaluator(engine, health).run(stop), name="alerts"),
+            *(
+                asyncio.create_task(heartbeat(conn.jetstream(), settings, role, stop), name=f"heartbeat-{role}")
+                for role, conn in as_role.items()
+            ),
         ]
         waiter = asyncio.create_task(listening.wait())
         stopper = asyncio.create_task(stop.wait())
@@ -345,9 +370,12 @@ def up(
     """Run everything: embedded NATS (unless NATS_URL is set), the gateway, worker, recorder and scheduler."""
     settings = load_settings(nats_port=nats_port)
     schedule = load_role(SchedulerSettings)
+    health = load_role(HealthSettings)
     if cluster and settings.nats_url is not None:
         fail("--cluster: NATS_URL is set; the cluster is embedded (unset NATS_URL, or run without --cluster)", 2)
-    _run_role(lambda: _up(settings, schedule, host, port, quiet=quiet, status_every=status_every, cluster=cluster))
+    _run_role(
+        lambda: _up(settings, schedule, health, host, port, quiet=quiet, status_every=status_every, cluster=cluster)
+    )
 
 
 def worker(
@@ -378,7 +406,7 @@ def worker(
                 the_worker = Worker(settings, nc, integrations=integration, metrics=the_metrics)
                 freeze_heap()
                 console.print(f"worker running ({', '.join(sorted(the_worker.kinds))}); Ctrl-C stops it")
-                await the_worker.run(stop)
+                await _with_heartbeat(the_worker.run(stop), nc, settings, "worker", stop)
         finally:
             with contextlib.suppress(Exception):
                 await nc.close()
@@ -402,7 +430,8 @@ def recorder(metrics: MetricsPort = None) -> None:
         ):
             console.print(f"recorder running, writing to {engine.db.url}; Ctrl-C stops it")
             freeze_heap()
-            await Recorder(settings, engine.nc, engine.deliveries, engine.service, metrics=the_metrics).run(stop)
+            the_recorder = Recorder(settings, engine.nc, engine.deliveries, engine.service, metrics=the_metrics)
+            await _with_heartbeat(the_recorder.run(stop), engine.nc, settings, "recorder", stop)
 
     _run_role(main)
 

@@ -15,6 +15,7 @@ Failures are the :class:`~streams.TurbohooksError` tree: ``NotFoundError``,
 
 from __future__ import annotations
 
+from ._alerts import ALERTS_BUCKET, Alert, AlertEvaluator, AlertKind, alert_conditions
 from ._audit import acting_as, record_audit, token_actor
 from ._dead_letters import (
     MAX_DEAD_LETTER_SCAN,
@@ -25,6 +26,7 @@ from ._dead_letters import (
     get_dead_letter,
     list_dead_letters,
 )
+from ._health import HEALTH_WINDOWS, SubscriptionHealth, read_health, subscription_health, trouble
 from ._preview import (
     DEFAULT_PREVIEW_EVENTS,
     MAX_PREVIEW_EVENTS,
@@ -51,14 +53,19 @@ from ._test_send import DeliveryTestResult, send_test_event
 from ._when import parse_when
 
 __all__ = (
+    "ALERTS_BUCKET",
     "ALL_SUBJECTS",
     "DEFAULT_PREVIEW_EVENTS",
+    "HEALTH_WINDOWS",
     "MAX_DEAD_LETTER_SCAN",
     "MAX_PREVIEW_EVENTS",
     "MAX_RECOVER",
     "MAX_REDRIVE",
     "MAX_REPLAY_EVENTS",
     "SHORT_ID",
+    "Alert",
+    "AlertEvaluator",
+    "AlertKind",
     "AttemptSummary",
     "DeadLetterItem",
     "DeadLetterKind",
@@ -74,8 +81,10 @@ __all__ = (
     "ReplayResult",
     "StreamBounds",
     "SubscriptionDraft",
+    "SubscriptionHealth",
     "SubscriptionRedrive",
     "acting_as",
+    "alert_conditions",
     "count_matching",
     "event_envelope",
     "get_dead_letter",
@@ -85,6 +94,7 @@ __all__ = (
     "queue_redelivery",
     "read_backward",
     "read_forward",
+    "read_health",
     "record_audit",
     "recover_failed",
     "redrive_dead_letter",
@@ -98,5 +108,7 @@ __all__ = (
     "seq_at_time",
     "short_id",
     "stream_bounds",
+    "subscription_health",
     "token_actor",
+    "trouble",
 )

@@ -19,9 +19,8 @@ from consumers.secrets import masked
 from integrations import INTEGRATIONS
 from streams import ConflictError, EventValidationError
 
-from ..api._metrics import read_lags
 from ..api._params import EngineDep
-from ..operations import preview, recover_failed, send_test_event
+from ..operations import preview, read_health, recover_failed, send_test_event, subscription_health
 from ._common import form_values, render, when_or_none
 from ._forms import (
     SubscriptionForm,
@@ -57,8 +56,8 @@ async def _all(engine: Engine) -> list[Subscription]:
 async def subscriptions_page(request: Request[Any, Any, Any], engine: EngineDep) -> Template:
     subs = await _all(engine)
     figures = await subscription_figures(engine, datetime.now(UTC) - _WINDOW)
-    lags = {lag.subscription_id: lag for lag in await read_lags(engine)}
-    rows = [{"sub": sub, "fig": figures.get(sub.id), "lag": lags.get(sub.id)} for sub in subs]
+    health = {h.subscription_id: h for h in await read_health(engine)}
+    rows = [{"sub": sub, "fig": figures.get(sub.id), "health": health.get(sub.id)} for sub in subs]
     return render(
         "subscriptions.html.j2", request, active="subscriptions", rows=rows, done=request.query_params.get("done")
     )
@@ -132,7 +131,7 @@ async def _detail(
     status_code: int = 200,
 ) -> Template:
     figures = (await subscription_figures(engine, datetime.now(UTC) - _WINDOW)).get(sub.id)
-    lag = next((lag for lag in await read_lags(engine) if lag.subscription_id == sub.id), None)
+    health = await subscription_health(engine, sub)
     recent = await engine.deliveries.list(subscription_id=sub.id, limit=10)
     return render(
         "subscription.html.j2",
@@ -141,7 +140,7 @@ async def _detail(
         # Header values and credentials masked (issue 17), but on the page that shows the new secret once.
         sub=sub if secret else masked(sub),
         fig=figures,
-        lag=lag,
+        health=health,
         recent=recent,
         secret=secret,
         done=done or request.query_params.get("done"),

@@ -58,6 +58,7 @@ _HEADLINES: Final = {
     "system.weekly_report": "Weekly report",
     "system.backup_completed": "Backup completed",
     "system.health_check_failed": "Health check failed",
+    "system.health_check_recovered": "Health check recovered",
     "system.ai_analysis_complete": "AI analysis complete",
 }
 _TITLE_KEYS: Final = ("title", "name", "subject", "command", "tag", "subscription_name", "check")

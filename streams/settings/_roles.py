@@ -2,7 +2,8 @@
 
 Which process reads which: every command reads :class:`Settings` (NATS, streams,
 delivery) and :class:`LoggingSettings`; ``turbohooks up`` and the gateway add
-:class:`GatewaySettings`, :class:`SchedulerSettings` and :class:`EnvSubscriptionSettings`;
+:class:`GatewaySettings`, :class:`SchedulerSettings`, :class:`EnvSubscriptionSettings` and
+:class:`HealthSettings` (the health gauges' bound, the alerts);
 a worker of the e-mail or GitHub integration adds :class:`SmtpSettings` /
 :class:`GitHubSettings`; ``turbohooks claude-server`` reads :class:`ClaudeServerSettings`.
 """
@@ -27,6 +28,7 @@ __all__ = (
     "EnvSubscriptionSettings",
     "GatewaySettings",
     "GitHubSettings",
+    "HealthSettings",
     "LoggingSettings",
     "MetricsSettings",
     "SchedulerSettings",
@@ -223,6 +225,33 @@ class SchedulerSettings(RoleSettings, frozen=True, kw_only=True):
     """``TURBOHOOKS_DIGEST_TIME``: when the daily digest and the weekly report go out, UTC (``09:00``)."""
     weekly_report_day: int = 0
     """``TURBOHOOKS_WEEKLY_REPORT_DAY``: the weekly report's day, 0 = Monday (``monday``)."""
+
+
+class HealthSettings(RoleSettings, frozen=True, kw_only=True):
+    """Per-subscription health and its alerts: the bounds, and when each alert is raised."""
+
+    ROLE: ClassVar[str] = "health"
+
+    metrics_subscriptions: int = 1000
+    """``TURBOHOOKS_METRICS_SUBSCRIPTIONS``: subscriptions with their own gauges on ``/metrics`` (label bound)."""
+    alert_interval: float = 15.0
+    """``TURBOHOOKS_ALERT_INTERVAL``: seconds between two evaluations of the alerts."""
+    alert_window: float = 300.0
+    """``TURBOHOOKS_ALERT_WINDOW``: the window of the failure, timeout, 401/403 and dead-letter alerts."""
+    alert_failure_rate: int = 20
+    """``TURBOHOOKS_ALERT_FAILURE_RATE``: percent of failed attempts in the window that raises the alert."""
+    alert_min_attempts: int = 20
+    """``TURBOHOOKS_ALERT_MIN_ATTEMPTS``: attempts in the window before the failure rate counts."""
+    alert_timeouts: int = 5
+    """``TURBOHOOKS_ALERT_TIMEOUTS``: timed-out attempts in the window that raise the alert."""
+    alert_auth_failures: int = 1
+    """``TURBOHOOKS_ALERT_AUTH_FAILURES``: 401/403 answers in the window that raise the alert."""
+    alert_dead_letters: int = 1
+    """``TURBOHOOKS_ALERT_DEAD_LETTERS``: new dead letters in the window that raise the alert."""
+    alert_lag: float = 300.0
+    """``TURBOHOOKS_ALERT_LAG``: age of the oldest waiting event that raises the lag alert."""
+    alert_silence: float = 30.0
+    """``TURBOHOOKS_ALERT_SILENCE``: a process whose last heartbeat is older than this raises ``process_silent``."""
 
 
 class SmtpSettings(RoleSettings, frozen=True, kw_only=True):

@@ -43,15 +43,16 @@ def test_events_lists_the_catalog() -> None:
     result = cli("events", "--json", "--source", "turbo", env=_env())
     assert result.returncode == 0, result.stderr
     catalog = json.loads(result.stdout)
-    assert len(catalog) == 58
+    assert len(catalog) == 59
     assert {"event_type": "issue.created", "entity_type": "issue", "action": "created"}.items() <= catalog[6].items()
     table = cli("events", env=_env(COLUMNS="200"))
     assert "turbo.calendar.event_starting_soon" in table.stdout
     # Every known type, each with its source: Turbo's, then those the inbound GitHub webhook publishes.
-    assert "turbo.external.github.issues" in table.stdout and "68 event types (58 turbo, 10 github)" in table.stdout
+    assert "turbo.external.github.issues" in table.stdout and "69 event types (59 turbo, 10 github)" in table.stdout
     everything = json.loads(cli("events", "--json", env=_env()).stdout)
-    assert [(t["event_type"], t["source"]) for t in everything[56:60]] == [
+    assert [(t["event_type"], t["source"]) for t in everything[56:61]] == [
         ("system.health_check_failed", "turbo"),
+        ("system.health_check_recovered", "turbo"),
         ("system.ai_analysis_complete", "turbo"),
         ("external.github.issues", "github"),
         ("external.github.issue_comment", "github"),

@@ -551,6 +551,46 @@ async def test_stats_over_a_window(db: Database) -> None:
     assert empty.most_active_subscriptions == [] and empty.active_subscriptions == 2
 
 
+async def test_subscription_windows_and_retries_scheduled(db: Database) -> None:
+    """Per subscription: attempts, success rate, percentiles, timeouts, 401/403s, dead, and retries waiting."""
+    subs = SubscriptionStore(db)
+    ok, bad = await subs.create(make_subscription(name="ok")), await subs.create(make_subscription(name="bad"))
+    deliveries = DeliveryStore(db)
+    since = T0 + timedelta(hours=1)
+    await deliveries.record([make_attempt(bad, uuid.uuid4(), 1, "failed", T0)], **NO_DISABLE)  # before: not counted
+    batch = [make_attempt(ok, uuid.uuid4(), 1, "success", since + timedelta(seconds=n + 1)) for n in range(4)]
+    batch[0] = msgspec.structs.replace(batch[0], latency_ms=40.0)
+    timeout, refused, retrying = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    batch += [
+        make_attempt(
+            bad, timeout, 1, "retrying", since + timedelta(seconds=1), response_code=None, error="timeout after 5.0s"
+        ),
+        make_attempt(
+            bad, timeout, 2, "failed", since + timedelta(seconds=2), response_code=None, error="timeout after 5.0s"
+        ),
+        make_attempt(bad, refused, 1, "failed", since + timedelta(seconds=3), response_code=401),
+        make_attempt(bad, retrying, 1, "retrying", since + timedelta(seconds=4), response_code=403),
+    ]
+    await deliveries.record(batch, **NO_DISABLE)
+
+    windows = await deliveries.subscription_windows(since)
+    good = windows[ok.id]
+    assert (good.attempts, good.success, good.success_rate, good.timeouts, good.auth_failures, good.dead) == (
+        4,
+        4,
+        1.0,
+        0,
+        0,
+        0,
+    )
+    assert good.latency_p50_ms == pytest.approx(10.0) and good.latency_p99_ms == pytest.approx(39.1)
+    failing = windows[bad.id]
+    assert (failing.attempts, failing.success, failing.success_rate) == (4, 0, 0.0)
+    assert (failing.timeouts, failing.auth_failures, failing.dead) == (2, 2, 2)  # the timed-out and the 401 one
+    assert await deliveries.retries_scheduled() == {bad.id: 1}
+    assert await deliveries.subscription_windows(datetime.now(UTC) + timedelta(days=1)) == {}
+
+
 async def test_concurrent_recorders_agree(db: Database) -> None:
     subs = SubscriptionStore(db)
     first, second = await subs.create(make_subscription()), await subs.create(make_subscription())

@@ -76,6 +76,9 @@ async def test_only_high_priority_events_are_delivered_and_the_rest_counted_as_f
         (mine,) = [s for s in stats.skips_by_subscription if s.subscription_id == sub.id]
         assert (mine.filtered, mine.throttled, mine.loop_stopped, mine.name) == (len(filtered), 0, 0, sub.name)
         assert stats.filtered >= len(filtered)
+        # The subscription's health windows (the API's health, `top`) count them as well.
+        window = (await engine.deliveries.subscription_windows(since))[sub.id]
+        assert (window.filtered, window.throttled, window.loop_stopped) == (len(filtered), 0, 0)
         for event_id in wanted:
             await settled(run, sub.id, uuid.UUID(event_id), status="success")
         for event_id in filtered:

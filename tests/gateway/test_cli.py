@@ -56,7 +56,7 @@ def test_gateway_serves_prints_its_url_and_token_and_stops_on_sigint(env: dict[s
         answer = httpx.get(
             url.group(1) + "/api/event-types?source=turbo", headers={"Authorization": f"Bearer {stored}"}
         )
-        assert answer.json()["total"] == 58
+        assert answer.json()["total"] == 59
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=20)
         assert process.returncode == 0, err

@@ -63,9 +63,11 @@ def _get(base: str, path: str) -> Any:
 
 def test_schema_describes_every_route(served_schema: dict[str, Any]) -> None:
     operations = {(m.upper(), p) for p, ops in served_schema["paths"].items() for m in ops}
-    # 21, the public keys and the audit log (issue 17), the dead letters (issue 16), the preview (issue 12)
-    assert len(operations) == 28
+    # 21, the public keys and the audit log (issue 17), the dead letters (issue 16), the preview (issue 12),
+    # a subscription's health (issue 15)
+    assert len(operations) == 29
     assert ("POST", "/api/subscriptions/preview") in operations
+    assert ("GET", "/api/subscriptions/{subscription_id}/health") in operations
     assert ("POST", "/api/subscriptions/{subscription_id}/replay") in operations
     assert ("POST", "/api/inbound/github") in operations
     for path, ops in served_schema["paths"].items():

@@ -9,7 +9,7 @@ from publishers import PublishAck
 from publishers._simulator import Simulator
 from streams import EVENT_CATALOG, Event
 
-# What the simulator leaves to the scheduler and the milestone processor, and the one alarm it never raises.
+# What the simulator leaves to the scheduler and the milestone processor, and the alarm it never raises nor clears.
 NOT_SIMULATED = {
     "issue.due_date_approaching",
     "issue.overdue",
@@ -20,6 +20,7 @@ NOT_SIMULATED = {
     "system.daily_digest",
     "system.weekly_report",
     "system.health_check_failed",
+    "system.health_check_recovered",
 }
 
 

@@ -34,6 +34,7 @@ from streams import (
     provision,
 )
 from streams._auth import SUBSCRIPTIONS_BUCKET, credentials_path, render_authorization, user_name
+from streams._heartbeat import heartbeat, process_key, silent_processes
 from streams._kv import open_bucket
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -301,3 +302,20 @@ async def test_the_admin_creates_and_deletes_streams(secured: Secured, admin: NA
     name = f"SCRATCH_{uuid.uuid4().hex[:8]}"
     await js.add_stream(js_api.StreamConfig(name=name, subjects=[f"scratch.{name}.>"]))
     assert await js.delete_stream(name)
+
+
+async def test_the_long_running_roles_keep_their_heartbeat(secured: Secured) -> None:
+    """Worker, recorder and scheduler each put (the first creating the bucket) and delete their heartbeat."""
+    for role in ("worker", "recorder", "scheduler"):
+        nc = await secured.connect(role)
+        try:
+            js = nc.jetstream(timeout=10)
+            stop = asyncio.Event()
+            beating = asyncio.create_task(heartbeat(js, secured.settings, role, stop, every=0.1))
+            await asyncio.sleep(0.3)
+            assert process_key(role) in await silent_processes(js, secured.settings, -1.0), role
+            stop.set()
+            await beating
+            assert process_key(role) not in await silent_processes(js, secured.settings, -1.0), role
+        finally:
+            await nc.close()

@@ -16,6 +16,7 @@ from streams.settings import (
     EnvSubscriptionSettings,
     GatewaySettings,
     GitHubSettings,
+    HealthSettings,
     LoggingSettings,
     MetricsSettings,
     RoleSettings,
@@ -37,6 +38,7 @@ ROLES: tuple[type[RoleSettings], ...] = (
     GitHubSettings,
     EnvSubscriptionSettings,
     MetricsSettings,
+    HealthSettings,
 )
 
 

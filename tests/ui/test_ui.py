@@ -322,6 +322,7 @@ async def test_the_subscriptions_table_and_phone_width(page: Page, stack: Stack)
     row = page.locator("tbody tr", has_text="ui-orders")
     await expect(row).to_contain_text("active")
     await expect(row).to_contain_text("deliveries")
+    await expect(row).to_contain_text("0 waiting")  # its health: the consumer's pending events
     await _shot(page, "subscriptions")
     # Keyboard: the first Tab reaches the skip link.
     await page.keyboard.press("Tab")

@@ -1,4 +1,4 @@
-"""``GET /api/stats``: delivery figures over a window, and each subscription's lag."""
+"""``GET /api/stats``: delivery figures over a window, each subscription's lag and health."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 from litestar import Router, get
 from litestar.params import QueryParameter
 
+from ...operations import read_health, trouble
 from .._guard import ADMIN_GUARDS, ADMIN_SECURITY
 from .._metrics import read_lags
 from .._params import EngineDep, parse_window
@@ -31,8 +32,14 @@ async def get_stats(
     seconds = parse_window(window)
     since = datetime.now(UTC) - timedelta(seconds=seconds)
     stats = await engine.deliveries.stats(since)
+    health = sorted(await read_health(engine), key=trouble)
     return StatsView(
-        window=window.strip(), window_seconds=seconds, since=since, deliveries=stats, lag=await read_lags(engine)
+        window=window.strip(),
+        window_seconds=seconds,
+        since=since,
+        deliveries=stats,
+        lag=await read_lags(engine),
+        health=health,
     )
 
 

@@ -21,11 +21,13 @@ from ...operations import (
     MAX_PREVIEW_EVENTS,
     MAX_REPLAY_EVENTS,
     ReplayRange,
+    SubscriptionHealth,
     parse_when,
     preview,
     replay_subscription,
 )
 from ...operations import send_test_event as send_now
+from ...operations import subscription_health as read_subscription_health
 from .._guard import ADMIN_GUARDS, ADMIN_SECURITY
 from .._params import EngineDep, Limit, Offset, refuse_nul
 from .._problems import responses
@@ -75,6 +77,15 @@ async def list_subscriptions(
 @get(_ID, summary="One subscription (without its secret)", responses=responses(400, 404, 503))
 async def get_subscription(engine: EngineDep, subscription_id: FromPath[uuid.UUID]) -> SubscriptionView:
     return subscription_view(await engine.service.get(subscription_id))
+
+
+@get(
+    f"{_ID}/health",
+    summary="One subscription's health: waiting, oldest age, in flight, success and latency (5 min, 1 h), dead",
+    responses=responses(400, 404, 503),
+)
+async def subscription_health(engine: EngineDep, subscription_id: FromPath[uuid.UUID]) -> SubscriptionHealth:
+    return await read_subscription_health(engine, await engine.subscriptions.get(subscription_id))
 
 
 @patch(
@@ -172,6 +183,7 @@ router = Router(
         create_subscription,
         list_subscriptions,
         get_subscription,
+        subscription_health,
         update_subscription,
         delete_subscription,
         rotate_secret,

@@ -52,7 +52,7 @@ class EventTypeList(msgspec.Struct, kw_only=True):
     total: int
     """How many ``items`` (with ``?source=turbo``: Turbo's 58)."""
     by_source: dict[str, int]
-    """How many types each source has in the whole catalog: ``{"turbo": 58, "github": 10}``."""
+    """How many types each source has in the whole catalog: ``{"turbo": 59, "github": 10}``."""
 
 
 class ActorBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -9,6 +9,8 @@ import msgspec
 
 from consumers import DeliveryStats
 
+from ...operations import SubscriptionHealth
+
 __all__ = ("StatsView", "SubscriptionLag")
 
 
@@ -32,3 +34,5 @@ class StatsView(msgspec.Struct, kw_only=True):
     since: datetime
     deliveries: DeliveryStats
     lag: list[SubscriptionLag]
+    health: list[SubscriptionHealth]
+    """Each subscription's health now (JetStream and the delivery log), the most troubled first."""
