@@ -14,7 +14,7 @@ fate of the attempt is an :data:`~consumers.engine.Outcome`, decided once by
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -141,11 +141,18 @@ class Deliverer:
         trigger: AttemptTrigger,
         stream_seq: int | None,
         policy: RetryPolicy | None,
+        admit: Callable[[], Awaitable[None]] | None = None,
     ) -> Attempted | Skip:
-        """One attempt, shaped by the subscription's compiled ``rules``; a :class:`Skip` if nothing is sent."""
+        """One attempt, shaped by the subscription's compiled ``rules``; a :class:`Skip` if nothing is sent.
+
+        ``admit`` is awaited once the event is known to be sent, before anything
+        else: the rate limit's slot (a skipped event takes none).
+        """
         prepared = rules.prepare(event, raw)
         if isinstance(prepared, Skip):
             return prepared
+        if admit is not None:
+            await admit()
         request, integration, config = prepared.request, rules.integration, rules.config
         delivery_id = delivery_id_for(sub.id, event.event_id)
         started = datetime.now(UTC)

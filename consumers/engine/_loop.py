@@ -62,12 +62,20 @@ class SubscriptionLoop:
         self._gone_until = 0.0
         self._settling = asyncio.Semaphore(4 * self._limit)
         self._settle_tasks: set[asyncio.Task[None]] = set()
+        self.throttle = worker.throttles.open(sub.id, sub.rate_limit)
+        """The rate limit shared with the other workers, and the receiver's pauses (``_throttle.py``)."""
+
+    @property
+    def throttled(self) -> int:
+        """Deliveries of this process that waited for the rate limit or a receiver's ``Retry-After``."""
+        return self.throttle.throttled
 
     def update(self, sub: Subscription) -> None:
         """Take a changed subscription (URL, secret, headers, config) for the next deliveries."""
         self.rules = compile_rules(sub)
         self.sub = sub
         self.policy = RetryPolicy.from_settings(self.worker.settings, sub.retry_schedule)
+        self.throttle.reconfigure(sub.rate_limit)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._start(), name=f"turbohooks-sub-{self.sub.id.hex[:8]}")
@@ -83,14 +91,16 @@ class SubscriptionLoop:
             await self._pull.stop(timeout=self.worker.settings.webhook_timeout + 1)
         if self._settle_tasks:
             await asyncio.wait(set(self._settle_tasks), timeout=self.worker.settings.publish_timeout + 1)
+        await self.worker.throttles.release(self.throttle)
 
     async def _start(self) -> None:
         settings = self.worker.settings
         while not self._stopping:
             try:
                 await ensure_consumer(self.worker.js, settings, self.sub)
+                window = self.throttle.window(self._limit)
                 pull = ContinuousPull(
-                    self.worker.nc, settings.stream_name, consumer_name(self.sub), self._deliver, window=self._limit
+                    self.worker.nc, settings.stream_name, consumer_name(self.sub), self._deliver, window=window
                 )
                 await pull.start()
             except NATS_ERRORS as exc:
@@ -98,7 +108,13 @@ class SubscriptionLoop:
                 await asyncio.sleep(1.0)
                 continue
             self._pull = pull
+            self.throttle.on_change = self._resize
             return
+
+    def _resize(self) -> None:
+        """The rate or a pause changed: hold only what may go out soon (the rest waits in the stream)."""
+        if self._pull is not None:
+            self._pull.resize(self.throttle.window(self._limit))
 
     async def _deliver(self, msg: Msg) -> None:
         sub = self.sub
@@ -122,10 +138,12 @@ class SubscriptionLoop:
             trigger="live",
             stream_seq=stream_seq,
             policy=self.policy,
+            admit=functools.partial(self.throttle.acquire, msg.in_progress),
         )
         if isinstance(attempted, Skip):
             await msg.ack()
             return
+        self.throttle.observe_attempt(attempted.record, self.rules.integration, cap=self.policy.retry_after_cap)
         settle: Callable[[], Awaitable[None]]
         match attempted.outcome:
             case Delivered():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Collection
@@ -41,6 +42,7 @@ from ._deliverer import Deliverer
 from ._http import DeliveryClient
 from ._loop import SubscriptionLoop
 from ._redeliver import request_decoder
+from ._throttle import Throttles
 
 __all__ = ("Worker",)
 
@@ -74,6 +76,8 @@ class Worker:
             allowed_hosts=settings.webhook_allowed_hosts,
         )
         self.deliverer = Deliverer(settings, self.js, self.client, max_payload=lambda: nc.max_payload)
+        self.throttles = Throttles(settings, self.js, keepalive_every=ack_wait(settings) / 3)
+        """Rate limits and receivers' pauses, shared with the other copies through a KV bucket."""
         self._loops: dict[uuid.UUID, SubscriptionLoop] = {}
         self._known: dict[uuid.UUID, Subscription] = {}
         self.ready = asyncio.Event()
@@ -113,6 +117,7 @@ class Worker:
                         await task
                 await asyncio.gather(*(loop.stop() for loop in self._loops.values()))
                 self._loops.clear()
+                await self.throttles.close()
                 await self.deliverer.batcher.close()
 
     async def _watch(self, registry: SubscriptionRegistry) -> None:
@@ -223,11 +228,15 @@ class Worker:
                 trigger=request.trigger,
                 stream_seq=request.stream_seq,
                 policy=None,
+                # Replays and manual retries count against the rate limit too.
+                admit=functools.partial(loop.throttle.acquire, msg.in_progress) if loop is not None else None,
             )
         except NATS_ERRORS as exc:
             # Its record could not be written ahead: not sent; unacknowledged, so it comes back.
             _log.warning("could not start a redelivery (%s)", exc)
             return
+        if loop is not None and not isinstance(attempted, Skip):
+            loop.throttle.observe_attempt(attempted.record, loop.rules.integration, cap=loop.policy.retry_after_cap)
         try:
             if not isinstance(attempted, Skip):
                 await self.deliverer.record(attempted.record)
