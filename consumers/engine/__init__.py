@@ -14,10 +14,12 @@ from ._outcome import Dead, Delivered, Gone, Outcome, Retry, decide, logged_as
 from ._pull import ContinuousPull
 from ._redeliver import RedeliveryRequest, redeliver_subject
 from ._retry import Classification, RetryPolicy, classify
+from ._throttle import THROTTLE_BUCKET, Throttle, Throttles, ThrottleState
 from ._worker import Worker
 
 __all__ = (
     "EVENT_SOURCE",
+    "THROTTLE_BUCKET",
     "AttemptBatcher",
     "Attempted",
     "Classification",
@@ -32,6 +34,9 @@ __all__ = (
     "RedeliveryRequest",
     "Retry",
     "RetryPolicy",
+    "Throttle",
+    "ThrottleState",
+    "Throttles",
     "Worker",
     "classify",
     "client_tls",

@@ -108,6 +108,7 @@ class Throttle:
         self._slots: deque[float] = deque()
         self._lock = asyncio.Lock()
         self._tat = 0.0
+        self._generation = 0.0
         self._revision: int | None = None
         self._writing: asyncio.Task[None] | None = None
         self._wanted: list[Callable[[ThrottleState, float], ThrottleState | None]] = []
@@ -117,6 +118,8 @@ class Throttle:
         self._second_count = 0
         self._observed = 0.0
         self._resume: asyncio.TimerHandle | None = None
+        self._change = asyncio.Event()
+        """Set (and replaced) when the rate or the pause changes: waits for a slot start over."""
         self.on_change: Callable[[], None] | None = None
         """Called when the effective rate or the pause changes (the loop resizes its pull window)."""
 
@@ -159,10 +162,13 @@ class Throttle:
             if rate is None:
                 break
             slot = await self._slot(rate, keepalive)
+            if slot is None:
+                continue  # paused, or the rate changed, while waiting for the claim in hand
             delay = slot - time.time()
             if delay > 0:
                 waited = True
-                await self._sleep(delay, keepalive)
+                if not await self._sleep(delay, keepalive):
+                    continue  # the rate changed meanwhile: this slot was spaced for the old one
             if self.state.paused_until <= time.time():
                 break
         if waited:
@@ -227,6 +233,8 @@ class Throttle:
                 self._resume = asyncio.get_running_loop().call_later(pause, self._changed)
 
     def _changed(self) -> None:
+        self._change.set()
+        self._change = asyncio.Event()
         if self.on_change is not None:
             self.on_change()
 
@@ -238,20 +246,30 @@ class Throttle:
             self._observed = self._second_count / elapsed
             self._second_start, self._second_count = now, 0
 
-    async def _sleep(self, seconds: float, keepalive: Keepalive | None) -> None:
+    async def _sleep(self, seconds: float, keepalive: Keepalive | None) -> bool:
+        """Wait ``seconds``; ``False`` if the rate or the pause changed first (the wait is to be recomputed)."""
         # JetStream redelivers a message unacknowledged for ack_wait: while it waits
         # for its slot, the worker says it is still working on it.
+        changed = self._change
         while seconds > 0:
             step = min(seconds, self._keepalive_every)
-            await asyncio.sleep(step)
+            try:
+                await asyncio.wait_for(changed.wait(), step)
+            except TimeoutError:
+                pass
+            else:
+                return False
             seconds -= step
             if seconds > 0 and keepalive is not None:
                 with contextlib.suppress(*NATS_ERRORS):
                     await keepalive()
+        return True
 
-    async def _slot(self, rate: float, keepalive: Keepalive | None) -> float:
+    async def _slot(self, rate: float, keepalive: Keepalive | None) -> float | None:
         async with self._lock:  # FIFO: the delivery that asked first gets the earlier slot
             now = time.time()
+            if self.rate != rate or self.state.paused_until > now:
+                return None
             while self._slots and self._slots[0] < now - _CLAIM_SPAN:
                 self._slots.popleft()  # held while nobody needed it: not saved up for a burst
             while not self._slots:
@@ -268,17 +286,24 @@ class Throttle:
         kv = await self._kv()
         key = f"slots.{self.key}"
         count = max(1, int(rate * _CLAIM_SPAN))
+        # A claim's generation: the last change of the rate, or the end of the last pause.
+        generation = max(self.state.changed_at, self.state.paused_until)
         for _ in range(_WRITE_TRIES * 5):
             if self._revision is None:
                 try:
                     entry = await kv.get(key)
-                    self._tat, self._revision = float(entry.value or b"0"), entry.revision or 0
+                    self._tat, self._generation = _slots_value(entry.value)
+                    self._revision = entry.revision or 0
                 except (KeyNotFoundError, KeyDeletedError):
-                    self._tat, self._revision = 0.0, 0
-            start = max(time.time(), self._tat)
+                    self._tat, self._generation, self._revision = 0.0, 0.0, 0
+            # Slots claimed before the rate last changed were spaced for the old rate, and
+            # those claimed before a pause were never used: the first claim after either
+            # starts from now, not after them.
+            tat = self._tat if self._generation >= generation else 0.0
+            start = max(time.time(), tat)
             end = start + count / rate
             try:
-                encoded = repr(end).encode()
+                encoded = f"{end!r} {max(generation, self._generation)!r}".encode()
                 if self._revision == 0:
                     revision = await kv.create(key, encoded)
                 else:
@@ -286,7 +311,7 @@ class Throttle:
             except KeyWrongLastSequenceError:
                 self._revision = None  # another worker claimed meanwhile: read its value, claim after it
                 continue
-            self._tat, self._revision = end, revision
+            self._tat, self._revision, self._generation = end, revision, max(generation, self._generation)
             self._slots.extend(start + i / rate for i in range(count))
             return
         raise TimeoutError("no slot claimed: the key changed on every try")
@@ -333,6 +358,15 @@ class Throttle:
             return
 
 
+def _slots_value(value: bytes | None) -> tuple[float, float]:
+    """``(next free time, generation)`` of a ``slots.<id>`` value: ``b"<time> <state's changed_at>"``."""
+    parts = (value or b"").split()
+    try:
+        return float(parts[0]) if parts else 0.0, float(parts[1]) if len(parts) > 1 else 0.0
+    except ValueError:
+        return 0.0, 0.0
+
+
 def _paused(state: ThrottleState, until: float) -> ThrottleState | None:
     if until <= state.paused_until:
         return None
@@ -353,8 +387,8 @@ def _step(state: ThrottleState, now: float, recovery: float) -> ThrottleState | 
     if state.rate is None or state.ceiling is None or now - state.changed_at < 1.0:
         return None
     rate = state.rate + state.ceiling / max(recovery, 1.0) * min(now - state.changed_at, 2.0)
-    if rate >= state.ceiling:
-        return ThrottleState(paused_until=state.paused_until)  # back to the configured rate (or none)
+    if rate >= state.ceiling:  # back to the configured rate (or none)
+        return ThrottleState(paused_until=state.paused_until, changed_at=now)
     return msgspec.structs.replace(state, rate=rate, changed_at=now)
 
 
