@@ -12,7 +12,10 @@ One KV bucket (``turbohooks_throttle``) holds two keys per subscription:
                 clocks say while there is a backlog. Nothing is locked: a worker
                 that dies loses at most its one claim (100 ms of slots), and an
                 idle subscription earns no credit (``max(now, next free)``): no
-                burst after a quiet spell.
+                burst after a quiet spell. The value carries a generation (the
+                last cut, step or pause end): slots claimed before it were spaced
+                for another rate or never used, and the first claim after it
+                starts from now.
 ``state.<id>``  what the receiver asked for (:class:`ThrottleState`): ``paused_until``
                 (a 429 or 503 with ``Retry-After``) and, after repeated 429s, an
                 effective ``rate`` below the configured one (or below the rate

@@ -139,3 +139,36 @@ async def test_a_subscription_answering_in_2_s_does_not_slow_one_answering_at_on
     # pool capped per host at 128) its first request waited 2.0 s for one and it averaged ~70/s.
     assert first < 1.0, f"the fast subscription's first delivery waited {first:.2f} s ({slow_in_flight} slow sent)"
     assert rate >= 150, f"the fast subscription delivered {rate:.0f}/s beside the slow one ({slow_in_flight} sent)"
+
+
+async def test_429s_halve_a_subscription_without_a_limit_from_its_observed_rate(
+    engine: Engine, receiver: Receiver, unique: str
+) -> None:
+    path = f"/unlimited-{unique}"
+    receiver.endpoint(path, delay=0.05)  # with 5 in flight: about 100/s
+    settings = msgspec.structs.replace(engine.settings, throttle_recovery=2.0, webhook_retry_count=20)
+    async with running_engine(engine, settings=settings) as running:
+        sub = await running.subscribe(
+            name=f"unlimited-{unique}", url=receiver.endpoint(path), event_types=["issue.created"], max_in_flight=5
+        )
+        throttle = running.worker._loops[sub.id].throttle
+        await engine.publisher.emit_many(
+            [build_event(event_type="issue.created", entity_id=f"{unique}-{n}") for n in range(600)]
+        )
+        await wait_for(lambda: len(receiver.at(path)) >= 20, timeout=10, what="deliveries")
+        await asyncio.sleep(1.0)
+        before = _between(receiver, path, time.monotonic() - 1.0, time.monotonic())
+        receiver.statuses[path] = 429  # no Retry-After: no pause, only the cuts
+        await asyncio.sleep(1.2)
+        del receiver.statuses[path]
+        answered_from = time.monotonic()
+        cut_to = throttle.rate
+        await wait_for(lambda: throttle.rate is None, timeout=6, what="the rate to climb back")
+        recovered_at = time.monotonic()
+        await asyncio.sleep(1.0)
+    assert cut_to is not None, "429s gave a subscription without a limit one"
+    assert cut_to <= before / 2 + 1, f"cut to {cut_to:.0f}/s from {before}/s observed"
+    after = _between(receiver, path, answered_from, answered_from + 0.5)
+    assert after <= before * 0.35, f"{after} deliveries in 0.5 s after the 429s, {before}/s before"
+    again = _between(receiver, path, recovered_at, recovered_at + 1.0)
+    assert again >= before * 0.6, f"{again}/s once recovered, {before}/s before"
