@@ -112,6 +112,7 @@ class Throttle:
         self._lock = asyncio.Lock()
         self._tat = 0.0
         self._generation = 0.0
+        self._claimed_rate = 0.0
         self._revision: int | None = None
         self._writing: asyncio.Task[None] | None = None
         self._wanted: list[Callable[[ThrottleState, float], ThrottleState | None]] = []
@@ -278,7 +279,7 @@ class Throttle:
             while not self._slots:
                 try:
                     await self._claim(rate)
-                except NATS_ERRORS as exc:
+                except (*NATS_ERRORS, TimeoutError) as exc:
                     # No bucket to ask: wait one slot's length locally rather than send unlimited.
                     _log.warning("rate limit of %s: cannot claim slots (%s); pacing locally", self.key, exc)
                     await self._sleep(max(1.0 / rate, 0.1), keepalive)
@@ -295,18 +296,23 @@ class Throttle:
             if self._revision is None:
                 try:
                     entry = await kv.get(key)
-                    self._tat, self._generation = _slots_value(entry.value)
+                    self._tat, self._generation, self._claimed_rate = _slots_value(entry.value)
                     self._revision = entry.revision or 0
                 except (KeyNotFoundError, KeyDeletedError):
-                    self._tat, self._generation, self._revision = 0.0, 0.0, 0
+                    self._tat, self._generation, self._claimed_rate, self._revision = 0.0, 0.0, rate, 0
             # Slots claimed before the rate last changed were spaced for the old rate, and
             # those claimed before a pause were never used: the first claim after either
             # starts from now, not after them.
+            now = time.time()
             tat = self._tat if self._generation >= generation else 0.0
-            start = max(time.time(), tat)
+            if self._claimed_rate != rate:
+                # The configured limit changed (every worker sees it through the registry):
+                # the next claim waits at most one interval of the new rate.
+                tat = min(tat, now + 1.0 / rate)
+            start = max(now, tat)
             end = start + count / rate
             try:
-                encoded = f"{end!r} {max(generation, self._generation)!r}".encode()
+                encoded = f"{end!r} {max(generation, self._generation)!r} {rate!r}".encode()
                 if self._revision == 0:
                     revision = await kv.create(key, encoded)
                 else:
@@ -315,6 +321,7 @@ class Throttle:
                 self._revision = None  # another worker claimed meanwhile: read its value, claim after it
                 continue
             self._tat, self._revision, self._generation = end, revision, max(generation, self._generation)
+            self._claimed_rate = rate
             self._slots.extend(start + i / rate for i in range(count))
             return
         raise TimeoutError("no slot claimed: the key changed on every try")
@@ -361,13 +368,15 @@ class Throttle:
             return
 
 
-def _slots_value(value: bytes | None) -> tuple[float, float]:
-    """``(next free time, generation)`` of a ``slots.<id>`` value: ``b"<time> <state's changed_at>"``."""
+def _slots_value(value: bytes | None) -> tuple[float, float, float]:
+    """``(next free time, generation, rate)`` of a ``slots.<id>`` value: ``b"<time> <generation> <rate>"``."""
     parts = (value or b"").split()
     try:
-        return float(parts[0]) if parts else 0.0, float(parts[1]) if len(parts) > 1 else 0.0
+        numbers = [float(part) for part in parts[:3]]
     except ValueError:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
+    numbers += [0.0] * (3 - len(numbers))
+    return numbers[0], numbers[1], numbers[2]
 
 
 def _paused(state: ThrottleState, until: float) -> ThrottleState | None:
@@ -403,6 +412,8 @@ class Throttles:
         self.js = js
         self._keepalive_every = keepalive_every
         self._by_key: dict[str, Throttle] = {}
+        self._states: dict[str, ThrottleState] = {}
+        """The last state seen of every key: a loop restarted (new window) starts from it."""
         self._kv: KeyValue | None = None
         self._opening = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
@@ -417,6 +428,8 @@ class Throttles:
             keepalive_every=self._keepalive_every,
         )
         self._by_key[throttle.key] = throttle
+        if (known := self._states.get(throttle.key)) is not None:
+            throttle.state = known
         if self._watch is None:
             self._watch = asyncio.create_task(self._follow(), name="turbohooks-throttle-watch")
         return throttle
@@ -444,25 +457,32 @@ class Throttles:
         return self._kv
 
     async def _follow(self) -> None:
+        backoff = 0.5
         while True:
             try:
                 kv = await self._bucket()
                 watcher = await kv.watch("state.*")
                 try:
+                    backoff = 0.5
                     async for entry in watcher:
                         if entry is None:
                             continue
-                        throttle = self._by_key.get(entry.key.removeprefix("state."))
-                        if throttle is None:
-                            continue
-                        if entry.operation in ("DEL", "PURGE") or not entry.value:
-                            throttle.apply(ThrottleState())
-                            continue
-                        with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-                            throttle.apply(_state_decoder.decode(entry.value))
+                        key = entry.key.removeprefix("state.")
+                        state = ThrottleState()
+                        if entry.operation not in ("DEL", "PURGE") and entry.value:
+                            try:
+                                state = _state_decoder.decode(entry.value)
+                            except (msgspec.DecodeError, msgspec.ValidationError):
+                                continue
+                        self._states[key] = state
+                        if (throttle := self._by_key.get(key)) is not None:
+                            throttle.apply(state)
                 finally:
                     with contextlib.suppress(*NATS_ERRORS):
                         await watcher.stop()  # type: ignore[no-untyped-call]
             except NATS_ERRORS as exc:
-                _log.warning("throttle watch interrupted (%s); watching again", exc)
-                await asyncio.sleep(0.5)
+                # A server whose worker user may not use the bucket (an older auth.conf) says so at
+                # each try: asked again less and less often, up to once a minute.
+                _log.warning("throttle watch interrupted (%s); watching again in %.0f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
