@@ -20,6 +20,7 @@ from ..subscriptions._consumer import consumer_name, ensure_consumer
 from ._outcome import Dead, Delivered, Gone, Retry
 from ._pull import ContinuousPull
 from ._retry import RetryPolicy
+from ._throttle import ThrottleHalted
 
 if TYPE_CHECKING:
     from ._worker import Worker
@@ -83,6 +84,7 @@ class SubscriptionLoop:
     async def stop(self) -> None:
         """Stop pulling; let in-flight deliveries finish (and ack) within the attempt timeout."""
         self._stopping = True
+        self.throttle.halt()  # deliveries waiting for their slot go back to the stream now, not after the timeout
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -129,17 +131,22 @@ class SubscriptionLoop:
         except EventValidationError as exc:
             await self._refuse(msg, stream_seq, str(exc))
             return
-        attempted = await deliverer.attempt(
-            sub,
-            self.rules,
-            event,
-            msg.data,
-            attempt=delivered,
-            trigger="live",
-            stream_seq=stream_seq,
-            policy=self.policy,
-            admit=functools.partial(self.throttle.acquire, msg.in_progress),
-        )
+        try:
+            attempted = await deliverer.attempt(
+                sub,
+                self.rules,
+                event,
+                msg.data,
+                attempt=delivered,
+                trigger="live",
+                stream_seq=stream_seq,
+                policy=self.policy,
+                admit=functools.partial(self.throttle.acquire, msg.in_progress),
+            )
+        except ThrottleHalted:
+            with contextlib.suppress(*NATS_ERRORS):
+                await msg.nak()  # stopping before its slot came: not sent, first in line for the next worker
+            return
         if isinstance(attempted, Skip):
             await msg.ack()
             return

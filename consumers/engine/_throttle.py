@@ -53,7 +53,7 @@ from streams import NATS_ERRORS, Settings, open_bucket
 
 from .._messages import AttemptRecord, RateLimit
 
-__all__ = ("THROTTLE_BUCKET", "Throttle", "ThrottleState", "Throttles")
+__all__ = ("THROTTLE_BUCKET", "Throttle", "ThrottleHalted", "ThrottleState", "Throttles")
 
 _log = logging.getLogger("turbohooks.throttle")
 
@@ -69,6 +69,10 @@ _FLOOR_SHARE: Final = 64.0
 _WRITE_TRIES: Final = 20
 
 Keepalive = Callable[[], Awaitable[None]]
+
+
+class ThrottleHalted(Exception):
+    """The subscription's loop is stopping: a delivery still waiting for its slot is not sent (nak it)."""
 
 
 class ThrottleState(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -122,6 +126,7 @@ class Throttle:
         self._second_count = 0
         self._observed = 0.0
         self._resume: asyncio.TimerHandle | None = None
+        self._halted = False
         self._change = asyncio.Event()
         """Set (and replaced) when the rate or the pause changes: waits for a slot start over."""
         self.on_change: Callable[[], None] | None = None
@@ -157,6 +162,8 @@ class Throttle:
         """Return when one more delivery may go out (calling ``keepalive`` while waiting long)."""
         waited = False
         while True:
+            if self._halted:
+                raise ThrottleHalted(self.key)
             pause = self.state.paused_until - time.time()
             if pause > 0:
                 waited = True
@@ -214,7 +221,13 @@ class Throttle:
         """A state seen in the bucket (another worker's write, or ours coming back)."""
         self._apply(state)
 
+    def halt(self) -> None:
+        """Stop waiting: deliveries waiting for a slot or a pause raise :class:`ThrottleHalted` (the loop stops)."""
+        self._halted = True
+        self._changed()
+
     async def close(self) -> None:
+        self.halt()
         if self._resume is not None:
             self._resume.cancel()
         if self._writing is not None and not self._writing.done():
@@ -272,7 +285,7 @@ class Throttle:
     async def _slot(self, rate: float, keepalive: Keepalive | None) -> float | None:
         async with self._lock:  # FIFO: the delivery that asked first gets the earlier slot
             now = time.time()
-            if self.rate != rate or self.state.paused_until > now:
+            if self._halted or self.rate != rate or self.state.paused_until > now:
                 return None
             while self._slots and self._slots[0] < now - _CLAIM_SPAN:
                 self._slots.popleft()  # held while nobody needed it: not saved up for a burst

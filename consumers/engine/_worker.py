@@ -42,7 +42,7 @@ from ._deliverer import Deliverer
 from ._http import DeliveryClient
 from ._loop import SubscriptionLoop
 from ._redeliver import request_decoder
-from ._throttle import Throttles
+from ._throttle import ThrottleHalted, Throttles
 
 __all__ = ("Worker",)
 
@@ -231,6 +231,10 @@ class Worker:
                 # Replays and manual retries count against the rate limit too.
                 admit=functools.partial(loop.throttle.acquire, msg.in_progress) if loop is not None else None,
             )
+        except ThrottleHalted:
+            with contextlib.suppress(*NATS_ERRORS):
+                await msg.nak()  # the subscription stopped here before its slot came: not sent
+            return
         except NATS_ERRORS as exc:
             # Its record could not be written ahead: not sent; unacknowledged, so it comes back.
             _log.warning("could not start a redelivery (%s)", exc)

@@ -172,3 +172,31 @@ async def test_429s_halve_a_subscription_without_a_limit_from_its_observed_rate(
     assert after <= before * 0.35, f"{after} deliveries in 0.5 s after the 429s, {before}/s before"
     again = _between(receiver, path, recovered_at, recovered_at + 1.0)
     assert again >= before * 0.6, f"{again}/s once recovered, {before}/s before"
+
+
+async def test_a_worker_stops_at_once_while_its_deliveries_wait_out_a_pause(
+    engine: Engine, receiver: Receiver, unique: str
+) -> None:
+    path = f"/paused-{unique}"
+    receiver.endpoint(path, statuses=[429, 200])
+    receiver.extra_headers[path] = {"Retry-After": "60"}
+    async with running_engine(engine) as running:
+        sub = await running.subscribe(
+            name=f"paused-{unique}", url=receiver.endpoint(path), event_types=["tag.created"], max_in_flight=1
+        )
+        await engine.publisher.emit_many(
+            [build_event(event_type="tag.created", entity_id=f"{unique}-{n}") for n in range(5)]
+        )
+        await wait_for(lambda: len(receiver.at(path)) >= 1, timeout=10, what="the 429")
+        loop = running.worker._loops[sub.id]
+        await wait_for(lambda: loop._pull is not None and loop._pull.in_hand == 1, what="the next event in hand")
+        stopping = time.monotonic()
+        running.stop.set()
+        await asyncio.gather(*running.tasks)
+        stopped = time.monotonic() - stopping
+    # Without halting, the stop waited for the deliveries in hand (the attempt timeout + 1 s, 6 s here).
+    assert loop.throttled == 0, "the waiting delivery was never sent"
+    assert stopped < 3.0, f"stopping took {stopped:.1f} s with deliveries waiting out a 60 s Retry-After"
+    assert len(receiver.at(path)) == 1, "nothing more was sent during the pause"
+    info = await engine.js.consumer_info(engine.settings.stream_name, consumer_name(sub))
+    assert info.num_ack_pending + (info.num_pending or 0) >= 4, "the waiting events are still the stream's"
