@@ -186,6 +186,14 @@ class Throttle:
             self.throttled += 1
         self._count()
 
+    def backlog(self) -> float:
+        """Seconds before a delivery asked now could go out, as this worker last saw it (0: at once)."""
+        now = time.time()
+        wait = self.state.paused_until - now
+        if self.rate is not None and self._revision is not None:
+            wait = max(wait, self._tat - now)
+        return max(wait, 0.0)
+
     def observe(self, status: int | None, retry_after: float | None, *, cap: float) -> None:
         """One answer: a ``Retry-After`` on 429/503 pauses every worker; a 429 cuts the rate; a 2xx may step it up."""
         now = time.time()

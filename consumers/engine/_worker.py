@@ -49,6 +49,8 @@ __all__ = ("Worker",)
 _log = logging.getLogger("turbohooks.worker")
 
 _IDLE_FETCH: Final = 5.0
+_REDELIVERY_WAIT: Final = 1.0
+"""The longest a redelivery waits for its subscription's rate limit in the shared queue; longer ones come back later."""
 
 
 class Worker:
@@ -218,6 +220,12 @@ class Worker:
             await msg.ack()
             return
         loop = self._loops.get(sub.id)
+        if loop is not None and (wait := loop.throttle.backlog()) > _REDELIVERY_WAIT:
+            # Paused or far over its rate limit: back to the queue for later, so that one
+            # subscription's replay never holds the retries of the others sharing this queue.
+            with contextlib.suppress(*NATS_ERRORS):
+                await msg.nak(delay=wait)
+            return
         try:
             attempted = await self.deliverer.attempt(
                 sub,

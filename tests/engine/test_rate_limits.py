@@ -14,8 +14,9 @@ import time
 import msgspec
 
 from consumers import Engine, RateLimit, SubscriptionCreate, consumer_name
-from streams import build_event
-from tests.support import BIN, Receiver, engine_cli_env, running_engine, wait_for
+from consumers.engine import RedeliveryRequest, redeliver_subject
+from streams import build_event, encode_event
+from tests.support import BIN, Receiver, Running, engine_cli_env, running_engine, wait_for
 
 
 def _between(receiver: Receiver, path: str, start: float, end: float) -> int:
@@ -200,3 +201,30 @@ async def test_a_worker_stops_at_once_while_its_deliveries_wait_out_a_pause(
     assert len(receiver.at(path)) == 1, "nothing more was sent during the pause"
     info = await engine.js.consumer_info(engine.settings.stream_name, consumer_name(sub))
     assert info.num_ack_pending + (info.num_pending or 0) >= 4, "the waiting events are still the stream's"
+
+
+async def test_a_paused_subscriptions_replay_does_not_hold_the_retries_of_others(
+    running: Running, receiver: Receiver, unique: str
+) -> None:
+    paused, other = f"/replayed-{unique}", f"/retried-{unique}"
+    receiver.endpoint(paused, statuses=[429, 200])
+    receiver.extra_headers[paused] = {"Retry-After": "60"}
+    sub = await running.subscribe(name=f"replayed-{unique}", url=receiver.endpoint(paused), event_types=["tag.created"])
+    neighbour = await running.subscribe(
+        name=f"retried-{unique}", url=receiver.endpoint(other), event_types=["tag.applied"]
+    )
+    await running.engine.publisher.emit(event_type="tag.created", entity_id=unique)
+    await wait_for(lambda: len(receiver.at(paused)) == 1, what="the 429 that pauses it for 60 s")
+    js = running.engine.js
+    for n in range(16):  # one fetch of the shared redelivery queue, all for the paused subscription
+        event = build_event(event_type="tag.created", entity_id=f"{unique}-{n}")
+        request = RedeliveryRequest(subscription_id=sub.id, trigger="replay", event=msgspec.Raw(encode_event(event)))
+        await js.publish(redeliver_subject("webhook", sub.id), msgspec.json.encode(request))
+    retried = build_event(event_type="tag.applied", entity_id=unique)
+    request = RedeliveryRequest(
+        subscription_id=neighbour.id, trigger="manual", event=msgspec.Raw(encode_event(retried))
+    )
+    await js.publish(redeliver_subject("webhook", neighbour.id), msgspec.json.encode(request))
+    # Before: the batch waited out the 60 s pause, and the other subscription's retry with it.
+    await wait_for(lambda: len(receiver.at(other)) == 1, timeout=5, what="the other subscription's retry")
+    assert len(receiver.at(paused)) == 1, "the paused subscription's replay waits"
