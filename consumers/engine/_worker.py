@@ -49,6 +49,8 @@ __all__ = ("Worker",)
 _log = logging.getLogger("turbohooks.worker")
 
 _IDLE_FETCH: Final = 5.0
+_REDELIVERIES_IN_FLIGHT: Final = 64
+"""Manual retries and replays of one integration kind in flight at once, per worker."""
 _REDELIVERY_WAIT: Final = 1.0
 """The longest a redelivery waits for its subscription's rate limit in the shared queue; longer ones come back later."""
 
@@ -188,12 +190,27 @@ class Worker:
             except NATS_ERRORS as exc:
                 _log.warning("redelivery consumer %s unavailable (%s); retrying", durable, exc)
                 await asyncio.sleep(1.0)
-        while True:
-            try:
-                msgs = await psub.fetch(16, timeout=_IDLE_FETCH)
-            except NATS_ERRORS:
-                continue
-            await asyncio.gather(*(self._redeliver_guarded(msg) for msg in msgs))
+        # Each request in its own task, up to a cap: a slow receiver's requests hold only their
+        # own places, never the next fetch (a batch awaited whole held every other subscription's
+        # retries for as long as its slowest answer).
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                free = _REDELIVERIES_IN_FLIGHT - len(in_flight)
+                if free <= 0:
+                    await asyncio.wait(set(in_flight), return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    msgs = await psub.fetch(min(16, free), timeout=_IDLE_FETCH)
+                except NATS_ERRORS:
+                    continue
+                for msg in msgs:
+                    task = asyncio.create_task(self._redeliver_guarded(msg))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+        finally:
+            for task in in_flight:
+                task.cancel()  # unacknowledged: each comes back after ack_wait
 
     async def _redeliver_guarded(self, msg: Msg) -> None:
         try:

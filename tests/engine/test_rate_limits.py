@@ -228,3 +228,32 @@ async def test_a_paused_subscriptions_replay_does_not_hold_the_retries_of_others
     # Before: the batch waited out the 60 s pause, and the other subscription's retry with it.
     await wait_for(lambda: len(receiver.at(other)) == 1, timeout=5, what="the other subscription's retry")
     assert len(receiver.at(paused)) == 1, "the paused subscription's replay waits"
+
+
+async def test_a_slow_subscriptions_replay_does_not_hold_the_retries_of_others(
+    running: Running, receiver: Receiver, unique: str
+) -> None:
+    slow, other = f"/slow-replay-{unique}", f"/quick-retry-{unique}"
+    receiver.endpoint(slow, delay=2.0)
+    sub = await running.subscribe(
+        name=f"slow-replay-{unique}", url=receiver.endpoint(slow), event_types=["tag.created"]
+    )
+    neighbour = await running.subscribe(
+        name=f"quick-retry-{unique}", url=receiver.endpoint(other), event_types=["tag.applied"]
+    )
+    js = running.engine.js
+    for n in range(16):  # one fetch of the shared redelivery queue, all for the slow subscription
+        event = build_event(event_type="tag.created", entity_id=f"{unique}-{n}")
+        request = RedeliveryRequest(subscription_id=sub.id, trigger="replay", event=msgspec.Raw(encode_event(event)))
+        await js.publish(redeliver_subject("webhook", sub.id), msgspec.json.encode(request))
+    await wait_for(lambda: len(receiver.at(slow)) >= 1, what="the slow replay to start")
+    retried = build_event(event_type="tag.applied", entity_id=unique)
+    request = RedeliveryRequest(
+        subscription_id=neighbour.id, trigger="manual", event=msgspec.Raw(encode_event(retried))
+    )
+    queued = time.monotonic()
+    await js.publish(redeliver_subject("webhook", neighbour.id), msgspec.json.encode(request))
+    await wait_for(lambda: len(receiver.at(other)) == 1, timeout=5, what="the other subscription's retry")
+    waited = receiver.at(other)[0].at - queued
+    # Before: the batch of 16 was awaited whole, and the retry waited for the slow answers (2 s).
+    assert waited < 1.0, f"a retry waited {waited:.2f} s behind another subscription's slow replay"
