@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections import Counter
 
 import msgspec
 
@@ -257,3 +258,33 @@ async def test_a_slow_subscriptions_replay_does_not_hold_the_retries_of_others(
     waited = receiver.at(other)[0].at - queued
     # Before: the batch of 16 was awaited whole, and the retry waited for the slow answers (2 s).
     assert waited < 1.0, f"a retry waited {waited:.2f} s behind another subscription's slow replay"
+
+
+async def test_a_delivery_waiting_longer_than_ack_wait_is_not_redelivered_meanwhile(
+    engine: Engine, receiver: Receiver, unique: str
+) -> None:
+    path = f"/long-wait-{unique}"
+    receiver.endpoint(path, statuses=[429, 200])
+    receiver.extra_headers[path] = {"Retry-After": "3"}
+    settings = msgspec.structs.replace(engine.settings, webhook_timeout=0.5)  # ack_wait 2.5 s
+    async with running_engine(engine, copies=2, settings=settings) as running:
+        await running.subscribe(
+            name=f"long-wait-{unique}", url=receiver.endpoint(path), event_types=["tag.created"], max_in_flight=1
+        )
+        first = await engine.publisher.emit(event_type="tag.created", entity_id=f"{unique}-first")
+        await wait_for(lambda: len(receiver.at(path)) == 1, what="the 429 that pauses both workers for 3 s")
+        # Taken by one worker while the other one, idle, keeps a pull request outstanding.
+        held = await engine.publisher.emit(event_type="tag.created", entity_id=f"{unique}-held")
+        seen = lambda: Counter(r.event_id for r in receiver.at(path))  # noqa: E731
+        await wait_for(
+            lambda: seen()[str(first.event_id)] == 2 and seen()[str(held.event_id)] >= 1,
+            timeout=15,
+            what="the retry of the first and the held one",
+        )
+        await asyncio.sleep(0.5)
+    counts = Counter(r.event_id for r in receiver.at(path))
+    # The event answered 429 comes twice (its retry); the other waited out the 3 s pause in a
+    # worker's hands, telling JetStream so: without that, the idle worker got it again after
+    # ack_wait (2.5 s) and both sent it.
+    assert counts[str(first.event_id)] == 2, counts
+    assert counts[str(held.event_id)] == 1, counts
