@@ -7,7 +7,8 @@ the others may do their job and nothing else:
 ``publisher``  publish events (``turbo.>``); no read of anything.
 ``worker``     pull and ack its subscriptions' consumers and the redelivery queue,
                publish attempts and dead letters, read the subscriptions bucket
-               (never write it), keep the GitHub integration's own bucket.
+               (never write it), keep the GitHub integration's own bucket and the
+               rate limits' (``turbohooks_throttle``).
 ``recorder``   pull and ack the attempts stream, write the subscriptions bucket
                (auto-disable), publish the ``system.health_check_failed`` event.
 ``scheduler``  follow the events stream, keep its two buckets, publish events.
@@ -64,6 +65,7 @@ _REDELIVER: Final = "TURBOHOOKS_REDELIVER"
 _RECORDER: Final = RECORDER_CONSUMER
 SUBSCRIPTIONS_BUCKET: Final = "turbohooks_subscriptions"
 _GITHUB_BUCKET: Final = "turbohooks_github"
+_THROTTLE_BUCKET: Final = "turbohooks_throttle"
 _SCHEDULER_BUCKETS: Final = ("turbohooks_scheduler", "turbohooks_milestones")
 _HEARTBEATS: Final = "turbohooks_heartbeats"  # streams/_heartbeat.py: every long-running role reports there
 
@@ -141,6 +143,9 @@ def role_permissions(role: str, settings: Settings) -> tuple[list[str], list[str
             *_bucket_write(_GITHUB_BUCKET, create=True),
             *_bucket_read(_HEARTBEATS),
             *_bucket_write(_HEARTBEATS, create=True),
+            # Rate-limit slots and receivers' pauses, shared by the worker copies (consumers/engine/_throttle.py).
+            *_bucket_read(_THROTTLE_BUCKET),
+            *_bucket_write(_THROTTLE_BUCKET, create=True),
         ], inbox
     if role == "recorder":
         return [

@@ -15,11 +15,13 @@ from ._outcome import Dead, Delivered, Gone, Outcome, Retry, decide, logged_as
 from ._pull import ContinuousPull
 from ._redeliver import RedeliveryRequest, redeliver_subject
 from ._retry import Classification, RetryPolicy, classify
+from ._throttle import THROTTLE_BUCKET, Throttle, Throttles, ThrottleState
 from ._worker import Worker
 
 __all__ = (
     "DELIVERY_OUTCOMES",
     "EVENT_SOURCE",
+    "THROTTLE_BUCKET",
     "AttemptBatcher",
     "Attempted",
     "Classification",
@@ -35,6 +37,9 @@ __all__ = (
     "RedeliveryRequest",
     "Retry",
     "RetryPolicy",
+    "Throttle",
+    "ThrottleState",
+    "Throttles",
     "Worker",
     "WorkerMetrics",
     "classify",

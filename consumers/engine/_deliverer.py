@@ -14,7 +14,7 @@ fate of the attempt is an :data:`~consumers.engine.Outcome`, decided once by
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -203,18 +203,24 @@ class Deliverer:
         stream_seq: int | None,
         policy: RetryPolicy | None,
         trace: Mapping[str, str] | None = None,
+        admit: Callable[[], Awaitable[None]] | None = None,
     ) -> Attempted | Skip:
         """One attempt, shaped by the subscription's compiled ``rules``; a :class:`Skip` if nothing is sent.
 
         With tracing on the attempt is a span, a child of the ``traceparent`` in ``trace`` (the JetStream
         message's headers), and the receiver gets its ``traceparent``: a header outside the signature,
         which covers ``id.timestamp.body`` only.
+
+        ``admit`` is awaited once the event is known to be sent, before anything
+        else: the rate limit's slot (a skipped event takes none).
         """
         prepared = rules.prepare(event, raw)
         if isinstance(prepared, Skip):
             return prepared
         if isinstance(prepared, RenderFailed):
             return _render_failed(sub, event, prepared, attempt=attempt, trigger=trigger, stream_seq=stream_seq)
+        if admit is not None:
+            await admit()
         request, integration, config = prepared.request, rules.integration, rules.config
         delivery_id = delivery_id_for(sub.id, event.event_id)
         started = datetime.now(UTC)

@@ -21,6 +21,7 @@ from ._logging import attempt_fields, log_attempt
 from ._outcome import Dead, Delivered, Gone, Retry
 from ._pull import ContinuousPull
 from ._retry import RetryPolicy
+from ._throttle import ThrottleHalted
 
 if TYPE_CHECKING:
     from ._worker import Worker
@@ -63,12 +64,22 @@ class SubscriptionLoop:
         self._gone_until = 0.0
         self._settling = asyncio.Semaphore(4 * self._limit)
         self._settle_tasks: set[asyncio.Task[None]] = set()
+        self.throttle = worker.throttles.open(sub.id, sub.rate_limit)
+        """The rate limit shared with the other workers, and the receiver's pauses (``_throttle.py``)."""
+        # A delivery that waited for the limit is counted (stats, metrics) as throttled; it is still sent.
+        self.throttle.on_throttled = lambda: self.worker.deliverer.skipped(self.sub, "throttled")
+
+    @property
+    def throttled(self) -> int:
+        """Deliveries of this process that waited for the rate limit or a receiver's ``Retry-After``."""
+        return self.throttle.throttled
 
     def update(self, sub: Subscription) -> None:
         """Take a changed subscription (URL, secret, headers, config) for the next deliveries."""
         self.rules = rules_for(sub, self.worker.settings)
         self.sub = sub
         self.policy = RetryPolicy.from_settings(self.worker.settings, sub.retry_schedule)
+        self.throttle.reconfigure(sub.rate_limit)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._start(), name=f"turbohooks-sub-{self.sub.id.hex[:8]}")
@@ -76,6 +87,7 @@ class SubscriptionLoop:
     async def stop(self) -> None:
         """Stop pulling; let in-flight deliveries finish (and ack) within the attempt timeout."""
         self._stopping = True
+        self.throttle.halt()  # deliveries waiting for their slot go back to the stream now, not after the timeout
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -84,14 +96,16 @@ class SubscriptionLoop:
             await self._pull.stop(timeout=self.worker.settings.webhook_timeout + 1)
         if self._settle_tasks:
             await asyncio.wait(set(self._settle_tasks), timeout=self.worker.settings.publish_timeout + 1)
+        await self.worker.throttles.release(self.throttle)
 
     async def _start(self) -> None:
         settings = self.worker.settings
         while not self._stopping:
             try:
                 await ensure_consumer(self.worker.js, settings, self.sub)
+                window = self.throttle.window(self._limit)
                 pull = ContinuousPull(
-                    self.worker.nc, settings.stream_name, consumer_name(self.sub), self._deliver, window=self._limit
+                    self.worker.nc, settings.stream_name, consumer_name(self.sub), self._deliver, window=window
                 )
                 await pull.start()
             except NATS_ERRORS as exc:
@@ -99,7 +113,13 @@ class SubscriptionLoop:
                 await asyncio.sleep(1.0)
                 continue
             self._pull = pull
+            self.throttle.on_change = self._resize
             return
+
+    def _resize(self) -> None:
+        """The rate or a pause changed: hold only what may go out soon (the rest waits in the stream)."""
+        if self._pull is not None:
+            self._pull.resize(self.throttle.window(self._limit))
 
     async def _deliver(self, msg: Msg) -> None:
         sub = self.sub
@@ -114,17 +134,23 @@ class SubscriptionLoop:
         except EventValidationError as exc:
             await self._refuse(msg, stream_seq, str(exc))
             return
-        attempted = await deliverer.attempt(
-            sub,
-            self.rules,
-            event,
-            msg.data,
-            attempt=delivered,
-            trigger="live",
-            stream_seq=stream_seq,
-            policy=self.policy,
-            trace=msg.headers,
-        )
+        try:
+            attempted = await deliverer.attempt(
+                sub,
+                self.rules,
+                event,
+                msg.data,
+                attempt=delivered,
+                trigger="live",
+                stream_seq=stream_seq,
+                policy=self.policy,
+                trace=msg.headers,
+                admit=functools.partial(self.throttle.acquire, msg.in_progress),
+            )
+        except ThrottleHalted:
+            with contextlib.suppress(*NATS_ERRORS):
+                await msg.nak()  # stopping before its slot came: not sent, first in line for the next worker
+            return
         if isinstance(attempted, Skip):
             if counted(attempted.reason):
                 # Counted for the stats; the batch holding the count acknowledges the event.
@@ -132,6 +158,7 @@ class SubscriptionLoop:
             else:
                 await msg.ack()
             return
+        self.throttle.observe_attempt(attempted.record, self.rules.integration, cap=self.policy.retry_after_cap)
         settle: Callable[[], Awaitable[None]]
         match attempted.outcome:
             case Delivered():

@@ -142,6 +142,13 @@ class ContinuousPull:
         self._last_seen = time.monotonic()
         await self._refill()
 
+    def resize(self, window: int) -> None:
+        """Hold at most ``window`` messages from now on (a rate limit's window); a larger one asks at once."""
+        grew = window > self.window
+        self.window = window
+        if grew:
+            self._ask_now()
+
     def hold(self, seconds: float) -> None:
         """Ask for nothing more for ``seconds`` (the receiver said it is gone)."""
         self._paused_until = time.monotonic() + seconds

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Collection
@@ -43,12 +44,17 @@ from ._logging import log_attempt
 from ._loop import SubscriptionLoop
 from ._metrics import WorkerMetrics
 from ._redeliver import request_decoder
+from ._throttle import ThrottleHalted, Throttles
 
 __all__ = ("Worker",)
 
 _log = logging.getLogger("turbohooks.worker")
 
 _IDLE_FETCH: Final = 5.0
+_REDELIVERIES_IN_FLIGHT: Final = 64
+"""Manual retries and replays of one integration kind in flight at once, per worker."""
+_REDELIVERY_WAIT: Final = 1.0
+"""The longest a redelivery waits for its subscription's rate limit in the shared queue; longer ones come back later."""
 
 
 class Worker:
@@ -87,6 +93,8 @@ class Worker:
         self.deliverer = Deliverer(
             settings, self.js, self.client, max_payload=lambda: nc.max_payload, metrics=self.metrics
         )
+        self.throttles = Throttles(settings, self.js, keepalive_every=ack_wait(settings) / 3)
+        """Rate limits and receivers' pauses, shared with the other copies through a KV bucket."""
         self._loops: dict[uuid.UUID, SubscriptionLoop] = {}
         self._known: dict[uuid.UUID, Subscription] = {}
         self.ready = asyncio.Event()
@@ -126,6 +134,7 @@ class Worker:
                         await task
                 await asyncio.gather(*(loop.stop() for loop in self._loops.values()))
                 self._loops.clear()
+                await self.throttles.close()
                 await self.deliverer.batcher.close()
 
     async def _watch(self, registry: SubscriptionRegistry) -> None:
@@ -201,12 +210,27 @@ class Worker:
             except NATS_ERRORS as exc:
                 _log.warning("redelivery consumer %s unavailable (%s); retrying", durable, exc)
                 await asyncio.sleep(1.0)
-        while True:
-            try:
-                msgs = await psub.fetch(16, timeout=_IDLE_FETCH)
-            except NATS_ERRORS:
-                continue
-            await asyncio.gather(*(self._redeliver_guarded(msg) for msg in msgs))
+        # Each request in its own task, up to a cap: a slow receiver's requests hold only their
+        # own places, never the next fetch (a batch awaited whole held every other subscription's
+        # retries for as long as its slowest answer).
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                free = _REDELIVERIES_IN_FLIGHT - len(in_flight)
+                if free <= 0:
+                    await asyncio.wait(set(in_flight), return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    msgs = await psub.fetch(min(16, free), timeout=_IDLE_FETCH)
+                except NATS_ERRORS:
+                    continue
+                for msg in msgs:
+                    task = asyncio.create_task(self._redeliver_guarded(msg))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+        finally:
+            for task in in_flight:
+                task.cancel()  # unacknowledged: each comes back after ack_wait
 
     async def _redeliver_guarded(self, msg: Msg) -> None:
         try:
@@ -233,6 +257,12 @@ class Worker:
             await msg.ack()
             return
         loop = self._loops.get(sub.id)
+        if loop is not None and (wait := loop.throttle.backlog()) > _REDELIVERY_WAIT:
+            # Paused or far over its rate limit: back to the queue for later, so that one
+            # subscription's replay never holds the retries of the others sharing this queue.
+            with contextlib.suppress(*NATS_ERRORS):
+                await msg.nak(delay=wait)
+            return
         try:
             attempted = await self.deliverer.attempt(
                 sub,
@@ -243,11 +273,19 @@ class Worker:
                 trigger=request.trigger,
                 stream_seq=request.stream_seq,
                 policy=None,
+                # Replays and manual retries count against the rate limit too.
+                admit=functools.partial(loop.throttle.acquire, msg.in_progress) if loop is not None else None,
             )
+        except ThrottleHalted:
+            with contextlib.suppress(*NATS_ERRORS):
+                await msg.nak()  # the subscription stopped here before its slot came: not sent
+            return
         except NATS_ERRORS as exc:
             # Its record could not be written ahead: not sent; unacknowledged, so it comes back.
             _log.warning("could not start a redelivery (%s)", exc)
             return
+        if loop is not None and not isinstance(attempted, Skip):
+            loop.throttle.observe_attempt(attempted.record, loop.rules.integration, cap=loop.policy.retry_after_cap)
         try:
             if not isinstance(attempted, Skip):
                 log_attempt(_log, attempted.record)

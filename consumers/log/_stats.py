@@ -167,10 +167,10 @@ class DeliveryStatistics:
             )
         for sub_id, count in dead_by.items():  # dead without an attempt in the window (recorded late)
             windows[sub_id] = SubscriptionWindow(dead=count)
-        for sub_id, counts in skipped.items():  # filtered, throttled, loop: no attempt, only a count
+        for sub_id, figures in skipped.items():  # filtered, throttled, loop: no attempt, only a count
             window = windows.get(sub_id)
             windows[sub_id] = (
-                SubscriptionWindow(**counts) if window is None else msgspec.structs.replace(window, **counts)
+                SubscriptionWindow(**figures) if window is None else msgspec.structs.replace(window, **figures)
             )
         return windows
 

@@ -116,6 +116,8 @@ class Settings(RoleSettings, frozen=True, kw_only=True):
     """``WEBHOOK_MAX_IN_FLIGHT``: concurrent deliveries per subscription."""
     redact_fields: tuple[str, ...] = ()
     """``TURBOHOOKS_REDACT_FIELDS``: field names or paths masked in every delivery, beside the built-in list."""
+    throttle_recovery: float = 10.0
+    """``TURBOHOOKS_THROTTLE_RECOVERY``: seconds of 2xx answers a rate cut by 429s takes to climb back from zero."""
     webhook_disable_after_failures: int = 20
     """``WEBHOOK_DISABLE_AFTER_FAILURES``: consecutive failed deliveries that disable a subscription."""
     webhook_disable_after_period: float = 86400.0

@@ -311,6 +311,14 @@ _ROWS: Final = (
         "delivery, beside the built-in list and each subscription's `redact_fields`",
     ),
     _v(
+        "TURBOHOOKS_THROTTLE_RECOVERY",
+        "core",
+        "throttle_recovery",
+        _DURATION,
+        "`10s`",
+        "after 429s halved a subscription's rate: the time 2xx answers take to climb it back from zero to its limit",
+    ),
+    _v(
         "WEBHOOK_DISABLE_AFTER_FAILURES",
         "core",
         "webhook_disable_after_failures",

@@ -20,6 +20,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api as js_api
+from nats.js.errors import KeyNotFoundError
 
 from streams import (
     ATTEMPTS_STREAM,
@@ -36,6 +37,7 @@ from streams import (
 from streams._auth import SUBSCRIPTIONS_BUCKET, credentials_path, render_authorization, user_name
 from streams._heartbeat import heartbeat, process_key, silent_processes
 from streams._kv import open_bucket
+from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DENIED_WAIT = 1.0
@@ -202,6 +204,39 @@ async def test_worker_pulls_acks_reads_the_registry_and_publishes_outcomes(secur
         await _denied(nc.request(f"$JS.API.CONSUMER.MSG.NEXT.{ATTEMPTS_STREAM}.{RECORDER_CONSUMER}", b"1"))
     finally:
         await nc.close()
+
+
+async def test_worker_creates_and_keeps_the_rate_limit_bucket(secured: Secured, admin: NATS) -> None:
+    """Rate limits and receivers' pauses: a worker creates the throttle bucket, claims slots, shares a pause."""
+    from consumers import RateLimit
+    from consumers.engine import THROTTLE_BUCKET, Throttles
+
+    nc = await secured.connect("worker")
+    try:
+        throttles = Throttles(secured.settings, nc.jetstream(timeout=10), keepalive_every=1.0)
+        sub_id = uuid.uuid4()
+        throttle = throttles.open(sub_id, RateLimit(count=50))
+        await asyncio.wait_for(throttle.acquire(), 5)
+        await asyncio.wait_for(throttle.acquire(), 5)
+        throttle.observe(429, 1.0, cap=60.0)
+        kv = await admin.jetstream().key_value(THROTTLE_BUCKET)
+
+        async def shared() -> bool:
+            try:
+                return b"paused_until" in ((await kv.get(f"state.{sub_id.hex}")).value or b"")
+            except KeyNotFoundError:
+                return False
+
+        await wait_for(shared, timeout=5, what="the pause in the bucket")
+        assert (await kv.get(f"slots.{sub_id.hex}")).value
+        await throttles.close()
+    finally:
+        await nc.close()
+    publisher = await secured.connect("publisher")
+    try:
+        await _denied(publisher.jetstream().publish(f"$KV.{THROTTLE_BUCKET}.state.x", b"{}"))
+    finally:
+        await publisher.close()
 
 
 async def test_recorder_consumes_attempts_and_writes_the_registry(secured: Secured, admin: NATS) -> None:
