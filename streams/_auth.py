@@ -65,6 +65,8 @@ _RECORDER: Final = RECORDER_CONSUMER
 SUBSCRIPTIONS_BUCKET: Final = "turbohooks_subscriptions"
 _GITHUB_BUCKET: Final = "turbohooks_github"
 _SCHEDULER_BUCKETS: Final = ("turbohooks_scheduler", "turbohooks_milestones")
+_LEASES_BUCKET: Final = "turbohooks_leases"
+"""Which worker delivers each entity-ordered subscription (consumers/engine/_lease.py)."""
 
 
 def user_name(role: str) -> str:
@@ -138,6 +140,8 @@ def role_permissions(role: str, settings: Settings) -> tuple[list[str], list[str
             *_bucket_read(SUBSCRIPTIONS_BUCKET),
             *_bucket_read(_GITHUB_BUCKET),
             *_bucket_write(_GITHUB_BUCKET, create=True),
+            *_bucket_read(_LEASES_BUCKET),
+            *_bucket_write(_LEASES_BUCKET, create=True),
         ], inbox
     if role == "recorder":
         return [

@@ -10,6 +10,8 @@ from __future__ import annotations
 from ._batcher import AttemptBatcher
 from ._deliverer import EVENT_SOURCE, Attempted, Deliverer, client_tls, delivery_headers
 from ._http import DeliveryClient, HttpResult
+from ._lease import LEASES_BUCKET, Lease, LeaseHolder, lease_ttl
+from ._ordering import EntityLoop, KeyedTurns, key_of, lease_name, subscription_loop
 from ._outcome import Dead, Delivered, Gone, Outcome, Retry, decide, logged_as
 from ._pull import ContinuousPull
 from ._redeliver import RedeliveryRequest, redeliver_subject
@@ -18,6 +20,7 @@ from ._worker import Worker
 
 __all__ = (
     "EVENT_SOURCE",
+    "LEASES_BUCKET",
     "AttemptBatcher",
     "Attempted",
     "Classification",
@@ -26,8 +29,12 @@ __all__ = (
     "Delivered",
     "Deliverer",
     "DeliveryClient",
+    "EntityLoop",
     "Gone",
     "HttpResult",
+    "KeyedTurns",
+    "Lease",
+    "LeaseHolder",
     "Outcome",
     "RedeliveryRequest",
     "Retry",
@@ -37,6 +44,10 @@ __all__ = (
     "client_tls",
     "decide",
     "delivery_headers",
+    "key_of",
+    "lease_name",
+    "lease_ttl",
     "logged_as",
     "redeliver_subject",
+    "subscription_loop",
 )

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Final
 
 from nats.aio.msg import Msg
 
-from streams import NATS_ERRORS, EventValidationError, decode_event
+from streams import NATS_ERRORS, Event, EventValidationError, decode_event
 
 from .._messages import AttemptRecord, Subscription
 from ..rules import Skip, compile_rules
-from ..subscriptions._consumer import consumer_name, ensure_consumer
+from ..subscriptions._consumer import consumer_name, ensure_consumer, in_flight_limit
+from ._deliverer import Attempted
 from ._outcome import Dead, Delivered, Gone, Retry
 from ._pull import ContinuousPull
 from ._retry import RetryPolicy
@@ -55,7 +56,7 @@ class SubscriptionLoop:
         self.rules = compile_rules(sub)
         """The subscription's rules (integration config, …), compiled once here (and on :meth:`update`)."""
         self.policy = RetryPolicy.from_settings(worker.settings, sub.retry_schedule)
-        self._limit = sub.max_in_flight or worker.settings.webhook_max_in_flight
+        self._limit = in_flight_limit(sub, worker.settings)
         self._pull: ContinuousPull | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -113,16 +114,7 @@ class SubscriptionLoop:
         except EventValidationError as exc:
             await self._refuse(msg, stream_seq, str(exc))
             return
-        attempted = await deliverer.attempt(
-            sub,
-            self.rules,
-            event,
-            msg.data,
-            attempt=delivered,
-            trigger="live",
-            stream_seq=stream_seq,
-            policy=self.policy,
-        )
+        attempted = await self._attempt(event, msg.data, attempt=delivered, stream_seq=stream_seq)
         if isinstance(attempted, Skip):
             await msg.ack()
             return
@@ -152,6 +144,19 @@ class SubscriptionLoop:
         task = asyncio.create_task(self._settle(stream_seq, attempted.record, settle))
         self._settle_tasks.add(task)
         task.add_done_callback(self._settled)
+
+    async def _attempt(self, event: Event, raw: bytes, *, attempt: int, stream_seq: int) -> Attempted | Skip:
+        """One live attempt of ``event``, with the subscription's rules and retry policy (every ordering mode)."""
+        return await self.worker.deliverer.attempt(
+            self.sub,
+            self.rules,
+            event,
+            raw,
+            attempt=attempt,
+            trigger="live",
+            stream_seq=stream_seq,
+            policy=self.policy,
+        )
 
     def _settled(self, task: asyncio.Task[None]) -> None:
         self._settle_tasks.discard(task)

@@ -40,6 +40,7 @@ from ..subscriptions._registry import SubscriptionRegistry
 from ._deliverer import Deliverer
 from ._http import DeliveryClient
 from ._loop import SubscriptionLoop
+from ._ordering import subscription_loop
 from ._redeliver import request_decoder
 
 __all__ = ("Worker",)
@@ -47,6 +48,11 @@ __all__ = ("Worker",)
 _log = logging.getLogger("turbohooks.worker")
 
 _IDLE_FETCH: Final = 5.0
+
+
+def _restart_key(sub: Subscription) -> tuple[object, ...]:
+    """What a running loop cannot take in place: a change of any of these starts a fresh loop."""
+    return (sub.max_in_flight, sub.event_types, sub.ordering)
 
 
 class Worker:
@@ -144,11 +150,11 @@ class Worker:
             return
         try:
             if loop is None:
-                loop = SubscriptionLoop(self, sub)
+                loop = subscription_loop(self, sub)
                 self._loops[sub.id] = loop
                 loop.start()
-            elif (loop.sub.max_in_flight, loop.sub.event_types) != (sub.max_in_flight, sub.event_types):
-                fresh = SubscriptionLoop(self, sub)
+            elif _restart_key(loop.sub) != _restart_key(sub):
+                fresh = subscription_loop(self, sub)
                 await loop.stop()
                 self._loops[sub.id] = fresh
                 fresh.start()

@@ -215,7 +215,7 @@ class SubscriptionService:
             return current
         updated = msgspec.structs.replace(current, **changes, updated_at=datetime.now(UTC))
         saved = await self.store.update(updated)
-        if "event_types" in changes:
+        if changes.keys() & {"event_types", "ordering", "max_in_flight"}:  # the consumer's filter, its max_ack_pending
             await ensure_consumer(self.js, self.settings, saved)
         await self.registry.put(saved)
         return saved
