@@ -121,6 +121,10 @@ class Lease:
         self._valid_until = sent + self.ttl - FENCE_MARGIN
         return True
 
+    def abandon(self) -> None:
+        """Forget the lease without writing (it could not be renewed in time): it expires by itself."""
+        self._revision = 0
+
     async def release(self) -> None:
         """Give the lease up (only if still ours), so a standby takes over at once; errors are swallowed."""
         revision, self._revision = self._revision, 0

@@ -258,10 +258,13 @@ class EntityLoop(SubscriptionLoop):
 
     async def _start(self) -> None:
         settings = self.worker.settings
+        ensured = False
         while not self._stopping:
             lease = self._lease
             try:
-                await ensure_consumer(self.worker.js, settings, self.sub)
+                if not ensured:
+                    await ensure_consumer(self.worker.js, settings, self.sub)
+                    ensured = True
                 if lease is None:
                     lease = self._lease = await Lease.open(self.worker.js, settings, lease_name(self.sub))
                 if not await lease.acquire():
@@ -290,9 +293,11 @@ class EntityLoop(SubscriptionLoop):
             # The lease is lost (or could not be renewed in time): someone else may
             # hold it now, so stop at once and leave the events to ack_wait.
             _log.warning("subscription %s: lost its lease; standing by", self.sub.id)
+            lease.abandon()
             turns.close(nak=False)
             await pull.stop(timeout=settings.webhook_timeout + 1)
             self._pull = None
+            ensured = False
 
     async def _keep(self, lease: Lease, turns: KeyedTurns) -> None:
         """Renew the lease and touch what is held until the lease is lost (cancelled by :meth:`stop`)."""

@@ -22,8 +22,8 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from consumers import Engine, SubscriptionCreate, open_engine
-from consumers.engine import KeyedTurns, Lease, key_of, lease_name
+from consumers import Engine, SubscriptionCreate, SubscriptionPatch, open_engine
+from consumers.engine import EntityLoop, KeyedTurns, Lease, key_of, lease_name
 from consumers.subscriptions import consumer_name
 from streams import Settings, build_event
 from tests.support import BIN, Received, Receiver, engine_cli_env, running_engine, serve_receiver, wait_for
@@ -375,3 +375,56 @@ async def test_a_new_holder_sorts_what_a_dead_one_left_before_sending(settings: 
             for leftover in await eng.subscriptions.list(limit=1000):
                 await eng.service.delete(leftover.id)
     assert [s.n for s in receiver.spans] == [0, 1, 2, 3, 4, 5]
+
+
+async def test_a_stopping_holder_hands_over_at_once_without_duplicates(engine: Engine, unique: str) -> None:
+    """A graceful stop (SIGTERM, a paused subscription) gives its waiting events back and releases the lease."""
+    keys, per_key = 4, 15
+    receiver = _KeyedReceiver(delay=0.05)
+    path = f"/handover-{unique}"
+    async with serve_receiver(receiver), running_engine(engine, copies=2) as run:
+        sub = await run.subscribe(
+            name=f"handover-{unique}", url=receiver.endpoint(path), event_types=["issue.updated"], ordering="entity"
+        )
+        await engine.publisher.emit_many(
+            [
+                build_event(event_type="issue.updated", entity_id=f"{unique}-{k}", data={"current": {"k": k, "n": n}})
+                for n in range(per_key)
+                for k in range(keys)
+            ]
+        )
+        await wait_for(lambda: len(receiver.spans) >= 12, what="the first deliveries")
+
+        def holding() -> list[EntityLoop]:
+            loops = [w._loops[sub.id] for w in run.workers]
+            return [loop for loop in loops if isinstance(loop, EntityLoop) and loop.holds_lease]
+
+        (holder,) = holding()
+        await holder.stop()
+        stopped, before = time.monotonic(), len(receiver.spans)
+        await wait_for(lambda: len(receiver.spans) > before, timeout=5, what="the standby to take over")
+        took_over = time.monotonic() - stopped
+        await wait_for(lambda: len(receiver.spans) >= keys * per_key, timeout=15, what="every event")
+        await asyncio.sleep(0.3)
+        assert [loop is not holder for loop in holding()] == [True]
+    per = _per_key(receiver.spans)
+    assert all(per[str(k)] == list(range(per_key)) for k in range(keys)), per
+    assert took_over < 3.0, f"the standby took {took_over:.1f}s"
+
+
+async def test_the_consumer_lets_out_what_the_ordering_allows(engine: Engine, receiver: Receiver, unique: str) -> None:
+    sub = await engine.service.create(
+        SubscriptionCreate(name=f"pending-{unique}", url=receiver.endpoint("/p"), event_types=["issue.updated"])
+    )
+
+    async def outstanding() -> int | None:
+        info = await engine.js.consumer_info(engine.settings.stream_name, consumer_name(sub))
+        return info.config.max_ack_pending
+
+    assert await outstanding() == 10_000
+    await engine.service.update(sub.id, SubscriptionPatch(ordering="strict"))
+    assert await outstanding() == 1, "strict: one event outstanding, whatever the number of workers"
+    await engine.service.update(sub.id, SubscriptionPatch(ordering="entity", max_in_flight=8))
+    assert await outstanding() == 32, "entity: what the holder keeps in hand"
+    await engine.service.update(sub.id, SubscriptionPatch(ordering="none"))
+    assert await outstanding() == 10_000
