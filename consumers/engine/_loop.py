@@ -123,7 +123,7 @@ class SubscriptionLoop:
             case Delivered():
                 # The common case: the attempts batch that stores the record
                 # acknowledges the event, and the HTTP slot is free now.
-                deliverer.batcher.record_and_ack(attempted.record, msg)
+                deliverer.batcher.record_and_ack(attempted.record, msg, now=sub.ordering == "strict")
                 return
             case Retry(delay=delay):
                 settle = functools.partial(msg.nak, delay=delay)

@@ -403,10 +403,13 @@ class EntityLoop(SubscriptionLoop):
             attempt += 1
 
     async def _record(self, turns: KeyedTurns, record: AttemptRecord) -> bool:
-        """Store the attempt's record, trying again while NATS does not answer; ``False`` if closed meanwhile."""
+        """Store the attempt's record, trying again while NATS does not answer; ``False`` if closed meanwhile.
+
+        Without the batcher's linger: the key's next event waits for it.
+        """
         while True:
             try:
-                await self.worker.deliverer.record(record)
+                await self.worker.deliverer.batcher.record(record, now=True)
                 return True
             except NATS_ERRORS as exc:
                 _log.warning("subscription %s: could not record seq %s (%s)", self.sub.id, record.stream_seq, exc)
