@@ -72,6 +72,8 @@ _STANDBY_POLL: Final = 1.0
 _PAUSE: Final = 1.0
 """Seconds before trying a step again when NATS did not answer."""
 _ACK_TRIES: Final = 3
+_CRASH_PAUSE: Final = 5.0
+"""Seconds before trying again an attempt that raised a bug (logged each time; the key keeps its order)."""
 
 
 def key_of(event: Event, path: tuple[str, ...]) -> Key:
@@ -378,6 +380,10 @@ class EntityLoop(SubscriptionLoop):
                 # Its record could not be written ahead, so it was not sent: the same attempt again.
                 _log.warning("subscription %s: could not start seq %s (%s)", self.sub.id, held.seq, exc)
                 await turns.sleep(_PAUSE)
+                continue
+            except Exception:  # noqa: BLE001  a bug must not let the key's next event overtake this one
+                _log.exception("subscription %s: the attempt of seq %s crashed; its key waits", self.sub.id, held.seq)
+                await turns.sleep(_CRASH_PAUSE)
                 continue
             if isinstance(attempted, Skip):
                 await self._finish(turns, held, None, None)

@@ -296,6 +296,49 @@ async def test_entity_order_survives_a_kill_9_of_the_delivering_worker(engine: E
     )
 
 
+@pytest.mark.slow
+async def test_strict_order_survives_a_kill_9_and_a_restart(engine: Engine, unique: str) -> None:
+    count = 60
+    receiver = _KeyedReceiver(delay=0.02)
+    path = f"/strict-kill-{unique}"
+    workers: list[asyncio.subprocess.Process] = []
+    async with serve_receiver(receiver):
+        await engine.service.create(
+            SubscriptionCreate(
+                name=f"strict-kill-{unique}",
+                url=receiver.endpoint(path),
+                event_types=["issue.updated"],
+                ordering="strict",
+                retry_schedule=[0.3, 0.3],
+            )
+        )
+        try:
+            workers.append(await _start_worker(engine))
+            events = [
+                build_event(event_type="issue.updated", entity_id=unique, data={"current": {"k": "all", "n": n}})
+                for n in range(count)
+            ]
+            receiver.fail_once = {str(events[i].event_id) for i in (5, 40)}
+            await engine.publisher.emit_many(events)
+            await wait_for(lambda: len(receiver.spans) >= 15, timeout=20, what="the stream to be under way")
+            workers[0].kill()
+            await workers[0].wait()
+            at_kill = len(receiver.spans)
+            workers.append(await _start_worker(engine))
+            await wait_for(
+                lambda: {s.n for s in receiver.spans} >= set(range(count)), timeout=30, what="every event after it"
+            )
+        finally:
+            for worker in workers:
+                if worker.returncode is None:
+                    worker.kill()
+                    await worker.wait()
+    ns = [s.n for s in receiver.spans]
+    assert at_kill < count + 2, "the kill came before the end"
+    assert _never_back(ns), ns
+    assert sorted(set(ns)) == list(range(count))
+
+
 async def _holder(lease: Lease, among: set[int | None]) -> int:
     """The pid of the worker holding ``lease``, once one of ``among`` holds it."""
     found: list[int] = []
