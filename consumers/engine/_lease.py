@@ -25,7 +25,7 @@ from typing import Final
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, KeyWrongLastSequenceError
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from streams import NATS_ERRORS, Settings, open_bucket
@@ -99,6 +99,9 @@ class Lease:
             self._revision = await self.kv.create(self.name, self._value, msg_ttl=self.ttl)
         except KeyWrongLastSequenceError:
             return False
+        except KeyNotFoundError:
+            # nats-py's create() looks the key up after a refusal: it expired in between. Next time.
+            return False
         self._valid_until = sent + self.ttl - FENCE_MARGIN
         return True
 
@@ -126,11 +129,24 @@ class Lease:
         self._revision = 0
 
     async def release(self) -> None:
-        """Give the lease up (only if still ours), so a standby takes over at once; errors are swallowed."""
+        """Give the lease up (only if still ours), so a standby takes over at once; errors are swallowed.
+
+        A renewal cut short (stop cancels the keeper) may have been written without
+        its answer arriving: when the revision known here is stale, the key is
+        deleted at its current revision if it still names this holder.
+        """
         revision, self._revision = self._revision, 0
-        if revision:
-            with contextlib.suppress(*NATS_ERRORS):  # if not deleted, it expires after its TTL
+        if not revision:
+            return
+        with contextlib.suppress(*NATS_ERRORS):  # if not deleted, it expires after its TTL
+            try:
                 await self.kv.delete(self.name, last=revision)
+            except APIError as exc:
+                if exc.err_code not in _WRONG_LAST_SEQUENCE:
+                    raise
+                entry = await self.kv.get(self.name)
+                if entry.value and msgspec.json.decode(entry.value, type=LeaseHolder) == self.me:
+                    await self.kv.delete(self.name, last=entry.revision)
 
     async def holder(self) -> LeaseHolder | None:
         """Who holds the lease now, if anyone."""

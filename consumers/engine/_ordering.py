@@ -296,6 +296,7 @@ class EntityLoop(SubscriptionLoop):
             # hold it now, so stop at once and leave the events to ack_wait.
             _log.warning("subscription %s: lost its lease; standing by", self.sub.id)
             lease.abandon()
+            await pull.close_inbox()
             turns.close(nak=False)
             await pull.stop(timeout=settings.webhook_timeout + 1)
             self._pull = None
@@ -325,6 +326,9 @@ class EntityLoop(SubscriptionLoop):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # The inbox first: events given back then go to a standby, not to this copy again.
+        if self._pull is not None:
+            await self._pull.close_inbox()
         self._turns.close(nak=True)
         if self._pull is not None:
             await self._pull.stop(timeout=self.worker.settings.webhook_timeout + 1)

@@ -5,7 +5,9 @@ its loop keeps up to ``max_in_flight`` deliveries running (a sliding window: a
 slow request holds its own slot, never the batch). A delivery's fate is decided
 explicitly: ack on success, nak with a delay to retry (JetStream redelivers;
 nothing sleeps here), dead letter + ack when attempts run out or the receiver
-refuses for good.
+refuses for good. An ``entity``-ordered subscription runs an
+:class:`~consumers.engine._ordering.EntityLoop` instead (one worker copy at a
+time, per-key turns, retries in place).
 """
 
 from __future__ import annotations
