@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 
 from consumers import Engine, SubscriptionCreate, SubscriptionPatch, open_engine
-from consumers.engine import EntityLoop, KeyedTurns, Lease, key_of, lease_name
+from consumers.engine import EntityLoop, KeyedTurns, Lease, key_of, lease_name, lease_ttl
 from consumers.subscriptions import consumer_name
 from streams import Settings, build_event
 from tests.support import BIN, Received, Receiver, engine_cli_env, running_engine, serve_receiver, wait_for
@@ -269,7 +269,7 @@ async def test_entity_order_survives_a_kill_9_of_the_delivering_worker(engine: E
             killed = next(w for w in workers if w.pid == holder)
             killed.kill()  # SIGKILL: its in-hand events stay unacknowledged
             await killed.wait()
-            at_kill = len(receiver.spans)
+            killed_at, at_kill = time.monotonic(), len(receiver.spans)
             assert at_kill < keys * per_key, "the kill came before the end"
             wanted = {(f"key{k}", n) for k in range(keys) for n in range(per_key)}
             await wait_for(
@@ -290,9 +290,13 @@ async def test_entity_order_survives_a_kill_9_of_the_delivering_worker(engine: E
         assert sorted(set(ns)) == list(range(per_key)), (k, ns)
     duplicates = len(receiver.spans) - keys * per_key - 3
     assert successor != holder
+    resumed = min(s.start for s in receiver.spans if s.start > killed_at) - killed_at
+    worker_ttl = lease_ttl(msgspec.structs.replace(engine.settings, webhook_timeout=2.0))
+    assert resumed <= worker_ttl + 3, "the standby takes over once the lease expires"
     print(
         f"\n  entity order, kill -9 of the holder: {keys * per_key} events over {keys} keys, {at_kill} received "
-        f"before the kill, all after it, per-key order kept, {duplicates} duplicates (at-least-once)"
+        f"before the kill, the standby sending {resumed:.1f}s after it (the workers' lease TTL: {worker_ttl}s), "
+        f"all delivered, per-key order kept, {duplicates} duplicates (at-least-once)"
     )
 
 
