@@ -45,6 +45,7 @@ from ._shapes import (
     check_rate_limit,
     check_redact_fields,
     check_schedule,
+    check_strict_in_flight,
     kept_values,
 )
 
@@ -101,6 +102,7 @@ class SubscriptionService:
         tls = ClientTls(client_cert=new.tls_client_cert, client_key=new.tls_client_key, ca_bundle=new.tls_ca_bundle)
         check_tls(tls, url)
         ordering, ordering_key = check_ordering(new.ordering, new.ordering_key)
+        check_strict_in_flight(ordering, new.max_in_flight)
         now = datetime.now(UTC)
         subscription = Subscription(
             id=uuid.uuid4(),
@@ -187,6 +189,10 @@ class SubscriptionService:
             key = None if ordering != "entity" else current.ordering_key
             changes["ordering"], changes["ordering_key"] = check_ordering(
                 ordering, key if patch.ordering_key is UNSET else patch.ordering_key
+            )
+        if changes.keys() & {"ordering", "max_in_flight"}:
+            check_strict_in_flight(
+                changes.get("ordering", current.ordering), changes.get("max_in_flight", current.max_in_flight)
             )
         if patch.redact_fields is not UNSET:
             changes["redact_fields"] = check_redact_fields(patch.redact_fields)

@@ -25,7 +25,7 @@ from aiohttp import web
 from consumers import Engine, SubscriptionCreate, SubscriptionPatch, open_engine
 from consumers.engine import EntityLoop, KeyedTurns, Lease, key_of, lease_name, lease_ttl
 from consumers.subscriptions import consumer_name
-from streams import Settings, build_event
+from streams import EventValidationError, Settings, build_event
 from tests.support import BIN, Received, Receiver, engine_cli_env, running_engine, serve_receiver, wait_for
 
 
@@ -475,3 +475,19 @@ async def test_the_consumer_lets_out_what_the_ordering_allows(engine: Engine, re
     assert await outstanding() == 32, "entity: what the holder keeps in hand"
     await engine.service.update(sub.id, SubscriptionPatch(ordering="none"))
     assert await outstanding() == 10_000
+
+
+async def test_strict_with_more_than_one_in_flight_is_refused(engine: Engine, receiver: Receiver, unique: str) -> None:
+    fields = {"url": receiver.endpoint("/r"), "event_types": ["issue.updated"]}
+    with pytest.raises(EventValidationError) as refused:
+        await engine.service.create(
+            SubscriptionCreate(name=f"r-{unique}", ordering="strict", max_in_flight=4, **fields)  # type: ignore[arg-type]
+        )
+    assert refused.value.field == "max_in_flight"
+    assert await engine.subscriptions.list(limit=1000) == []
+    sub = await engine.service.create(SubscriptionCreate(name=f"r-{unique}", max_in_flight=4, **fields))  # type: ignore[arg-type]
+    with pytest.raises(EventValidationError):
+        await engine.service.update(sub.id, SubscriptionPatch(ordering="strict"))
+    assert (
+        await engine.service.update(sub.id, SubscriptionPatch(ordering="strict", max_in_flight=None))
+    ).ordering == "strict"
