@@ -68,6 +68,8 @@ _GITHUB_BUCKET: Final = "turbohooks_github"
 _THROTTLE_BUCKET: Final = "turbohooks_throttle"
 _SCHEDULER_BUCKETS: Final = ("turbohooks_scheduler", "turbohooks_milestones")
 _HEARTBEATS: Final = "turbohooks_heartbeats"  # streams/_heartbeat.py: every long-running role reports there
+_LEASES_BUCKET: Final = "turbohooks_leases"
+"""Which worker delivers each entity-ordered subscription (consumers/engine/_lease.py)."""
 
 
 def user_name(role: str) -> str:
@@ -146,6 +148,8 @@ def role_permissions(role: str, settings: Settings) -> tuple[list[str], list[str
             # Rate-limit slots and receivers' pauses, shared by the worker copies (consumers/engine/_throttle.py).
             *_bucket_read(_THROTTLE_BUCKET),
             *_bucket_write(_THROTTLE_BUCKET, create=True),
+            *_bucket_read(_LEASES_BUCKET),
+            *_bucket_write(_LEASES_BUCKET, create=True),
         ], inbox
     if role == "recorder":
         return [

@@ -10,7 +10,9 @@ from __future__ import annotations
 from ._batcher import AttemptBatcher
 from ._deliverer import EVENT_SOURCE, Attempted, Deliverer, client_tls, delivery_headers
 from ._http import DeliveryClient, HttpResult
+from ._lease import LEASES_BUCKET, Lease, LeaseHolder, lease_ttl
 from ._metrics import DELIVERY_OUTCOMES, DeliveryOutcome, WorkerMetrics
+from ._ordering import EntityLoop, KeyedTurns, key_of, lease_name, subscription_loop
 from ._outcome import Dead, Delivered, Gone, Outcome, Retry, decide, logged_as
 from ._pull import ContinuousPull
 from ._redeliver import RedeliveryRequest, redeliver_subject
@@ -21,6 +23,7 @@ from ._worker import Worker
 __all__ = (
     "DELIVERY_OUTCOMES",
     "EVENT_SOURCE",
+    "LEASES_BUCKET",
     "THROTTLE_BUCKET",
     "AttemptBatcher",
     "Attempted",
@@ -31,8 +34,12 @@ __all__ = (
     "Deliverer",
     "DeliveryClient",
     "DeliveryOutcome",
+    "EntityLoop",
     "Gone",
     "HttpResult",
+    "KeyedTurns",
+    "Lease",
+    "LeaseHolder",
     "Outcome",
     "RedeliveryRequest",
     "Retry",
@@ -46,6 +53,10 @@ __all__ = (
     "client_tls",
     "decide",
     "delivery_headers",
+    "key_of",
+    "lease_name",
+    "lease_ttl",
     "logged_as",
     "redeliver_subject",
+    "subscription_loop",
 )

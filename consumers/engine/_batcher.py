@@ -82,10 +82,15 @@ class AttemptBatcher:
         self._soon = False
         self._flushing: set[asyncio.Task[None]] = set()
 
-    async def record(self, record: AttemptRecord) -> None:
-        """Return once ``record`` is stored in the attempts stream; raise what the publish raised."""
+    async def record(self, record: AttemptRecord, *, now: bool = False) -> None:
+        """Return once ``record`` is stored in the attempts stream; raise what the publish raised.
+
+        ``now``: without the linger (an ordered subscription's next event waits for it).
+        """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._add(record, waiter=future)
+        if now:
+            self._flush_soon()
         await future
 
     async def write_ahead(self, record: AttemptRecord) -> None:
@@ -96,14 +101,23 @@ class AttemptBatcher:
         """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._add(record, waiter=future)
+        self._flush_soon()
+        await future
+
+    def record_and_ack(self, record: AttemptRecord, msg: Msg, *, now: bool = False) -> None:
+        """Store ``record``, then acknowledge ``msg``; if storing fails ``msg`` stays unacknowledged (redelivered).
+
+        ``now``: without the linger (with strict order nothing else is delivered until the ack).
+        """
+        self._add(record, ack=msg)
+        if now:
+            self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """Publish the batch in hand at the next turn of the event loop (records of this turn go with it)."""
         if self._records and not self._soon:
             self._soon = True
             asyncio.get_running_loop().call_soon(self._flush)
-        await future
-
-    def record_and_ack(self, record: AttemptRecord, msg: Msg) -> None:
-        """Store ``record``, then acknowledge ``msg``; if storing fails ``msg`` stays unacknowledged (redelivered)."""
-        self._add(record, ack=msg)
 
     def count(self, subscription_id: uuid.UUID, reason: CountedSkip, msg: Msg | None = None) -> None:
         """Count one event of ``subscription_id`` not sent for ``reason``; then acknowledge ``msg``, if given.

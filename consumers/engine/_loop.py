@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Final
 
 from nats.aio.msg import Msg
 
-from streams import NATS_ERRORS, EventValidationError, decode_event
+from streams import NATS_ERRORS, Event, EventValidationError, decode_event
 
 from .._messages import AttemptRecord, Subscription
 from ..rules import Skip, counted, rules_for
-from ..subscriptions._consumer import consumer_name, ensure_consumer
+from ..subscriptions._consumer import consumer_name, ensure_consumer, in_flight_limit
+from ._deliverer import Attempted
 from ._logging import attempt_fields, log_attempt
 from ._outcome import Dead, Delivered, Gone, Retry
 from ._pull import ContinuousPull
@@ -57,7 +58,7 @@ class SubscriptionLoop:
         self.rules = rules_for(sub, worker.settings)
         """The subscription's rules (integration config, …), compiled once here (and on :meth:`update`)."""
         self.policy = RetryPolicy.from_settings(worker.settings, sub.retry_schedule)
-        self._limit = sub.max_in_flight or worker.settings.webhook_max_in_flight
+        self._limit = in_flight_limit(sub, worker.settings)
         self._pull: ContinuousPull | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -135,18 +136,7 @@ class SubscriptionLoop:
             await self._refuse(msg, stream_seq, str(exc))
             return
         try:
-            attempted = await deliverer.attempt(
-                sub,
-                self.rules,
-                event,
-                msg.data,
-                attempt=delivered,
-                trigger="live",
-                stream_seq=stream_seq,
-                policy=self.policy,
-                trace=msg.headers,
-                admit=functools.partial(self.throttle.acquire, msg.in_progress),
-            )
+            attempted = await self._attempt(event, msg, attempt=delivered, stream_seq=stream_seq)
         except ThrottleHalted:
             with contextlib.suppress(*NATS_ERRORS):
                 await msg.nak()  # stopping before its slot came: not sent, first in line for the next worker
@@ -166,7 +156,7 @@ class SubscriptionLoop:
                 # acknowledges the event, and the HTTP slot is free now.
                 if _log.isEnabledFor(logging.DEBUG):
                     log_attempt(_log, attempted.record)
-                deliverer.batcher.record_and_ack(attempted.record, msg)
+                deliverer.batcher.record_and_ack(attempted.record, msg, now=sub.ordering == "strict")
                 return
             case Retry(delay=delay):
                 settle = functools.partial(msg.nak, delay=delay)
@@ -188,6 +178,25 @@ class SubscriptionLoop:
         task = asyncio.create_task(self._settle(stream_seq, attempted.record, settle))
         self._settle_tasks.add(task)
         task.add_done_callback(self._settled)
+
+    async def _attempt(self, event: Event, msg: Msg, *, attempt: int, stream_seq: int) -> Attempted | Skip:
+        """One live attempt of ``event`` (every ordering mode): the subscription's rules, retry policy, rate limit.
+
+        The trace continues the one in ``msg``'s headers; a wait for the rate limit keeps ``msg``
+        in progress. ``ThrottleHalted`` when the loop stops before its slot came (nothing sent).
+        """
+        return await self.worker.deliverer.attempt(
+            self.sub,
+            self.rules,
+            event,
+            msg.data,
+            attempt=attempt,
+            trigger="live",
+            stream_seq=stream_seq,
+            policy=self.policy,
+            trace=msg.headers,
+            admit=functools.partial(self.throttle.acquire, msg.in_progress),
+        )
 
     def _settled(self, task: asyncio.Task[None]) -> None:
         self._settle_tasks.discard(task)

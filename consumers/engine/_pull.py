@@ -153,6 +153,20 @@ class ContinuousPull:
         """Ask for nothing more for ``seconds`` (the receiver said it is gone)."""
         self._paused_until = time.monotonic() + seconds
 
+    async def close_inbox(self) -> None:
+        """Receive nothing more, at once (the messages in hand are still handled and settled).
+
+        The server drops a pull request whose inbox has no subscriber before it
+        delivers to it, so what this consumer still has to give goes to other
+        worker copies, not to an inbox nobody reads (whose messages would wait
+        out ``ack_wait``). Then :meth:`stop` waits for the messages in hand.
+        """
+        self._stopping = True
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(*NATS_ERRORS):
+                await sub.unsubscribe()
+
     async def stop(self, timeout: float) -> None:
         """Stop asking; wait up to ``timeout`` for the messages in hand; unsubscribe."""
         self._stopping = True

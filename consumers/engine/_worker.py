@@ -5,7 +5,9 @@ its loop keeps up to ``max_in_flight`` deliveries running (a sliding window: a
 slow request holds its own slot, never the batch). A delivery's fate is decided
 explicitly: ack on success, nak with a delay to retry (JetStream redelivers;
 nothing sleeps here), dead letter + ack when attempts run out or the receiver
-refuses for good.
+refuses for good. An ``entity``-ordered subscription runs an
+:class:`~consumers.engine._ordering.EntityLoop` instead (one worker copy at a
+time, per-key turns, retries in place).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from ._http import DeliveryClient
 from ._logging import log_attempt
 from ._loop import SubscriptionLoop
 from ._metrics import WorkerMetrics
+from ._ordering import subscription_loop
 from ._redeliver import request_decoder
 from ._throttle import ThrottleHalted, Throttles
 
@@ -55,6 +58,11 @@ _REDELIVERIES_IN_FLIGHT: Final = 64
 """Manual retries and replays of one integration kind in flight at once, per worker."""
 _REDELIVERY_WAIT: Final = 1.0
 """The longest a redelivery waits for its subscription's rate limit in the shared queue; longer ones come back later."""
+
+
+def _restart_key(sub: Subscription) -> tuple[object, ...]:
+    """What a running loop cannot take in place: a change of any of these starts a fresh loop."""
+    return (sub.max_in_flight, sub.event_types, sub.ordering)
 
 
 class Worker:
@@ -173,19 +181,19 @@ class Worker:
             return
         try:
             if loop is None:
-                loop = SubscriptionLoop(self, sub)
+                loop = subscription_loop(self, sub)
                 self._loops[sub.id] = loop
                 loop.start()
-            elif (loop.sub.max_in_flight, loop.sub.event_types) != (sub.max_in_flight, sub.event_types):
-                fresh = SubscriptionLoop(self, sub)
+            elif _restart_key(loop.sub) != _restart_key(sub):
+                fresh = subscription_loop(self, sub)
                 await loop.stop()
                 self._loops[sub.id] = fresh
                 fresh.start()
             else:
                 loop.update(sub)
-        except msgspec.ValidationError as exc:
-            # Saved configs were validated; one that no longer parses (a downgrade) is not delivered.
-            _log.error("subscription %s: its integration_config does not load (%s); not delivering it", sub.id, exc)
+        except (msgspec.ValidationError, EventValidationError) as exc:
+            # Saved configs and templates were validated; one that no longer loads (a downgrade) is not delivered.
+            _log.error("subscription %s: its config or template does not load (%s); not delivering it", sub.id, exc)
 
     async def _redeliveries(self, kind: str) -> None:
         """Manual retries and replays queued for one integration kind: one attempt each.

@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING
 
 from streams import lazy_exports
 
-from ._consumer import ack_wait, consumer_config, consumer_name, delete_consumer, ensure_consumer
+from ._consumer import (
+    ack_wait,
+    consumer_config,
+    consumer_name,
+    delete_consumer,
+    ensure_consumer,
+    held_limit,
+    in_flight_limit,
+    max_ack_pending,
+)
 from ._registry import REGISTRY_BUCKET, RegistryChange, SubscriptionRegistry
 
 if TYPE_CHECKING:
@@ -57,5 +66,8 @@ __all__ = (
     "delete_consumer",
     "ensure_consumer",
     "ensure_env_subscriptions",
+    "held_limit",
+    "in_flight_limit",
+    "max_ack_pending",
     "subscription_view",
 )

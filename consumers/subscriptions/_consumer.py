@@ -13,10 +13,54 @@ from streams import Settings, filter_subjects
 
 from .._messages import Subscription
 
-__all__ = ("MAX_ACK_PENDING", "ack_wait", "consumer_config", "consumer_name", "delete_consumer", "ensure_consumer")
+__all__ = (
+    "ENTITY_HOLD_FACTOR",
+    "MAX_ACK_PENDING",
+    "ack_wait",
+    "consumer_config",
+    "consumer_name",
+    "delete_consumer",
+    "ensure_consumer",
+    "held_limit",
+    "in_flight_limit",
+    "max_ack_pending",
+)
 
 MAX_ACK_PENDING: Final = 10_000
 """Unacknowledged events (in flight or waiting for a retry) per subscription before it stops pulling more."""
+ENTITY_HOLD_FACTOR: Final = 4
+"""``ordering: entity`` holds this many events per delivery slot: the later events of busy keys wait in
+hand while other keys' events are sent, so one hot key does not fill the window."""
+
+
+def in_flight_limit(subscription: Subscription, settings: Settings) -> int:
+    """Requests one worker sends at once for ``subscription``: one with strict order."""
+    if subscription.ordering == "strict":
+        return 1
+    return subscription.max_in_flight or settings.webhook_max_in_flight
+
+
+def held_limit(subscription: Subscription, settings: Settings) -> int:
+    """Events an ``entity``-ordered subscription's holder keeps in hand (sending or waiting for their key)."""
+    return min(MAX_ACK_PENDING, ENTITY_HOLD_FACTOR * in_flight_limit(subscription, settings))
+
+
+def max_ack_pending(subscription: Subscription, settings: Settings) -> int:
+    """Unacknowledged events the server lets out, across every worker.
+
+    Strict order is the server's to keep: with one event outstanding (a retry
+    stays outstanding while JetStream waits out its delay), nothing later is
+    delivered to any worker copy until it is acknowledged. Entity order keeps
+    it to what the one holder has in hand, so after a takeover every event the
+    previous holder had comes back in the first window.
+    """
+    match subscription.ordering:
+        case "strict":
+            return 1
+        case "entity":
+            return held_limit(subscription, settings)
+        case _:
+            return MAX_ACK_PENDING
 
 
 def ack_wait(settings: Settings) -> float:
@@ -48,7 +92,7 @@ def consumer_config(subscription: Subscription, settings: Settings) -> js_api.Co
         ack_policy=js_api.AckPolicy.EXPLICIT,
         ack_wait=ack_wait(settings),
         max_deliver=-1,
-        max_ack_pending=MAX_ACK_PENDING,
+        max_ack_pending=max_ack_pending(subscription, settings),
         filter_subjects=subjects,
         num_replicas=settings.stream_replicas,
     )

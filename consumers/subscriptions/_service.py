@@ -47,6 +47,7 @@ from ._shapes import (
     check_rate_limit,
     check_redact_fields,
     check_schedule,
+    check_strict_in_flight,
     kept_values,
 )
 
@@ -110,6 +111,7 @@ class SubscriptionService:
         tls = ClientTls(client_cert=new.tls_client_cert, client_key=new.tls_client_key, ca_bundle=new.tls_ca_bundle)
         check_tls(tls, url)
         ordering, ordering_key = check_ordering(new.ordering, new.ordering_key)
+        check_strict_in_flight(ordering, new.max_in_flight)
         now = datetime.now(UTC)
         subscription = Subscription(
             id=uuid.uuid4(),
@@ -200,6 +202,10 @@ class SubscriptionService:
             changes["ordering"], changes["ordering_key"] = check_ordering(
                 ordering, key if patch.ordering_key is UNSET else patch.ordering_key
             )
+        if changes.keys() & {"ordering", "max_in_flight"}:
+            check_strict_in_flight(
+                changes.get("ordering", current.ordering), changes.get("max_in_flight", current.max_in_flight)
+            )
         if patch.redact_fields is not UNSET:
             changes["redact_fields"] = check_redact_fields(patch.redact_fields)
         if patch.auto_recover is not UNSET:
@@ -229,7 +235,7 @@ class SubscriptionService:
         if _RULE_FIELDS.intersection(changes):  # not on pause, resume, disable: those never refuse
             await check_rules_on_save(updated, self.js, self.settings)
         saved = await self.store.update(updated)
-        if "event_types" in changes:
+        if changes.keys() & {"event_types", "ordering", "max_in_flight"}:  # the consumer's filter, its max_ack_pending
             await ensure_consumer(self.js, self.settings, saved)
         await self.registry.put(saved)
         if saved.status != current.status:

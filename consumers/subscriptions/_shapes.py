@@ -34,6 +34,7 @@ __all__ = (
     "check_rate_limit",
     "check_redact_fields",
     "check_schedule",
+    "check_strict_in_flight",
     "kept_values",
     "subscription_view",
 )
@@ -329,6 +330,12 @@ def check_ordering(ordering: str, key: str | None) -> tuple[Ordering, str | None
                 "ordering_key", "must be a dotted path such as 'entity_id' or 'context.project_id'"
             )
     return ordering, key or None  # type: ignore[return-value]
+
+
+def check_strict_in_flight(ordering: str, max_in_flight: int | None) -> None:
+    """Strict order sends one event at a time: a larger ``max_in_flight`` would be accepted and ignored."""
+    if ordering == "strict" and max_in_flight not in (None, 1):
+        raise EventValidationError("max_in_flight", "ordering 'strict' sends one at a time: leave it unset or 1")
 
 
 def check_redact_fields(fields: Sequence[str]) -> list[str]:

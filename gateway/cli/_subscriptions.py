@@ -154,7 +154,7 @@ def create(
     header: _HeaderOption = None,
     retry_schedule: _ScheduleOption = None,
     max_in_flight: Annotated[
-        int | None, typer.Option("--max-in-flight", help="Concurrent deliveries (1: strict order).")
+        int | None, typer.Option("--max-in-flight", help="Concurrent deliveries (not an order: see --ordering).")
     ] = None,
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
     filter_: _FilterOption = None,

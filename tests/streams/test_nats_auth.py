@@ -22,6 +22,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api as js_api
 from nats.js.errors import KeyNotFoundError
 
+from consumers.engine import Lease
 from streams import (
     ATTEMPTS_STREAM,
     NATS_ROLES,
@@ -180,6 +181,11 @@ async def test_worker_pulls_acks_reads_the_registry_and_publishes_outcomes(secur
         psub = await js.pull_subscribe_bind(durable=durable, stream="TURBO_EVENTS")
         (msg,) = await psub.fetch(1, timeout=5)
         await msg.ack_sync(timeout=5)
+        # An entity-ordered subscription: its lease (the bucket made on first use), its consumer's info.
+        lease = await Lease.open(js, secured.settings, f"order.{uuid.uuid4().hex}")
+        assert await lease.acquire() and await lease.renew()
+        await lease.release()
+        assert (await js.consumer_info("TURBO_EVENTS", durable)).num_ack_pending == 0
         # The redelivery queue of one integration kind.
         redeliver = js_api.ConsumerConfig(
             durable_name="redeliver_webhook",
