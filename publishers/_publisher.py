@@ -194,9 +194,13 @@ class EventPublisher:
         event_id: uuid.UUID | str | None = None,
         timestamp: datetime | None = None,
         causation_id: uuid.UUID | str | None = None,
+        causation: str | None = None,
     ) -> PublishAck:
         """Validate, publish, and return once JetStream acknowledged the event.
 
+        ``causation``: the ``Turbohooks-Causation`` header of the delivery this event
+        answers (loop prevention: never delivered back to that subscription, and
+        a chain of them stops at ``TURBOHOOKS_MAX_CAUSATION_DEPTH``).
         Raises :class:`~streams.EventValidationError` (nothing published) for bad
         input, :class:`~streams.PublishError` when JetStream did not acknowledge
         within the retry horizon.
@@ -211,6 +215,7 @@ class EventPublisher:
             event_id=event_id,
             timestamp=timestamp,
             causation_id=causation_id,
+            causation=causation,
         )
         return await self.publish(event)
 
@@ -331,6 +336,7 @@ class EventPublisher:
         event_id: uuid.UUID | str | None = None,
         timestamp: datetime | None = None,
         causation_id: uuid.UUID | str | None = None,
+        causation: str | None = None,
     ) -> uuid.UUID:
         """Validate, write to the local outbox, and return the event id at once.
 
@@ -347,6 +353,7 @@ class EventPublisher:
             event_id=event_id,
             timestamp=timestamp,
             causation_id=causation_id,
+            causation=causation,
         )
         if self._outbox is None:
             raise PublishError("turbohooks: EventPublisher is not open; use `async with EventPublisher() as p:`")

@@ -13,6 +13,7 @@ fate of the attempt is an :data:`~consumers.engine.Outcome`, decided once by
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,17 @@ from nats.js import JetStreamContext
 
 from integrations import Integration, OutgoingRequest, Transport
 from integrations.core import ClientTls, build_headers
-from streams import DEAD_LETTER_SUBJECT_ROOT, USER_AGENT, Event, Settings
+from streams import (
+    CAUSATION_HEADER,
+    DEAD_LETTER_SUBJECT_ROOT,
+    NATS_ERRORS,
+    USER_AGENT,
+    Event,
+    Settings,
+    build_event,
+    causation_token,
+    encode_event,
+)
 
 from .._messages import AttemptRecord, AttemptTrigger, DeadLetter, Subscription, delivery_id_for
 from ..rules import Rules, Skip
@@ -34,7 +45,21 @@ from ._outcome import Gone, Outcome, Retry, decide, logged_as
 from ._retry import RetryPolicy, classify
 from ._sizing import fit_record, omitted
 
-__all__ = ("EVENT_SOURCE", "OUTCOME_UNKNOWN", "Attempted", "Deliverer", "client_tls", "delivery_headers")
+__all__ = (
+    "EVENT_SOURCE",
+    "LOOP_NAMESPACE",
+    "OUTCOME_UNKNOWN",
+    "Attempted",
+    "Deliverer",
+    "client_tls",
+    "delivery_headers",
+    "loop_announcement",
+)
+
+_log = logging.getLogger("turbohooks.worker")
+
+LOOP_NAMESPACE: Final = uuid.UUID("0b7e3c52-6d1a-4f8e-9c2b-5a4d3e2f1c70")
+"""The announcement of a stopped chain has an id derived from the stopped event's: published once."""
 
 EVENT_SOURCE: Final = "/turbo"
 """``ce-source`` of deliveries."""
@@ -72,8 +97,11 @@ def delivery_headers(
     with the ed25519 signing key, ``both`` with both; during a rotation's grace
     period the previous secret and key sign beside them. Used by the workers and by the gateway's test send alike.
     """
+    # What a receiver passes back (``causation``) when it publishes an event because of this
+    # delivery: loop prevention follows the chain through it.
+    causation = {CAUSATION_HEADER: causation_token(event, sub.id)}
     if not integration.signs:
-        return {**sub.headers, **request.headers, "User-Agent": USER_AGENT}
+        return {**sub.headers, **request.headers, **causation, "User-Agent": USER_AGENT}
     moment = now or datetime.now(UTC)
     in_grace = sub.previous_secret_expires_at is not None and sub.previous_secret_expires_at > moment
     secrets: list[str] = []
@@ -98,8 +126,37 @@ def delivery_headers(
         event_time=event.timestamp,
         source=source,
         user_agent=USER_AGENT,
-        extra={**sub.headers, **request.headers},
+        extra={**sub.headers, **request.headers, **causation},
         signing_keys=keys,
+    )
+
+
+def loop_announcement(sub: Subscription, event: Event, max_depth: int) -> Event:
+    """The ``system.causation_loop_stopped`` event of ``event``'s chain, stopped at ``sub``.
+
+    Its id derives from the stopped event's, so every subscription (and worker copy) that
+    stops the same event publishes the same announcement, stored once (``Nats-Msg-Id``).
+    It starts no chain of its own: an announcement is never stopped as part of the loop.
+    """
+    depth = event.chain.depth if event.chain is not None else 0
+    return build_event(
+        event_type="system.causation_loop_stopped",
+        entity_id=str(sub.id),
+        data={
+            "current": {
+                "subscription_id": str(sub.id),
+                "subscription_name": sub.name,
+                "url": sub.url,
+                "stopped_event_id": str(event.event_id),
+                "stopped_event_type": event.event_type,
+                "causation_id": str(event.causation_id) if event.causation_id else None,
+                "depth": depth,
+                "max_depth": max_depth,
+            }
+        },
+        actor={"type": "system", "name": "turbohooks-worker"},
+        event_id=uuid.uuid5(LOOP_NAMESPACE, str(event.event_id)),
+        causation_id=event.event_id,
     )
 
 
@@ -129,6 +186,8 @@ class Deliverer:
         self.batcher = AttemptBatcher(js, max_payload=max_payload)
         self.transports: dict[str, Transport] = {}
         """Custom transports of integrations that have one, opened by the worker."""
+        self.loop_stops = 0
+        """Events not delivered by this process for loop prevention (own delivery's consequence, or too deep)."""
 
     async def attempt(
         self,
@@ -145,6 +204,8 @@ class Deliverer:
         """One attempt, shaped by the subscription's compiled ``rules``; a :class:`Skip` if nothing is sent."""
         prepared = rules.prepare(event, raw)
         if isinstance(prepared, Skip):
+            if prepared.reason == "loop":
+                await self._loop_stopped(sub, event)
             return prepared
         request, integration, config = prepared.request, rules.integration, rules.config
         delivery_id = delivery_id_for(sub.id, event.event_id)
@@ -217,6 +278,22 @@ class Deliverer:
             disable_subscription=outcome.reason if isinstance(outcome, Gone) else None,
         )
         return Attempted(record=record, outcome=outcome)
+
+    async def _loop_stopped(self, sub: Subscription, event: Event) -> None:
+        """Count a loop stop; a chain stopped for its depth (not an own reply) is announced, once per event."""
+        self.loop_stops += 1
+        chain = event.chain
+        if chain is None or chain.subscription_id == sub.id:
+            return  # an integration's own reply: expected, not an incident
+        announcement = loop_announcement(sub, event, self.settings.max_causation_depth)
+        try:
+            await self.js.publish(
+                announcement.subject,
+                encode_event(announcement),
+                headers={"Nats-Msg-Id": str(announcement.event_id)},
+            )
+        except NATS_ERRORS as exc:  # the event is skipped either way; another copy's stop announces it
+            _log.warning("subscription %s: could not announce the loop stopped at %s (%s)", sub.id, event.event_id, exc)
 
     async def record(self, record: AttemptRecord) -> None:
         """Publish the attempt for the recorder; awaited, so the log is written before the ack."""

@@ -52,7 +52,7 @@ class SubscriptionLoop:
     def __init__(self, worker: Worker, sub: Subscription) -> None:
         self.worker = worker
         self.sub = sub
-        self.rules = compile_rules(sub)
+        self.rules = compile_rules(sub, max_causation_depth=worker.settings.max_causation_depth)
         """The subscription's rules (integration config, …), compiled once here (and on :meth:`update`)."""
         self.policy = RetryPolicy.from_settings(worker.settings, sub.retry_schedule)
         self._limit = sub.max_in_flight or worker.settings.webhook_max_in_flight
@@ -65,7 +65,7 @@ class SubscriptionLoop:
 
     def update(self, sub: Subscription) -> None:
         """Take a changed subscription (URL, secret, headers, config) for the next deliveries."""
-        self.rules = compile_rules(sub)
+        self.rules = compile_rules(sub, max_causation_depth=self.worker.settings.max_causation_depth)
         self.sub = sub
         self.policy = RetryPolicy.from_settings(self.worker.settings, sub.retry_schedule)
 

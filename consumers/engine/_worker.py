@@ -216,7 +216,9 @@ class Worker:
         try:
             attempted = await self.deliverer.attempt(
                 sub,
-                loop.rules if loop is not None else compile_rules(sub),
+                loop.rules
+                if loop is not None
+                else compile_rules(sub, max_causation_depth=self.settings.max_causation_depth),
                 event,
                 bytes(request.event),
                 attempt=1,

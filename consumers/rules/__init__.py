@@ -8,6 +8,6 @@ draft subscription all go through it, so a preview is what is then delivered.
 
 from __future__ import annotations
 
-from ._rules import Prepared, Rules, Skip, SkipReason, compile_rules
+from ._rules import DEFAULT_MAX_CAUSATION_DEPTH, Prepared, Rules, Skip, SkipReason, compile_rules, loop_stop
 
-__all__ = ("Prepared", "Rules", "Skip", "SkipReason", "compile_rules")
+__all__ = ("DEFAULT_MAX_CAUSATION_DEPTH", "Prepared", "Rules", "Skip", "SkipReason", "compile_rules", "loop_stop")

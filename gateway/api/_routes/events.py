@@ -59,6 +59,7 @@ async def publish_event(engine: EngineDep, data: JSONBody[PublishEventBody]) -> 
         event_id=data.event_id,
         timestamp=data.timestamp,
         causation_id=data.causation_id,
+        causation=data.causation,
     )
     return PublishedEvent(
         event_id=ack.event_id,
