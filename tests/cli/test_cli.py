@@ -48,7 +48,10 @@ def test_events_lists_the_catalog() -> None:
     table = cli("events", env=_env(COLUMNS="200"))
     assert "turbo.calendar.event_starting_soon" in table.stdout
     # Every known type, each with its source: Turbo's, then those the inbound GitHub webhook publishes.
-    assert "turbo.external.github.issues" in table.stdout and "68 event types (58 turbo, 10 github)" in table.stdout
+    assert (
+        "turbo.external.github.issues" in table.stdout
+        and "72 event types (58 turbo, 10 github, 4 turbohooks)" in table.stdout
+    )
     everything = json.loads(cli("events", "--json", env=_env()).stdout)
     assert [(t["event_type"], t["source"]) for t in everything[56:60]] == [
         ("system.health_check_failed", "turbo"),

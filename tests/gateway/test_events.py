@@ -29,7 +29,7 @@ async def test_event_types_are_the_catalog(client: httpx.AsyncClient) -> None:
 async def test_event_types_list_the_external_ones_with_their_source(client: httpx.AsyncClient) -> None:
     body = (await client.get("/api/event-types")).json()
     assert [item["event_type"] for item in body["items"]] == list(KNOWN_EVENT_TYPES)
-    assert body["total"] == len(KNOWN_EVENT_TYPES) and body["by_source"] == {"turbo": 58, "github": 10}
+    assert body["total"] == len(KNOWN_EVENT_TYPES) and body["by_source"] == {"turbo": 58, "github": 10, "turbohooks": 4}
     github = (await client.get("/api/event-types", params={"source": "github"})).json()
     assert [item["event_type"] for item in github["items"]] == list(EXTERNAL_EVENT_TYPES)
     assert {item["source"] for item in github["items"]} == {"github"}

@@ -89,14 +89,17 @@ class PublishEventBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     timestamp: datetime | None = None
     """With a time zone; default: now."""
     causation_id: uuid.UUID | None = None
-    causation: Annotated[
-        str | None,
-        Meta(
-            max_length=200,
-            description="The `Turbohooks-Causation` header of the delivery this event answers: sets `causation_id` "
-            "and the causation chain (loop prevention).",
-        ),
-    ] = None
+    causation: (
+        Annotated[
+            str,
+            Meta(
+                max_length=200,
+                description="The `Turbohooks-Causation` header of the delivery this event answers: sets "
+                "`causation_id` and the causation chain (loop prevention).",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class PublishedEvent(msgspec.Struct, kw_only=True):
