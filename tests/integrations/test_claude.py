@@ -226,6 +226,8 @@ async def test_the_whole_loop_through_the_engine(
         reply = decode_event(stored.data or b"")
         assert str(reply.event_id) == run.reply_event_id
         assert reply.actor.type == "ai" and reply.causation_id == trigger.event_id
+        # ...carrying the delivery's causation chain: one deep, caused by the Claude subscription...
+        assert reply.chain is not None and (reply.chain.depth, reply.chain.subscription_id) == (1, sub.id)
 
         # ...and the worker passed over it (acknowledged, nothing sent): no second run.
         async def consumed() -> bool:

@@ -12,7 +12,7 @@ from typing import Final, Self
 import msgspec
 from aiohttp import web
 
-from streams import EventValidationError, decode_event
+from streams import CAUSATION_HEADER, EventValidationError, decode_event
 
 from ...core import SignatureError, verify
 from .._integration import issue_id_of
@@ -108,7 +108,9 @@ class ClaudeServer:
         self.history.saw(webhook_id, run.run_id)
         ahead = self.runner.ahead(issue)
         await self.history.record(run)
-        self.runner.enqueue(Job(run, event, context if isinstance(context, dict) else {}))
+        self.runner.enqueue(
+            Job(run, event, context if isinstance(context, dict) else {}, request.headers.get(CAUSATION_HEADER))
+        )
         return web.json_response({"run_id": run.run_id, "issue": issue, "ahead": ahead}, status=202)
 
     async def _list_runs(self, request: web.Request) -> web.Response:
