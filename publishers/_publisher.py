@@ -252,12 +252,14 @@ class EventPublisher:
         actor: Actor | Mapping[str, Any] | None = None,
         context: EventContext | Mapping[str, Any] | None = None,
         event_id: uuid.UUID | str | None = None,
+        causation: str | None = None,
     ) -> list[PublishAck]:
         """Publish a change as ``<entity>.updated`` plus every event it implies, together.
 
         ``previous=None`` means the entity was just created. Derived events
         (``issue.status_changed``, ``issue.assigned``, ``comment.mention``, …)
         carry ``causation_id`` = the change's event id. Nothing changed: ``[]``.
+        ``causation``: as for :meth:`emit` (every event of the change carries the chain).
         """
         return await _emit_change(
             self,
@@ -268,6 +270,7 @@ class EventPublisher:
             actor=actor,
             context=context,
             event_id=event_id,
+            causation=causation,
         )
 
     # -- pipelined path ----------------------------------------------------
