@@ -87,6 +87,10 @@ def publish(
     ] = "system",
     actor_name: Annotated[str, typer.Option("--actor-name", help="Who did it.")] = "turbohooks-cli",
     event_id: Annotated[str | None, typer.Option("--event-id", help="A UUID; re-using one publishes once.")] = None,
+    causation: Annotated[
+        str | None,
+        typer.Option("--causation", help="The Turbohooks-Causation header of the delivery this event answers."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the acknowledgement as JSON.")] = False,
 ) -> None:
     """Publish one event and print its id and stream sequence."""
@@ -114,6 +118,7 @@ def publish(
                 context=_context_arg(context or []),
                 actor={"type": actor_type, "name": actor_name},
                 event_id=event_id,
+                causation=causation,
             )
         if as_json:
             print_json(ack)

@@ -112,6 +112,7 @@ def test_publish_twice_with_one_event_id_is_stored_once(env: dict[str, str], js:
         (("publish", "issue.created", "--entity-id", "1", "--context", "nope"), "--context"),
         (("publish", "issue.created", "--entity-id", "1", "--context", "planet=mars"), "context"),
         (("publish", "issue.created", "--entity-id", "1", "--actor-type", "robot"), "actor.type"),
+        (("publish", "issue.created", "--entity-id", "1", "--causation", "nope;depth=1"), "causation: 'nope'"),
         (("tail", "--since", "yesterday-ish"), "--since"),
     ],
 )
