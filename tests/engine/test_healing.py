@@ -10,11 +10,12 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
 
-from consumers import Engine, delivery_id_for, verify
+from consumers import DeliveryClient, Engine, Prober, SubscriptionCreate, delivery_id_for, verify
 from streams import CAUSATION_HEADER, Event, Settings, decode_event
 from tests.support import Received, Receiver, Running, wait_for
 
@@ -105,9 +106,14 @@ async def test_a_disabled_subscription_heals_itself_and_delivers_its_backlog_in_
         e for e in await _events(running.engine, "system.subscription_probe_failed") if e.entity_id == str(sub.id)
     ]
     assert [e.data.current["response_code"] for e in failed] == [503]
-    recovered = [
-        e for e in await _events(running.engine, "system.subscription_recovered") if e.entity_id == str(sub.id)
-    ]
+    recovered: list[Event] = []
+
+    async def announced() -> bool:  # published just after the save that re-enabled it
+        events = await _events(running.engine, "system.subscription_recovered")
+        recovered[:] = [e for e in events if e.entity_id == str(sub.id)]
+        return bool(recovered)
+
+    await wait_for(announced, what="the recovery's announcement")
     assert len(recovered) == 1 and "410" in recovered[0].data.current["disabled_reason"]
 
 
@@ -126,14 +132,78 @@ async def test_auto_recover_false_stays_disabled(running: Running, receiver: Rec
     await running.engine.publisher.emit(event_type="milestone.created", entity_id=unique)
 
     async def twin_healed() -> bool:
-        return await _status(running, twin.id) == "active" and len(receiver.at(healing)) >= 2
+        probed = any(_is_probe(r) for r in receiver.at(healing))
+        return probed and running.recorder.prober.recovered >= 1 and await _status(running, twin.id) == "active"
 
     await wait_for(lambda: len(receiver.at(kept)) == 1 and len(receiver.at(healing)) >= 1, what="both deliveries")
-    await wait_for(twin_healed, what="the twin to heal")
-    assert running.recorder.prober.recovered >= 1
+    await wait_for(twin_healed, what="the twin to be probed and healed")
     still = await running.engine.subscriptions.get(opted_out.id)
     assert still.status == "disabled" and still.next_probe_at is None and still.probe_attempts == 0
     assert len(receiver.at(kept)) == 1, "never probed"
+
+
+async def test_two_probers_at_once_are_one_probe_and_one_recovery(
+    engine: Engine, receiver: Receiver, unique: str
+) -> None:
+    """Several recorders may probe the same due subscription: the copies are one delivery, one recovery."""
+    path = f"/twice-{unique}"
+    sub = await engine.service.create(
+        SubscriptionCreate(name=f"twice-{unique}", url=receiver.endpoint(path), event_types=["issue.*"])
+    )
+    await engine.service.disable(sub.id, "HTTP 410 Gone")
+    disabled = await engine.subscriptions.get(sub.id)
+    await engine.service.schedule_probe(disabled, datetime.now(UTC) - timedelta(seconds=1))
+    probers = [Prober(engine.settings, engine.deliveries, engine.service) for _ in range(2)]
+    guarded = DeliveryClient(
+        timeout=5.0,
+        response_body_cap=1024,
+        user_agent="test",
+        guard_addresses=True,
+        allowed_hosts=engine.settings.webhook_allowed_hosts,
+    )
+    async with guarded as client:
+        assert await asyncio.gather(*(p.probe_due(client) for p in probers)) == [1, 1], "both probed it"
+
+    first, second = receiver.at(path)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"], "one delivery to the receiver"
+    assert first.event_id == second.event_id
+    assert (await engine.subscriptions.get(sub.id)).status == "active"
+    assert sum(p.recovered for p in probers) >= 1
+    detail = await engine.deliveries.get(delivery_id_for(sub.id, uuid.UUID(first.event_id)))
+    assert [a.trigger for a in detail.attempt_log] == ["probe", "probe"] and detail.status == "success"
+    recovered = [e for e in await _events(engine, "system.subscription_recovered") if e.entity_id == str(sub.id)]
+    assert len(recovered) == 1, "announced once"
+
+
+async def test_a_probe_is_checked_at_the_address_it_dials(engine: Engine, receiver: Receiver, unique: str) -> None:
+    """The deliveries' SSRF rules: a receiver on a loopback address is not probed unless its host is allowed."""
+    path = f"/guarded-{unique}"
+    sub = await engine.service.create(
+        SubscriptionCreate(name=f"guarded-{unique}", url=receiver.endpoint(path), event_types=["issue.*"])
+    )
+    await engine.service.disable(sub.id, "HTTP 410 Gone")
+    strict = msgspec.structs.replace(engine.settings, webhook_allowed_hosts=())
+    prober = Prober(strict, engine.deliveries, engine.service)
+    stop = asyncio.Event()
+    task = asyncio.create_task(prober.run(stop))
+
+    async def refused() -> bool:
+        return (await engine.subscriptions.get(sub.id)).probe_attempts >= 1
+
+    try:
+        await wait_for(refused, what="a probe to be refused")
+    finally:
+        stop.set()
+        await task
+    after = await engine.subscriptions.get(sub.id)
+    assert after.status == "disabled" and after.next_probe_at is not None
+    assert receiver.at(path) == [], "never dialled"
+    (probe,) = [
+        d for d in await engine.deliveries.list(subscription_id=sub.id) if d.event_type == "system.subscription_probe"
+    ]
+    detail = await engine.deliveries.get(probe.id)
+    (attempt,) = detail.attempt_log
+    assert attempt.trigger == "probe" and attempt.response_code is None and attempt.error
 
 
 @contextlib.asynccontextmanager
