@@ -90,7 +90,15 @@ def described(sub: Subscription) -> dict[str, Any]:
 
 def update_action(changes: Mapping[str, Any]) -> str:
     """``pause`` or ``resume`` when that is all an update did, else ``update``."""
-    status_only = set(changes) <= {"status", "disabled_reason", "consecutive_failures", "first_failure_at"}
+    status_only = set(changes) <= {
+        "status",
+        "disabled_reason",
+        "consecutive_failures",
+        "first_failure_at",
+        # A resume also restarts a disabled subscription's probe state (self-healing).
+        "probe_attempts",
+        "next_probe_at",
+    }
     if status_only and changes.get("status") == "paused":
         return "pause"
     if status_only and changes.get("status") == "active":
