@@ -89,6 +89,9 @@ class ClaudeServer:
             envelope = msgspec.json.decode(body)
         except (EventValidationError, msgspec.DecodeError) as exc:
             return web.json_response({"error": f"not a Turbo event: {exc}"}, status=400)
+        if event.event_type == "system.subscription_probe":
+            # turbohooks asking whether this server is back (self-healing): yes, and nothing to run.
+            return web.json_response({"probe": "ok"})
         if event.actor.type == "ai":
             # The integration never sends these; a second guard costs nothing.
             return web.json_response({"skipped": "the event's actor is an AI"})
