@@ -273,6 +273,8 @@ class SubscriptionService:
         current = await self.store.get(sub.id)
         if current.status != "disabled" or not current.auto_recover:
             return  # resumed, paused or opted out meanwhile
+        if (current.probe_attempts, current.next_probe_at) != (sub.probe_attempts, sub.next_probe_at):
+            return  # another prober moved the state on since ``sub`` was read: its word stands
         attempts = sub.probe_attempts + (1 if failed is not None else 0)
         saved = await self._save(current, {"probe_attempts": attempts, "next_probe_at": at})
         if failed is not None and self.publisher is not None:
