@@ -44,8 +44,9 @@ pending is a request whose outcome is unknown: the worker stopped before the ans
 Ordering = Literal["none", "strict", "entity"]
 """How a subscription's deliveries are ordered: in parallel (``none``), one at a time in stream
 order (``strict``), or one at a time per entity and in parallel across entities (``entity``)."""
-AttemptTrigger = Literal["live", "manual", "replay", "test"]
-"""Why the attempt was made: the live consumer, a manual retry, a replay, a test send."""
+AttemptTrigger = Literal["live", "manual", "replay", "test", "probe"]
+"""Why the attempt was made: the live consumer, a manual retry, a replay, a test send, a probe of a
+disabled subscription (self-healing)."""
 
 DELIVERY_NAMESPACE: Final = uuid.UUID("5d1b6a3e-7c4f-4f0e-9a57-0c1d2b3e4f50")
 

@@ -103,12 +103,15 @@ def derive_events(
     context: EventContext | Mapping[str, Any] | None = None,
     event_id: uuid.UUID | str | None = None,
     timestamp: datetime | None = None,
+    causation: str | None = None,
 ) -> list[Event]:
     """The events one change publishes: ``<entity>.updated`` (or the creation event) first, then derived ones.
 
     Returns ``[]`` when nothing changed. ``event_id`` is the id of the first
-    event (random by default); the derived events' ids follow from it. Raises
-    :class:`~streams.EventValidationError` naming the bad input.
+    event (random by default); the derived events' ids follow from it.
+    ``causation``: the ``Turbohooks-Causation`` header of the delivery that made
+    this change; every event of the change carries its chain (loop prevention).
+    Raises :class:`~streams.EventValidationError` naming the bad input.
     """
     if entity_type not in ENTITY_TYPES or entity_type not in CONTEXT_FIELD:
         raise EventValidationError("entity_type", f"{entity_type!r} is not an entity type whose changes can be derived")
@@ -138,12 +141,13 @@ def derive_events(
         actor=actor,
         event_id=event_id,
         timestamp=timestamp or datetime.now(UTC),
+        causation=causation,
     )
     events = [primary] if publish_primary else []
-    causation = primary.event_id if publish_primary else None
+    cited = primary.event_id if publish_primary else None
     for rule in RULES:
         for derived in rule(change):
-            events.append(_build(derived, change, primary, causation))
+            events.append(_build(derived, change, primary, cited))
     return events
 
 
@@ -169,6 +173,8 @@ def _build(derived: Derived, change: Change, primary: Event, causation: uuid.UUI
         data=EventData(current=current, previous=previous, changes=list(derived.changes)),
         context=context,
         causation_id=causation,
+        # The same change said another way: the same place in a causation chain as the primary.
+        chain=primary.chain,
     )
 
 
@@ -182,6 +188,7 @@ async def emit_change(
     actor: Actor | Mapping[str, Any] | None = None,
     context: EventContext | Mapping[str, Any] | None = None,
     event_id: uuid.UUID | str | None = None,
+    causation: str | None = None,
 ) -> list[PublishAck]:
     """Publish a change and every event it implies, together; ``[]`` when nothing changed.
 
@@ -190,7 +197,14 @@ async def emit_change(
     and the list of this module for what is derived.
     """
     events = derive_events(
-        entity_type, entity_id, previous=previous, current=current, actor=actor, context=context, event_id=event_id
+        entity_type,
+        entity_id,
+        previous=previous,
+        current=current,
+        actor=actor,
+        context=context,
+        event_id=event_id,
+        causation=causation,
     )
     if not events:
         return []

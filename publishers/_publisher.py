@@ -197,6 +197,7 @@ class EventPublisher:
         causation_id: uuid.UUID | str | None = None,
         traceparent: str | None = None,
         tracestate: str | None = None,
+        causation: str | None = None,
     ) -> PublishAck:
         """Validate, publish, and return once JetStream acknowledged the event.
 
@@ -204,6 +205,10 @@ class EventPublisher:
         caller's W3C ``traceparent`` (and ``tracestate``) when given, else a new
         trace, carried on in the message's headers to every delivery of the event
         (with tracing off both are unused).
+
+        ``causation``: the ``Turbohooks-Causation`` header of the delivery this event
+        answers (loop prevention: never delivered back to that subscription, and
+        a chain of them stops at ``TURBOHOOKS_MAX_CAUSATION_DEPTH``).
 
         Raises :class:`~streams.EventValidationError` (nothing published) for bad
         input, :class:`~streams.PublishError` when JetStream did not acknowledge
@@ -219,6 +224,7 @@ class EventPublisher:
             event_id=event_id,
             timestamp=timestamp,
             causation_id=causation_id,
+            causation=causation,
         )
         return await self.publish(event, traceparent=traceparent, tracestate=tracestate)
 
@@ -265,12 +271,14 @@ class EventPublisher:
         actor: Actor | Mapping[str, Any] | None = None,
         context: EventContext | Mapping[str, Any] | None = None,
         event_id: uuid.UUID | str | None = None,
+        causation: str | None = None,
     ) -> list[PublishAck]:
         """Publish a change as ``<entity>.updated`` plus every event it implies, together.
 
         ``previous=None`` means the entity was just created. Derived events
         (``issue.status_changed``, ``issue.assigned``, ``comment.mention``, …)
         carry ``causation_id`` = the change's event id. Nothing changed: ``[]``.
+        ``causation``: as for :meth:`emit` (every event of the change carries the chain).
         """
         return await _emit_change(
             self,
@@ -281,6 +289,7 @@ class EventPublisher:
             actor=actor,
             context=context,
             event_id=event_id,
+            causation=causation,
         )
 
     # -- pipelined path ----------------------------------------------------
@@ -349,6 +358,7 @@ class EventPublisher:
         event_id: uuid.UUID | str | None = None,
         timestamp: datetime | None = None,
         causation_id: uuid.UUID | str | None = None,
+        causation: str | None = None,
     ) -> uuid.UUID:
         """Validate, write to the local outbox, and return the event id at once.
 
@@ -365,6 +375,7 @@ class EventPublisher:
             event_id=event_id,
             timestamp=timestamp,
             causation_id=causation_id,
+            causation=causation,
         )
         if self._outbox is None:
             raise PublishError("turbohooks: EventPublisher is not open; use `async with EventPublisher() as p:`")

@@ -6,7 +6,7 @@ the others may do their job and nothing else:
 
 ``publisher``  publish events (``turbo.>``); no read of anything.
 ``worker``     pull and ack its subscriptions' consumers and the redelivery queue,
-               publish attempts and dead letters, read the subscriptions bucket
+               publish attempts, dead letters and ``system.causation_loop_stopped``, read the subscriptions bucket
                (never write it), keep the GitHub integration's own bucket and the
                rate limits' (``turbohooks_throttle``).
 ``recorder``   pull and ack the attempts stream, write the subscriptions bucket
@@ -140,6 +140,8 @@ def role_permissions(role: str, settings: Settings) -> tuple[list[str], list[str
             *_pull(_REDELIVER, "*"),
             "turbohooks.attempts.>",
             "turbohooks.dlq.>",
+            # Loop prevention announces a stopped chain (consumers/engine/_deliverer.py).
+            "turbo.system.causation_loop_stopped",
             *_bucket_read(SUBSCRIPTIONS_BUCKET),
             *_bucket_read(_GITHUB_BUCKET),
             *_bucket_write(_GITHUB_BUCKET, create=True),

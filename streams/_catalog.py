@@ -6,8 +6,10 @@ publishes: the design document's 58 (``shared/mission/webhook-system-design.md``
 section by section, and ``system.health_check_recovered``, the end of an alert that
 ``system.health_check_failed`` raised. :data:`EXTERNAL_EVENT_TYPES` holds the events turbohooks
 receives from outside (``external.<source>.<name>``: the inbound GitHub webhook),
-their ``source`` naming where they come from. Patterns and validation read
-:data:`KNOWN_EVENT_TYPES`, both together.
+their ``source`` naming where they come from. :data:`PLATFORM_EVENT_TYPES` holds
+the ``system.*`` events turbohooks itself publishes about its subscriptions
+(``source`` ``turbohooks``: a probe, a recovery, a loop stopped). Patterns and
+validation read :data:`KNOWN_EVENT_TYPES`, all three together.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ __all__ = (
     "EXTERNAL_EVENT_TYPES",
     "EXTERNAL_SOURCES",
     "KNOWN_EVENT_TYPES",
+    "PLATFORM_EVENT_TYPES",
+    "PLATFORM_SOURCE",
     "TURBO_SOURCE",
     "EventTypeInfo",
     "event_type_info",
@@ -30,6 +34,9 @@ __all__ = (
 
 TURBO_SOURCE: Final = "turbo"
 """The ``source`` of the types Turbo publishes."""
+
+PLATFORM_SOURCE: Final = "turbohooks"
+"""The ``source`` of the ``system.*`` types turbohooks publishes about its own subscriptions."""
 
 
 class EventTypeInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -245,8 +252,50 @@ EXTERNAL_EVENT_TYPES: Final = MappingProxyType({info.event_type: info for info i
 EXTERNAL_SOURCES: Final = tuple(dict.fromkeys(info.source for info in _EXTERNAL))
 """The outside services events are received from (``github``)."""
 
-KNOWN_EVENT_TYPES: Final = MappingProxyType({**EVENT_CATALOG, **EXTERNAL_EVENT_TYPES})
-"""Every event type a pattern may name: Turbo's first, then the external ones."""
+
+def _platform(event_type: str, trigger: str, description: str) -> EventTypeInfo:
+    return EventTypeInfo(
+        event_type=event_type,
+        entity_type="webhook_subscription",
+        action=event_type.partition(".")[2],
+        trigger=trigger,
+        description=description,
+        source=PLATFORM_SOURCE,
+    )
+
+
+# What turbohooks says about its own subscriptions. The entity is the subscription
+# (entity_id: its id); data.current carries subscription_id, subscription_name, url and
+# what happened (probe: attempt and status; loop stopped: the stopped event's id, type and depth).
+_PLATFORM: Final = (
+    _platform(
+        "system.subscription_probe",
+        "Sent (never published) to a disabled subscription's receiver to see whether it is back.",
+        "Answer 2xx to re-enable the subscription; its backlog follows in stream order.",
+    ),
+    _platform(
+        "system.subscription_probe_failed",
+        "A probe of a disabled subscription got no 2xx; the next one is scheduled (backoff).",
+        "Alert the receiver's owner; watch an endpoint that stays down.",
+    ),
+    _platform(
+        "system.subscription_recovered",
+        "A probe of a disabled subscription got a 2xx: it is active again, its backlog delivered.",
+        "Close the incident opened by system.health_check_failed.",
+    ),
+    _platform(
+        "system.causation_loop_stopped",
+        "An event's causation chain (events caused by deliveries) went past TURBOHOOKS_MAX_CAUSATION_DEPTH: "
+        "it was not delivered.",
+        "Find the two integrations feeding each other; fix one of their rules.",
+    ),
+)
+
+PLATFORM_EVENT_TYPES: Final = MappingProxyType({info.event_type: info for info in _PLATFORM})
+"""The ``system.*`` types turbohooks publishes about its subscriptions (source ``turbohooks``)."""
+
+KNOWN_EVENT_TYPES: Final = MappingProxyType({**EVENT_CATALOG, **EXTERNAL_EVENT_TYPES, **PLATFORM_EVENT_TYPES})
+"""Every event type a pattern may name: Turbo's first, then the external ones, then turbohooks' own."""
 
 ENTITY_TYPES: Final = tuple(dict.fromkeys(info.entity_type for info in _ENTRIES))
 """The entity types, in catalog order."""

@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -21,15 +21,18 @@ from ._errors import EventValidationError
 from ._subjects import event_subject, event_type_of_subject
 
 __all__ = (
+    "CAUSATION_HEADER",
     "MAX_EVENT_BYTES",
     "MAX_EVENT_DEPTH",
     "SCHEMA_VERSION",
     "Actor",
     "ActorType",
+    "CausationChain",
     "Event",
     "EventContext",
     "EventData",
     "build_event",
+    "causation_token",
     "decode_event",
     "encode_event",
     "json_object",
@@ -91,6 +94,61 @@ class EventContext(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     calendar_event_id: str | None = None
 
 
+class CausationChain(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, forbid_unknown_fields=True, gc=False
+):
+    """Where an event caused by a delivery stands in its chain: loop prevention reads it.
+
+    Set on events published because of a delivery (an integration's reply, an
+    inbound webhook answering a subscription's own call, any receiver passing
+    back the delivery's ``Turbohooks-Causation`` header); ``None`` on the rest.
+    """
+
+    depth: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Deliveries in a row that led to this event: 1 for a reply to a delivery of an event without a chain."""
+    subscription_id: uuid.UUID | None = None
+    """The subscription whose delivery caused this event: it is never delivered to that subscription."""
+
+
+CAUSATION_HEADER: Final = "Turbohooks-Causation"
+"""The delivery header a receiver passes back (``causation``) when it publishes an event because of the delivery.
+
+Its value is :func:`causation_token`'s: ``<event id>;depth=<n>;subscription=<subscription id>``.
+"""
+
+
+def causation_token(event: Event, subscription_id: uuid.UUID) -> str:
+    """The :data:`CAUSATION_HEADER` of a delivery of ``event`` to a subscription: what a reply to it carries."""
+    depth = (event.chain.depth if event.chain is not None else 0) + 1
+    return f"{event.event_id};depth={depth};subscription={subscription_id}"
+
+
+def _parse_causation(value: object) -> tuple[uuid.UUID, CausationChain]:
+    """``(causation_id, chain)`` of a :func:`causation_token`; refused naming ``causation``."""
+    if not isinstance(value, str):
+        raise EventValidationError(
+            "causation", f"must be a string (the {CAUSATION_HEADER} header), got {type(value).__name__}"
+        )
+    head, *parts = (part.strip() for part in value.split(";"))
+    fields: dict[str, str] = {}
+    for part in parts:
+        key, sep, item = part.partition("=")
+        if not sep or key not in ("depth", "subscription") or key in fields:
+            raise EventValidationError("causation", f"{part!r} is not depth=<n> or subscription=<id> (once each)")
+        fields[key] = item.strip()
+    event_id = _uuid(head, "causation")
+    try:
+        depth = int(fields.get("depth", "1"))
+    except ValueError:
+        raise EventValidationError("causation", f"depth {fields['depth']!r} is not a whole number") from None
+    if depth < 1:
+        raise EventValidationError("causation", "depth must be 1 or more")
+    subscription = fields.get("subscription")
+    return event_id, CausationChain(
+        depth=depth, subscription_id=_uuid(subscription, "causation") if subscription else None
+    )
+
+
 class Event(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One event, as stored in JetStream and delivered to webhooks."""
 
@@ -113,6 +171,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     causation_id: uuid.UUID | None = None
     """The event that caused this one (a derived event, an AI's reply), if any."""
     schema_version: int = SCHEMA_VERSION
+    chain: CausationChain | None = None
+    """Set when a delivery caused this event: its depth and the delivering subscription (loop prevention)."""
 
     @property
     def subject(self) -> str:
@@ -237,12 +297,22 @@ def build_event(
     event_id: uuid.UUID | str | None = None,
     timestamp: datetime | None = None,
     causation_id: uuid.UUID | str | None = None,
+    chain: CausationChain | Mapping[str, Any] | None = None,
+    causation: str | None = None,
 ) -> Event:
     """Check every input against the contract and build the event.
 
     ``data`` has the design's shape ``{"current": ..., "previous": ..., "changes": [...]}``.
+    ``causation`` is a delivery's :data:`CAUSATION_HEADER`, passed back by whoever
+    publishes this event because of that delivery: it sets ``causation_id`` and
+    ``chain`` (a ``causation_id`` given too must be the same event).
     Raises :class:`EventValidationError` naming the first bad field.
     """
+    if causation is not None:
+        caused_by, chain = _parse_causation(causation)
+        if causation_id is not None and _uuid(causation_id, "causation_id") != caused_by:
+            raise EventValidationError("causation_id", f"is not the event {caused_by} named by causation")
+        causation_id = caused_by
     info = KNOWN_EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
     if info is None:
         raise EventValidationError(
@@ -277,6 +347,7 @@ def build_event(
         data=event_data,
         context=_convert(context, EventContext, "context") if context is not None else EventContext(),
         causation_id=_uuid(causation_id, "causation_id") if causation_id is not None else None,
+        chain=_convert(chain, CausationChain, "chain") if chain is not None else None,
     )
 
 

@@ -13,6 +13,7 @@ fate of the attempt is an :data:`~consumers.engine.Outcome`, decided once by
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,17 @@ from nats.js import JetStreamContext
 
 from integrations import Integration, OutgoingRequest, Transport
 from integrations.core import ClientTls, build_headers
-from streams import DEAD_LETTER_SUBJECT_ROOT, USER_AGENT, Event, Settings
+from streams import (
+    CAUSATION_HEADER,
+    DEAD_LETTER_SUBJECT_ROOT,
+    NATS_ERRORS,
+    USER_AGENT,
+    Event,
+    Settings,
+    build_event,
+    causation_token,
+    encode_event,
+)
 from streams.telemetry import delivery_span, tracing_on
 
 from .._messages import AttemptRecord, AttemptTrigger, CountedSkip, DeadLetter, Subscription, delivery_id_for
@@ -37,7 +48,21 @@ from ._outcome import Dead, Delivered, Gone, Outcome, Retry, decide, logged_as
 from ._retry import RetryPolicy, classify
 from ._sizing import fit_record, omitted
 
-__all__ = ("EVENT_SOURCE", "OUTCOME_UNKNOWN", "Attempted", "Deliverer", "client_tls", "delivery_headers")
+__all__ = (
+    "EVENT_SOURCE",
+    "LOOP_NAMESPACE",
+    "OUTCOME_UNKNOWN",
+    "Attempted",
+    "Deliverer",
+    "client_tls",
+    "delivery_headers",
+    "loop_announcement",
+)
+
+_log = logging.getLogger("turbohooks.worker")
+
+LOOP_NAMESPACE: Final = uuid.UUID("0b7e3c52-6d1a-4f8e-9c2b-5a4d3e2f1c70")
+"""The announcement of a stopped chain has an id derived from the stopped event's: published once."""
 
 EVENT_SOURCE: Final = "/turbo"
 """``ce-source`` of deliveries."""
@@ -75,8 +100,11 @@ def delivery_headers(
     with the ed25519 signing key, ``both`` with both; during a rotation's grace
     period the previous secret and key sign beside them. Used by the workers and by the gateway's test send alike.
     """
+    # What a receiver passes back (``causation``) when it publishes an event because of this
+    # delivery: loop prevention follows the chain through it.
+    causation = {CAUSATION_HEADER: causation_token(event, sub.id)}
     if not integration.signs:
-        return {**sub.headers, **request.headers, "User-Agent": USER_AGENT}
+        return {**sub.headers, **request.headers, **causation, "User-Agent": USER_AGENT}
     moment = now or datetime.now(UTC)
     in_grace = sub.previous_secret_expires_at is not None and sub.previous_secret_expires_at > moment
     secrets: list[str] = []
@@ -101,10 +129,39 @@ def delivery_headers(
         event_time=event.timestamp,
         source=source,
         user_agent=USER_AGENT,
-        extra={**sub.headers, **request.headers},
+        extra={**sub.headers, **request.headers, **causation},
         signing_keys=keys,
         # The integration's (JSON) or the payload template's declared type.
         content_type=next((v for k, v in request.headers.items() if k.lower() == "content-type"), "application/json"),
+    )
+
+
+def loop_announcement(sub: Subscription, event: Event, max_depth: int) -> Event:
+    """The ``system.causation_loop_stopped`` event of ``event``'s chain, stopped at ``sub``.
+
+    Its id derives from the stopped event's, so every subscription (and worker copy) that
+    stops the same event publishes the same announcement, stored once (``Nats-Msg-Id``).
+    It starts no chain of its own: an announcement is never stopped as part of the loop.
+    """
+    depth = event.chain.depth if event.chain is not None else 0
+    return build_event(
+        event_type="system.causation_loop_stopped",
+        entity_id=str(sub.id),
+        data={
+            "current": {
+                "subscription_id": str(sub.id),
+                "subscription_name": sub.name,
+                "url": sub.url,
+                "stopped_event_id": str(event.event_id),
+                "stopped_event_type": event.event_type,
+                "causation_id": str(event.causation_id) if event.causation_id else None,
+                "depth": depth,
+                "max_depth": max_depth,
+            }
+        },
+        actor={"type": "system", "name": "turbohooks-worker"},
+        event_id=uuid.uuid5(LOOP_NAMESPACE, str(event.event_id)),
+        causation_id=event.event_id,
     )
 
 
@@ -190,6 +247,8 @@ class Deliverer:
         self.batcher = AttemptBatcher(js, max_payload=max_payload)
         self.transports: dict[str, Transport] = {}
         """Custom transports of integrations that have one, opened by the worker."""
+        self.loop_stops = 0
+        """Events not delivered by this process for loop prevention (own delivery's consequence, or too deep)."""
 
     async def attempt(
         self,
@@ -216,6 +275,8 @@ class Deliverer:
         """
         prepared = rules.prepare(event, raw)
         if isinstance(prepared, Skip):
+            if prepared.reason == "loop":
+                await self._loop_stopped(sub, event)
             return prepared
         if isinstance(prepared, RenderFailed):
             return _render_failed(sub, event, prepared, attempt=attempt, trigger=trigger, stream_seq=stream_seq)
@@ -320,6 +381,22 @@ class Deliverer:
         if span is not None:
             span.end(outcome=record.outcome, status=result.status, latency_ms=result.latency_ms, error=result.error)
         return Attempted(record=record, outcome=outcome)
+
+    async def _loop_stopped(self, sub: Subscription, event: Event) -> None:
+        """Count a loop stop; a chain stopped for its depth (not an own reply) is announced, once per event."""
+        self.loop_stops += 1
+        chain = event.chain
+        if chain is None or chain.subscription_id == sub.id:
+            return  # an integration's own reply: expected, not an incident
+        announcement = loop_announcement(sub, event, self.settings.max_causation_depth)
+        try:
+            await self.js.publish(
+                announcement.subject,
+                encode_event(announcement),
+                headers={"Nats-Msg-Id": str(announcement.event_id)},
+            )
+        except NATS_ERRORS as exc:  # the event is skipped either way; another copy's stop announces it
+            _log.warning("subscription %s: could not announce the loop stopped at %s (%s)", sub.id, event.event_id, exc)
 
     async def record(self, record: AttemptRecord) -> None:
         """Publish the attempt for the recorder; awaited, so the log is written before the ack."""

@@ -8,7 +8,8 @@ the CLI); a worker never imports this package.
 * :class:`DeliveryStore`: deliveries and attempts: batch recording (``_recording``),
   log queries (``_queries``), stats (``_stats``); read models in ``_views``.
 * :class:`AuditStore`: the audit log of admin actions (``_audit``).
-* :class:`Recorder`: writes the attempts stream into the store.
+* :class:`Recorder`: writes the attempts stream into the store; its :class:`Prober`
+  probes the disabled subscriptions and re-enables those whose receiver is back.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from ._audit import AuditEntry, AuditStore, acting_as, current_actor, local_actor
 from ._database import MIGRATIONS_DIR, Database, alembic_config
 from ._metrics import RecorderMetrics
+from ._prober import Prober
 from ._recorder import PARKED_SUBJECT, RECORDER_CONSUMER, Recorder
 from ._store import (
     AttemptDetail,
@@ -44,6 +46,7 @@ __all__ = (
     "DeliveryStore",
     "DeliverySummary",
     "EventTypeActivity",
+    "Prober",
     "RecordResult",
     "Recorder",
     "RecorderMetrics",

@@ -5,7 +5,8 @@ load); they publish each attempt to the internal attempts stream. The recorder
 drains it in batches, writes each batch in one transaction, then acknowledges
 it; a crash in between replays the batch, which the store ignores (attempt ids
 are unique). It also acts on what the log shows: a subscription failing for
-too long, or answered 410 Gone, is disabled.
+too long, or answered 410 Gone, is disabled; beside it, its :class:`~._prober.Prober`
+probes the disabled ones and re-enables those whose receiver is back.
 
 It acknowledges exactly what it stored: each message of the attempts stream
 on its own (``AckPolicy.EXPLICIT``), once its records are in SQL, so a
@@ -51,6 +52,7 @@ from streams import (
 from .._messages import AttemptBatch, AttemptRecord, SkipCount
 from ._database import DATABASE_OUTAGES, DATABASE_REFUSALS
 from ._metrics import RecorderMetrics
+from ._prober import Prober
 from ._store import DeliveryStore
 
 if TYPE_CHECKING:
@@ -100,11 +102,23 @@ class Recorder:
         """Messages parked on the dead-letter stream (undecodable, or refused by the database)."""
         self.idle = asyncio.Event()
         """Set whenever the recorder has caught up with the attempts stream."""
+        self.prober = Prober(settings, deliveries, service)
+        """Probes the disabled subscriptions with auto_recover, beside the recording (self-healing endpoints)."""
         # In-progress marks go out well within the consumer's ack_wait.
         self._keepalive = (recorder_consumer_config().ack_wait or 30.0) / 3
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Record until ``stop`` is set; the batch in hand is finished first (or left unacknowledged)."""
+        """Record (and probe) until ``stop`` is set; the batch in hand is finished first (or left unacknowledged)."""
+        prober = asyncio.create_task(self.prober.run(stop), name="turbohooks-prober")
+        try:
+            await self._record(stop)
+        finally:
+            if not stop.is_set():  # the recording ended of itself (cancelled): so does the prober
+                prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await prober
+
+    async def _record(self, stop: asyncio.Event) -> None:
         psub = None
         while psub is None and not stop.is_set():
             try:

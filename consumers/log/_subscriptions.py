@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import builtins
 import uuid
+from collections.abc import Collection
+from datetime import datetime
 from typing import Any, cast
 
 import msgspec
@@ -168,6 +170,28 @@ class SubscriptionStore:
             result = await session.execute(delete(SubscriptionRow).where(SubscriptionRow.id == subscription_id))
             if cast(CursorResult[Any], result).rowcount == 0:
                 raise _subscription_not_found(subscription_id)
+
+    async def due_probes(
+        self, moment: datetime, integrations: Collection[str], limit: int = 100
+    ) -> builtins.list[Subscription]:
+        """Disabled subscriptions of ``integrations`` with ``auto_recover`` whose probe is due at ``moment``.
+
+        Unscheduled ones (``next_probe_at`` unset: just disabled, or ``auto_recover`` just
+        turned on) are due too, so the prober schedules their first probe; soonest first.
+        """
+        query = (
+            select(SubscriptionRow)
+            .where(
+                SubscriptionRow.status == "disabled",
+                SubscriptionRow.auto_recover.is_(True),
+                SubscriptionRow.integration.in_(list(integrations)),
+                or_(SubscriptionRow.next_probe_at.is_(None), SubscriptionRow.next_probe_at <= moment),
+            )
+            .order_by(SubscriptionRow.next_probe_at, SubscriptionRow.id)
+            .limit(limit)
+        )
+        async with self._db.session() as session:
+            return [_subscription(row, self.keyring) for row in await session.scalars(query)]
 
     async def all_for_mirror(self) -> builtins.list[Subscription]:
         """Every subscription, whatever its status, oldest first (to rebuild the workers' mirror)."""

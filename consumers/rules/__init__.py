@@ -10,12 +10,24 @@ from __future__ import annotations
 
 from ._filters import MAX_REGEX_LENGTH, OPERATORS, Predicate, check_filter, compile_filter
 from ._redact import DEFAULT_REDACT_FIELDS, REDACTED, Redactor, compile_redactor
-from ._rules import COUNTED_SKIPS, Prepared, Rules, Skip, SkipReason, compile_rules, counted, rules_for
+from ._rules import (
+    COUNTED_SKIPS,
+    DEFAULT_MAX_CAUSATION_DEPTH,
+    Prepared,
+    Rules,
+    Skip,
+    SkipReason,
+    compile_rules,
+    counted,
+    loop_stop,
+    rules_for,
+)
 from ._templates import TEMPLATABLE_INTEGRATIONS, PayloadTemplate, RenderFailed, TemplateLimits, compile_template
 from ._verify import catalog_sample, check_rules_on_save, stored_samples
 
 __all__ = (
     "COUNTED_SKIPS",
+    "DEFAULT_MAX_CAUSATION_DEPTH",
     "DEFAULT_REDACT_FIELDS",
     "MAX_REGEX_LENGTH",
     "OPERATORS",
@@ -38,6 +50,7 @@ __all__ = (
     "compile_rules",
     "compile_template",
     "counted",
+    "loop_stop",
     "rules_for",
     "stored_samples",
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard
 
@@ -20,14 +21,28 @@ if TYPE_CHECKING:
 
     from .._messages import CountedSkip, Subscription
 
-__all__ = ("COUNTED_SKIPS", "Prepared", "Rules", "Skip", "SkipReason", "compile_rules", "counted", "rules_for")
+__all__ = (
+    "COUNTED_SKIPS",
+    "DEFAULT_MAX_CAUSATION_DEPTH",
+    "Prepared",
+    "Rules",
+    "Skip",
+    "SkipReason",
+    "compile_rules",
+    "counted",
+    "loop_stop",
+    "rules_for",
+)
 
 _log = logging.getLogger("turbohooks.worker")
 
-SkipReason = Literal["declined", "filtered"]
+SkipReason = Literal["declined", "filtered", "loop"]
 """Why an event is not sent: ``declined`` — the integration's own rule (Claude skips AI actors, …);
-``filtered`` — the subscription's filter does not match it."""
+``filtered`` — the subscription's filter does not match it; ``loop`` — the event was caused by this
+subscription's own delivery, or its causation chain is deeper than ``TURBOHOOKS_MAX_CAUSATION_DEPTH``."""
 
+DEFAULT_MAX_CAUSATION_DEPTH: Final = 5
+"""``TURBOHOOKS_MAX_CAUSATION_DEPTH``'s default."""
 
 COUNTED_SKIPS: Final[frozenset[str]] = frozenset({"filtered", "throttled", "loop"})
 """The reasons the stats count (:data:`~consumers.CountedSkip`); ``declined`` is the integration's business."""
@@ -54,7 +69,16 @@ class Prepared(msgspec.Struct, frozen=True):
 class Rules:
     """What one subscription sends for an event; built by :func:`compile_rules`, reused for every event."""
 
-    __slots__ = ("config", "filter", "integration", "redactor", "template", "url")
+    __slots__ = (
+        "config",
+        "filter",
+        "integration",
+        "max_causation_depth",
+        "redactor",
+        "subscription_id",
+        "template",
+        "url",
+    )
 
     def __init__(
         self,
@@ -65,6 +89,8 @@ class Rules:
         filter: Predicate | None = None,
         redactor: Redactor | None = None,
         template: PayloadTemplate | None = None,
+        subscription_id: uuid.UUID | None = None,
+        max_causation_depth: int = DEFAULT_MAX_CAUSATION_DEPTH,
     ) -> None:
         self.integration = integration
         self.config = config
@@ -75,16 +101,21 @@ class Rules:
         self.redactor = redactor or compile_redactor()
         self.template = template
         """The payload template, compiled once here; it replaces the integration's body."""
+        self.subscription_id = subscription_id
+        self.max_causation_depth = max_causation_depth
 
     def prepare(self, event: Event, raw: bytes, *, test: bool = False) -> Prepared | Skip | RenderFailed:
         """The request for ``event`` (``raw``: its envelope's bytes), or why none is sent.
 
-        The filter sees the event as published; the integration and the template
-        render it redacted. ``test``: a synthetic test event, sent whatever the
-        filter says (it exists to check the endpoint, and would rarely match a
-        real filter). :class:`RenderFailed`: the template failed on this event
-        (a failed attempt, nothing sent).
+        Loop prevention first (an event caused by this subscription's own delivery, or a
+        chain too deep), then the filter, on the event as published; the integration and
+        the template render it redacted. ``test``: a synthetic test event, sent whatever
+        the filter says (it exists to check the endpoint, and would rarely match a real
+        filter). :class:`RenderFailed`: the template failed on this event (a failed
+        attempt, nothing sent).
         """
+        if event.chain is not None and (stop := loop_stop(event, self.subscription_id, self.max_causation_depth)):
+            return stop
         if self.filter is not None and not test and not self.filter(event):
             return Skip("filtered")
         event, raw = self.redactor.redact(event, raw)
@@ -99,14 +130,32 @@ class Rules:
         return Prepared(request)
 
 
+def loop_stop(event: Event, subscription_id: uuid.UUID | None, max_depth: int) -> Skip | None:
+    """``Skip("loop")`` when ``event`` must not reach the subscription: its own delivery's consequence, or too deep."""
+    chain = event.chain
+    if chain is None:
+        return None
+    if subscription_id is not None and chain.subscription_id == subscription_id:
+        return Skip("loop", "caused by this subscription's own delivery")
+    if chain.depth > max_depth:
+        return Skip("loop", f"causation depth {chain.depth} is over TURBOHOOKS_MAX_CAUSATION_DEPTH ({max_depth})")
+    return None
+
+
 def compile_rules(
-    sub: Subscription, redact_fields: Sequence[str] = (), *, limits: TemplateLimits | None = None
+    sub: Subscription,
+    redact_fields: Sequence[str] = (),
+    *,
+    limits: TemplateLimits | None = None,
+    max_causation_depth: int = DEFAULT_MAX_CAUSATION_DEPTH,
 ) -> Rules:
     """``sub``'s rules, compiled: its integration config parsed, its filter, redaction and template compiled.
 
     ``redact_fields``: the global list (``TURBOHOOKS_REDACT_FIELDS``), beside the built-in one and the
-    subscription's; ``limits`` bound the template's render. ``EventValidationError`` naming the field for a
-    template that does not compile.
+    subscription's; ``limits`` bound the template's render; ``max_causation_depth``
+    (``TURBOHOOKS_MAX_CAUSATION_DEPTH``): events caused by deliveries deeper than it are skipped
+    (``loop``), as are events caused by this subscription's own delivery. ``EventValidationError``
+    naming the field for a template that does not compile.
     """
     integration = INTEGRATIONS[sub.integration]
     template = (
@@ -121,12 +170,19 @@ def compile_rules(
         filter=_loaded_filter(sub),
         redactor=compile_redactor(redact_fields, sub.redact_fields),
         template=template,
+        subscription_id=sub.id,
+        max_causation_depth=max_causation_depth,
     )
 
 
 def rules_for(sub: Subscription, settings: Settings) -> Rules:
-    """``sub``'s rules under ``settings``: the global redaction list and the template's bounds."""
-    return compile_rules(sub, settings.redact_fields, limits=TemplateLimits.from_settings(settings))
+    """``sub``'s rules under ``settings``: the global redaction list, the template's bounds, the causation depth."""
+    return compile_rules(
+        sub,
+        settings.redact_fields,
+        limits=TemplateLimits.from_settings(settings),
+        max_causation_depth=settings.max_causation_depth,
+    )
 
 
 def _loaded_filter(sub: Subscription) -> Predicate | None:

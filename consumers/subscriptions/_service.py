@@ -274,7 +274,10 @@ class SubscriptionService:
             return None
         if current.status == "disabled":
             return None
-        saved = await self._save(current, {"status": "disabled", "disabled_reason": reason})
+        # The probe state starts over: the prober (auto-recover) schedules the first probe.
+        saved = await self._save(
+            current, {"status": "disabled", "disabled_reason": reason, "probe_attempts": 0, "next_probe_at": None}
+        )
         if self.publisher is not None:
             await self.publisher.emit(
                 event_type="system.health_check_failed",
@@ -293,6 +296,66 @@ class SubscriptionService:
                 actor={"type": "system", "name": "turbohooks-recorder"},
                 # One announcement per disable, even if the recorder retries.
                 event_id=uuid.uuid5(saved.id, f"disabled:{saved.updated_at.isoformat()}"),
+            )
+        return saved
+
+    async def schedule_probe(self, sub: Subscription, at: datetime, *, failed: Mapping[str, Any] | None = None) -> None:
+        """Set when the disabled ``sub`` is probed next; ``failed``: the probe just made got no 2xx (announced).
+
+        Idempotent: two probers that made the same probe save the same state and
+        announce it under the same event id (stored once).
+        """
+        current = await self.store.get(sub.id)
+        if current.status != "disabled" or not current.auto_recover:
+            return  # resumed, paused or opted out meanwhile
+        if (current.probe_attempts, current.next_probe_at) != (sub.probe_attempts, sub.next_probe_at):
+            return  # another prober moved the state on since ``sub`` was read: its word stands
+        attempts = sub.probe_attempts + (1 if failed is not None else 0)
+        saved = await self._save(current, {"probe_attempts": attempts, "next_probe_at": at})
+        if failed is not None and self.publisher is not None:
+            await self.publisher.emit(
+                event_type="system.subscription_probe_failed",
+                entity_id=str(saved.id),
+                data={"current": {**_about(saved), "status": "disabled", "next_probe_at": at.isoformat(), **failed}},
+                actor={"type": "system", "name": "turbohooks-prober"},
+                event_id=uuid.uuid5(saved.id, f"probe-failed:{attempts}:{sub.next_probe_at}"),
+            )
+
+    async def recover(self, sub: Subscription, probe: Mapping[str, Any]) -> Subscription | None:
+        """Re-enable the disabled ``sub`` after a 2xx probe; announce ``system.subscription_recovered``.
+
+        ``None`` when it is not disabled any more (another prober, or a person, was first).
+        Active again, its consumer delivers the backlog it kept, in stream order.
+        """
+        current = await self.store.get(sub.id)
+        if current.status != "disabled" or not current.auto_recover:
+            return None
+        saved = await self._save(
+            current,
+            {
+                "status": "active",
+                "disabled_reason": None,
+                "consecutive_failures": 0,
+                "first_failure_at": None,
+                "probe_attempts": 0,
+                "next_probe_at": None,
+            },
+        )
+        if self.publisher is not None:
+            await self.publisher.emit(
+                event_type="system.subscription_recovered",
+                entity_id=str(saved.id),
+                data={
+                    "current": {
+                        **_about(saved),
+                        "status": "active",
+                        "disabled_reason": current.disabled_reason,
+                        **probe,
+                    }
+                },
+                actor={"type": "system", "name": "turbohooks-prober"},
+                # One announcement per recovery, whichever prober saw the 2xx first.
+                event_id=uuid.uuid5(saved.id, f"recovered:{current.next_probe_at}:{current.probe_attempts}"),
             )
         return saved
 
@@ -325,3 +388,8 @@ class SubscriptionService:
         for subscription in subscriptions:
             await ensure_consumer(self.js, self.settings, subscription)
         await self.registry.sync(subscriptions)
+
+
+def _about(sub: Subscription) -> dict[str, Any]:
+    """What every announcement about a subscription names."""
+    return {"subscription_id": str(sub.id), "subscription_name": sub.name, "url": sub.url}

@@ -214,6 +214,8 @@ class SubscriptionView(msgspec.Struct, kw_only=True):
     auto_recover: bool = True
     next_probe_at: datetime | None = None
     """A disabled subscription with ``auto_recover``: when its receiver is probed next."""
+    probe_attempts: int = 0
+    """Probes of a disabled subscription that got no 2xx so far (the backoff doubles with each)."""
 
 
 def subscription_view(sub: Subscription, *, with_secret: bool = False) -> SubscriptionView:
@@ -247,6 +249,7 @@ def subscription_view(sub: Subscription, *, with_secret: bool = False) -> Subscr
         redact_fields=list(sub.redact_fields),
         auto_recover=sub.auto_recover,
         next_probe_at=sub.next_probe_at,
+        probe_attempts=sub.probe_attempts,
         **key_fields(sub, moment=datetime.now(UTC)),
     )
 

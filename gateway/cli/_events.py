@@ -25,6 +25,7 @@ from streams import (
     DEAD_LETTER_STREAM,
     EXTERNAL_SOURCES,
     KNOWN_EVENT_TYPES,
+    PLATFORM_SOURCE,
     SUBJECT_ROOT,
     TURBO_SOURCE,
     ActorType,
@@ -39,7 +40,7 @@ from ._safe import safe
 
 __all__ = ("register",)
 
-_SOURCES = (TURBO_SOURCE, *EXTERNAL_SOURCES)
+_SOURCES = (TURBO_SOURCE, *EXTERNAL_SOURCES, PLATFORM_SOURCE)
 
 
 def _json_arg(value: str | None, option: str) -> Any:
@@ -86,6 +87,10 @@ def publish(
     ] = "system",
     actor_name: Annotated[str, typer.Option("--actor-name", help="Who did it.")] = "turbohooks-cli",
     event_id: Annotated[str | None, typer.Option("--event-id", help="A UUID; re-using one publishes once.")] = None,
+    causation: Annotated[
+        str | None,
+        typer.Option("--causation", help="The Turbohooks-Causation header of the delivery this event answers."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the acknowledgement as JSON.")] = False,
 ) -> None:
     """Publish one event and print its id and stream sequence."""
@@ -113,6 +118,7 @@ def publish(
                 context=_context_arg(context or []),
                 actor={"type": actor_type, "name": actor_name},
                 event_id=event_id,
+                causation=causation,
             )
         if as_json:
             print_json(ack)
@@ -130,7 +136,7 @@ def events(
         typer.Option("--source", help=f"Only the types of this source: {', '.join(_SOURCES)} (default: every source)."),
     ] = None,
 ) -> None:
-    """List every event type of the catalog: Turbo's, then those received from outside (GitHub)."""
+    """List every event type of the catalog: Turbo's, those received from outside (GitHub), turbohooks' own."""
     if source is not None and source not in _SOURCES:
         fail(f"--source: {source!r} is not one of {', '.join(_SOURCES)}", 2)
     listed = [info for info in KNOWN_EVENT_TYPES.values() if source is None or info.source == source]

@@ -97,12 +97,15 @@ def reply_event(
     event_type: str = "comment.created",
     actor_name: str = "claude",
     comment_id: str | None = None,
+    causation: str | None = None,
 ) -> Event:
     """The AI's reply comment to ``trigger``, built so that it never triggers Claude again.
 
     ``actor.type`` is ``ai``; ``causation_id`` is the triggering event; the
     event id is derived from the trigger, so publishing the reply twice (a
-    retried run) stores it once within the stream's duplicate window.
+    retried run) stores it once within the stream's duplicate window. ``causation``:
+    the delivery's ``Turbohooks-Causation`` header, so that the reply carries the
+    causation chain (never delivered back to the Claude subscription; a loop stops).
     """
     issue_id = issue_id_of(trigger)
     if issue_id is None:
@@ -125,6 +128,7 @@ def reply_event(
         actor={"type": "ai", "name": actor_name},
         event_id=event_id,
         causation_id=trigger.event_id,
+        causation=causation,
     )
 
 

@@ -9,6 +9,7 @@ answer would make GitHub mark the hook's deliveries failed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import re
@@ -18,7 +19,15 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from streams import EXTERNAL_EVENT_TYPES, Actor, Event, EventValidationError, TurbohooksError, build_event
+from streams import (
+    EXTERNAL_EVENT_TYPES,
+    Actor,
+    CausationChain,
+    Event,
+    EventValidationError,
+    TurbohooksError,
+    build_event,
+)
 
 from ..core import truncate
 from ._plan import MARKER_PREFIX
@@ -193,19 +202,50 @@ def github_event(event_name: str | None, delivery_id: str | None, body: bytes) -
     return msgspec.structs.replace(event, action=str(payload.get("action") or name))
 
 
+Mirrors = Callable[[], Awaitable[Mapping[str, uuid.UUID]]]
+"""The GitHub subscriptions by the repository they mirror (``owner/repo`` in lower case)."""
+
+
+def _repository(body: bytes) -> str | None:
+    with contextlib.suppress(msgspec.DecodeError, AttributeError, TypeError):
+        repo = msgspec.json.decode(body).get("repository") or {}
+        name = repo.get("full_name")
+        return name.lower() if isinstance(name, str) else None
+    return None
+
+
+async def _with_origin(event: Event, body: bytes, mirrors: Mirrors | None) -> Event:
+    """An echo of a mirror's own write, marked as caused by the subscription mirroring that repository.
+
+    Loop prevention then never delivers it back to that subscription (its own API
+    call's consequence). The delivery that made the write is not known here, so the
+    chain is one deep.
+    """
+    if mirrors is None or event.data.current.get("echo") is not True:
+        return event
+    repository = _repository(body)
+    origin = (await mirrors()).get(repository) if repository else None
+    if origin is None:
+        return event
+    return msgspec.structs.replace(event, chain=CausationChain(depth=1, subscription_id=origin))
+
+
 async def receive_github_webhook(
     headers: Mapping[str, str],
     body: bytes,
     *,
     secret: str,
     publish: Callable[[Event], Awaitable[object]],
+    mirrors: Mirrors | None = None,
 ) -> InboundResult:
     """The whole inbound route: verify, build the event, publish; what to answer GitHub.
 
     401 and nothing published for a bad or missing signature; 400 for a
     delivery that is not JSON or names no event; 200 for ``ping``; 200
     ``ignored`` and nothing published for an event the catalog does not list;
-    202 once the event is stored.
+    202 once the event is stored. ``mirrors``: the GitHub subscriptions by
+    repository, asked for an echo of a mirror's write (marked as that
+    subscription's consequence: see :func:`_with_origin`).
     """
     lowered = {k.lower(): v for k, v in headers.items()}
     try:
@@ -222,5 +262,6 @@ async def receive_github_webhook(
         return InboundResult(status=400, detail=str(exc))
     if event is None:
         return InboundResult(status=200, detail="pong")
+    event = await _with_origin(event, body, mirrors)
     await publish(event)
     return InboundResult(status=202, detail="published", event_id=str(event.event_id), subject=event.subject)

@@ -122,6 +122,12 @@ class Settings(RoleSettings, frozen=True, kw_only=True):
     """``WEBHOOK_DISABLE_AFTER_FAILURES``: consecutive failed deliveries that disable a subscription."""
     webhook_disable_after_period: float = 86400.0
     """``WEBHOOK_DISABLE_AFTER_PERIOD``: ...and only when failing for at least this long."""
+    webhook_probe_delay: float = 60.0
+    """``WEBHOOK_PROBE_DELAY``: the first probe of a disabled subscription, doubling after each failed one."""
+    webhook_probe_max_delay: float = 3600.0
+    """``WEBHOOK_PROBE_MAX_DELAY``: the longest pause between probes."""
+    max_causation_depth: int = 5
+    """``TURBOHOOKS_MAX_CAUSATION_DEPTH``: events caused by deliveries in a row before the chain stops."""
     webhook_secret_grace: float = 86400.0
     """``WEBHOOK_SECRET_GRACE``: how long a rotated-out secret keeps signing."""
     response_body_cap: int = 4096

@@ -48,7 +48,10 @@ def test_events_lists_the_catalog() -> None:
     table = cli("events", env=_env(COLUMNS="200"))
     assert "turbo.calendar.event_starting_soon" in table.stdout
     # Every known type, each with its source: Turbo's, then those the inbound GitHub webhook publishes.
-    assert "turbo.external.github.issues" in table.stdout and "69 event types (59 turbo, 10 github)" in table.stdout
+    assert (
+        "turbo.external.github.issues" in table.stdout
+        and "73 event types (59 turbo, 10 github, 4 turbohooks)" in table.stdout
+    )
     everything = json.loads(cli("events", "--json", env=_env()).stdout)
     assert [(t["event_type"], t["source"]) for t in everything[56:61]] == [
         ("system.health_check_failed", "turbo"),
@@ -110,6 +113,7 @@ def test_publish_twice_with_one_event_id_is_stored_once(env: dict[str, str], js:
         (("publish", "issue.created", "--entity-id", "1", "--context", "nope"), "--context"),
         (("publish", "issue.created", "--entity-id", "1", "--context", "planet=mars"), "context"),
         (("publish", "issue.created", "--entity-id", "1", "--actor-type", "robot"), "actor.type"),
+        (("publish", "issue.created", "--entity-id", "1", "--causation", "nope;depth=1"), "causation: 'nope'"),
         (("tail", "--since", "yesterday-ish"), "--since"),
     ],
 )

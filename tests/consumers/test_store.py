@@ -260,6 +260,27 @@ async def test_list_and_count_subscriptions_by_status_and_integration(db: Databa
     assert await store.count(integration="slack") == 3
 
 
+async def test_due_probes_are_the_disabled_auto_recovering_ones_due_by_now(db: Database) -> None:
+    store = SubscriptionStore(db)
+    now = datetime.now(UTC)
+
+    async def disabled(name: str, **fields: Any) -> Subscription:
+        sub = await store.create(make_subscription(name=name, status="disabled", **fields))
+        return sub
+
+    due = await disabled("due", next_probe_at=now - timedelta(seconds=1), probe_attempts=2)
+    unscheduled = await disabled("unscheduled")
+    await disabled("later", next_probe_at=now + timedelta(minutes=1))
+    await disabled("opted-out", auto_recover=False, next_probe_at=now - timedelta(seconds=1))
+    await disabled("e-mail", integration="email", next_probe_at=now - timedelta(seconds=1))
+    await store.create(make_subscription(name="active", next_probe_at=now - timedelta(seconds=1)))
+    found = await store.due_probes(now, ["webhook", "slack"])
+    assert sorted(s.name for s in found) == ["due", "unscheduled"]
+    (again,) = [s for s in found if s.id == due.id]
+    assert again.probe_attempts == 2 and again.next_probe_at == due.next_probe_at
+    assert unscheduled.id in {s.id for s in found}
+
+
 # --- recording attempts ------------------------------------------------------------
 
 

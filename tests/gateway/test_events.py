@@ -29,7 +29,7 @@ async def test_event_types_are_the_catalog(client: httpx.AsyncClient) -> None:
 async def test_event_types_list_the_external_ones_with_their_source(client: httpx.AsyncClient) -> None:
     body = (await client.get("/api/event-types")).json()
     assert [item["event_type"] for item in body["items"]] == list(KNOWN_EVENT_TYPES)
-    assert body["total"] == len(KNOWN_EVENT_TYPES) and body["by_source"] == {"turbo": 59, "github": 10}
+    assert body["total"] == len(KNOWN_EVENT_TYPES) and body["by_source"] == {"turbo": 59, "github": 10, "turbohooks": 4}
     github = (await client.get("/api/event-types", params={"source": "github"})).json()
     assert [item["event_type"] for item in github["items"]] == list(EXTERNAL_EVENT_TYPES)
     assert {item["source"] for item in github["items"]} == {"github"}
@@ -84,6 +84,12 @@ async def test_publish_refusals_name_the_field(client: httpx.AsyncClient, unique
         ({"event_type": "issue.created", "entity_id": True}, 400, "entity_id"),
         ({"event_type": "issue.created", "entity_id": unique, "event_id": "not-a-uuid"}, 400, "event_id"),
         ({"entity_id": unique}, 400, "event_type"),
+        ({"event_type": "issue.created", "entity_id": unique, "causation": "nope;depth=1"}, 422, "causation"),
+        (
+            {"event_type": "issue.created", "entity_id": unique, "causation": f"{uuid.uuid4()};depth=-1"},
+            422,
+            "causation",
+        ),
     ]
     for body, status, field in cases:
         response = await client.post("/api/events", json=body)
@@ -92,6 +98,17 @@ async def test_publish_refusals_name_the_field(client: httpx.AsyncClient, unique
         problem = response.json()
         assert problem["field"] == field, (body, problem)
         assert problem["errors"][0]["field"] == field and problem["title"]
+
+
+async def test_an_event_answering_a_delivery_carries_its_chain(client: httpx.AsyncClient, unique: str) -> None:
+    cause, sub_id = uuid.uuid4(), uuid.uuid4()
+    answer = await _publish(
+        client, event_type="comment.created", entity_id=unique, causation=f"{cause};depth=3;subscription={sub_id}"
+    )
+    stored = (await client.get(f"/api/events/{answer['event_id']}")).json()
+    event = stored["event"]
+    assert event["causation_id"] == str(cause)
+    assert event["chain"] == {"depth": 3, "subscription_id": str(sub_id)}
 
 
 async def test_history_newest_first_with_filters_and_paging(client: httpx.AsyncClient, unique: str) -> None:

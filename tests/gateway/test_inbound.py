@@ -12,9 +12,10 @@ import msgspec
 import pytest
 from litestar import Litestar
 
-from consumers import Engine
+from consumers import Engine, SubscriptionCreate
 from gateway import create_app
-from streams import decode_event
+from integrations.github import turbo_marker
+from streams import CausationChain, Event, decode_event
 from streams.settings import GatewaySettings
 from tests.support import Receiver, Running, wait_for
 
@@ -110,3 +111,39 @@ async def test_a_github_event_outside_the_catalog_is_ignored_and_publishes_nothi
     assert answer.json()["detail"] == "ignored: external.github.star is not in the catalog"
     assert answer.json().get("event_id") is None
     assert await _last_seq(engine) == before
+
+
+async def test_an_echo_of_a_mirrors_write_is_marked_as_its_subscriptions_consequence(
+    client: httpx.AsyncClient, engine: Engine, receiver: Receiver, unique: str
+) -> None:
+    """Loop prevention: the GitHub subscription that wrote the comment never receives the echo of it."""
+    sub = await engine.service.create(
+        SubscriptionCreate(
+            name=f"mirror-{unique}",
+            url=receiver.url,
+            event_types=["comment.created"],
+            integration="github",
+            integration_config={"repository": f"octo/r-{unique}", "token": "ghp_test", "api_url": receiver.url},
+        )
+    )
+
+    async def published(comment_body: str) -> Event:
+        payload = json.dumps(
+            {
+                "action": "created",
+                "issue": {"number": 3, "title": "Mirrored", "body": "x"},
+                "comment": {"id": 9, "body": comment_body},
+                "repository": {"full_name": f"Octo/R-{unique}"},
+                "sender": {"login": "turbo-bot", "type": "User"},
+            }
+        ).encode()
+        answer = await client.post("/api/inbound/github", content=payload, headers=_delivery("issue_comment", payload))
+        assert answer.status_code == 202, answer.text
+        msg = await engine.js.get_last_msg(engine.settings.stream_name, answer.json()["subject"])
+        return decode_event(msg.data or b"")
+
+    echo = await published("Done.\n\n" + turbo_marker("issue-1"))
+    assert echo.data.current["echo"] is True
+    assert echo.chain == CausationChain(depth=1, subscription_id=sub.id)
+    person = await published("A person's comment")
+    assert person.data.current["echo"] is False and person.chain is None

@@ -10,7 +10,7 @@ from nats.js import JetStreamContext
 
 from publishers import EventPublisher
 from publishers._changes import derive_events, emit_change, mentions
-from streams import Event, EventValidationError, Settings
+from streams import CausationChain, Event, EventValidationError, Settings
 
 from .conftest import stored_events
 
@@ -243,6 +243,22 @@ def test_derived_events_share_entity_actor_context_and_cite_the_change() -> None
         assert event.timestamp == update.timestamp
         assert event.data.previous == update.data.previous and event.data.current == update.data.current
     assert [e.data.changes for e in derived] == [["status"], ["status"], ["priority"], ["assignee"]]
+
+
+def test_a_change_caused_by_a_delivery_carries_its_chain_in_every_event() -> None:
+    """A receiver's change (loop prevention): the derived events stand where the change does in the chain."""
+    cause, sub_id = uuid.uuid4(), uuid.uuid4()
+    update, *derived = derive_events(
+        "issue",
+        "42",
+        previous={"status": "testing"},
+        current={"status": "closed"},
+        causation=f"{cause};depth=2;subscription={sub_id}",
+    )
+    assert update.causation_id == cause and derived
+    for event in (update, *derived):
+        assert event.chain == CausationChain(depth=2, subscription_id=sub_id)
+    assert all(event.causation_id == update.event_id for event in derived)
 
 
 def test_events_about_another_entity_name_the_changed_one() -> None:

@@ -146,6 +146,13 @@ async def test_ai_events_and_redeliveries_start_no_run(server: ClaudeServer, sec
     assert len(server.runs) == 1
 
 
+async def test_a_probe_of_turbohooks_is_answered_and_starts_no_run(server: ClaudeServer, secret: str) -> None:
+    """Self-healing: a disabled Claude subscription's probe gets its 2xx, and Claude is not woken for it."""
+    probe = build_event(event_type="system.subscription_probe", entity_id=str(uuid.uuid4()))
+    assert await post(server, probe, secret) == (200, {"probe": "ok"})
+    assert len(server.runs) == 0
+
+
 async def test_one_run_per_issue_at_a_time(server: ClaudeServer, secret: str) -> None:
     a1, a2, b1 = comment("SLEEP 0.6", "issue-a"), comment("SLEEP 0.1", "issue-a"), comment("SLEEP 0.1", "issue-b")
     for event in (a1, a2, b1):
@@ -226,6 +233,8 @@ async def test_the_whole_loop_through_the_engine(
         reply = decode_event(stored.data or b"")
         assert str(reply.event_id) == run.reply_event_id
         assert reply.actor.type == "ai" and reply.causation_id == trigger.event_id
+        # ...carrying the delivery's causation chain: one deep, caused by the Claude subscription...
+        assert reply.chain is not None and (reply.chain.depth, reply.chain.subscription_id) == (1, sub.id)
 
         # ...and the worker passed over it (acknowledged, nothing sent): no second run.
         async def consumed() -> bool:

@@ -10,9 +10,11 @@ import pytest
 
 from streams import (
     EVENT_CATALOG,
+    CausationChain,
     Event,
     EventValidationError,
     build_event,
+    causation_token,
     decode_event,
     encode_event,
     event_subject,
@@ -153,3 +155,41 @@ def test_decoder_ignores_fields_it_does_not_know() -> None:
     doc["added_in_v2"] = {"anything": True}
     assert decode_event(msgspec.json.encode(doc)) == event
     assert isinstance(decode_event(msgspec.json.encode(doc)), Event)
+
+
+def test_the_causation_token_of_a_delivery_sets_the_chain_of_its_reply() -> None:
+    sub_id = uuid.uuid4()
+    cause = build_event(event_type="issue.created", entity_id="1")
+    token = causation_token(cause, sub_id)
+    assert token == f"{cause.event_id};depth=1;subscription={sub_id}"
+    reply = build_event(event_type="comment.created", entity_id="c", causation=token)
+    assert reply.causation_id == cause.event_id
+    assert reply.chain == CausationChain(depth=1, subscription_id=sub_id)
+    deeper = build_event(event_type="issue.updated", entity_id="1", causation=causation_token(reply, uuid.uuid4()))
+    assert deeper.chain is not None and deeper.chain.depth == 2
+    assert decode_event(encode_event(deeper)) == deeper
+    plain = msgspec.json.decode(encode_event(cause))
+    assert plain["chain"] is None, "an event no delivery caused has no chain"
+
+
+@pytest.mark.parametrize(
+    ("causation", "fragment"),
+    [
+        ("not-a-uuid;depth=1", "not a UUID"),
+        (f"{uuid.uuid4()};depth=x", "not a whole number"),
+        (f"{uuid.uuid4()};depth=0", "1 or more"),
+        (f"{uuid.uuid4()};colour=red", "depth=<n> or subscription=<id>"),
+        (f"{uuid.uuid4()};subscription=nope", "not a UUID"),
+    ],
+)
+def test_a_bad_causation_is_refused_naming_it(causation: str, fragment: str) -> None:
+    with pytest.raises(EventValidationError) as info:
+        build_event(event_type="issue.created", entity_id="1", causation=causation)
+    assert info.value.field == "causation" and fragment in str(info.value)
+
+
+def test_causation_and_a_different_causation_id_are_refused() -> None:
+    token = f"{uuid.uuid4()};depth=1"
+    with pytest.raises(EventValidationError) as info:
+        build_event(event_type="issue.created", entity_id="1", causation=token, causation_id=uuid.uuid4())
+    assert info.value.field == "causation_id"

@@ -11,6 +11,8 @@ from streams import (
     EVENT_CATALOG,
     EXTERNAL_EVENT_TYPES,
     KNOWN_EVENT_TYPES,
+    PLATFORM_EVENT_TYPES,
+    PLATFORM_SOURCE,
     TURBO_SOURCE,
     EventValidationError,
     build_event,
@@ -27,7 +29,20 @@ def test_turbo_types_stay_the_designs_58_and_the_recovery() -> None:
     assert len(EVENT_CATALOG) == 59
     assert {info.source for info in EVENT_CATALOG.values()} == {TURBO_SOURCE}
     assert not set(EVENT_CATALOG) & set(EXTERNAL_EVENT_TYPES)
-    assert list(KNOWN_EVENT_TYPES) == [*EVENT_CATALOG, *EXTERNAL_EVENT_TYPES]
+    assert list(KNOWN_EVENT_TYPES) == [*EVENT_CATALOG, *EXTERNAL_EVENT_TYPES, *PLATFORM_EVENT_TYPES]
+
+
+def test_turbohooks_own_types_are_system_events_about_a_subscription() -> None:
+    assert set(PLATFORM_EVENT_TYPES) == {
+        "system.subscription_probe",
+        "system.subscription_probe_failed",
+        "system.subscription_recovered",
+        "system.causation_loop_stopped",
+    }
+    for info in PLATFORM_EVENT_TYPES.values():
+        assert info.source == PLATFORM_SOURCE and info.entity_type == "webhook_subscription"
+        assert info.trigger and info.description
+    assert "system.subscription_recovered" in match_event_types(["system.*"])
 
 
 def test_external_github_types() -> None:

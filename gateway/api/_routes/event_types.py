@@ -23,7 +23,10 @@ _BY_SOURCE = dict(Counter(info.source for info in KNOWN_EVENT_TYPES.values()))
 async def list_event_types(
     source: Annotated[
         EventSource | None,
-        QueryParameter(description="Only the types of this source: `turbo` (Turbo's 59) or `github` (inbound)."),
+        QueryParameter(
+            description="Only the types of this source: `turbo` (Turbo's 59), `github` (inbound) "
+            "or `turbohooks` (its own `system.*`)."
+        ),
     ] = None,
 ) -> EventTypeList:
     items = [

@@ -75,6 +75,7 @@ async def publish_event(
         causation_id=data.causation_id,
         traceparent=traceparent,
         tracestate=tracestate,
+        causation=data.causation,
     )
     return PublishedEvent(
         event_id=ack.event_id,

@@ -9,6 +9,8 @@ not in the catalog is answered 200 ``ignored`` and publishes nothing.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from typing import Any, Final
 
 import msgspec
@@ -16,6 +18,7 @@ from litestar import Request, Response, Router, post
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 
+from consumers import Engine
 from integrations import receive_github_webhook
 
 from .._params import EngineDep
@@ -53,11 +56,15 @@ class InboundAnswer(msgspec.Struct, kw_only=True):
     security=[],
 )
 async def inbound_github(engine: EngineDep, request: Request[Any, Any, State]) -> Response[InboundAnswer]:
+    async def mirrors() -> Mapping[str, uuid.UUID]:
+        return await _github_mirrors(engine)
+
     result = await receive_github_webhook(
         dict(request.headers),
         await request.body(),
         secret=request.app.state.get(GITHUB_SECRET_STATE, ""),
         publish=engine.publisher.publish,
+        mirrors=mirrors,
     )
     if result.status >= 400:
         raise ProblemException(
@@ -67,6 +74,16 @@ async def inbound_github(engine: EngineDep, request: Request[Any, Any, State]) -
         InboundAnswer(detail=result.detail, event_id=result.event_id, subject=result.subject),
         status_code=result.status,
     )
+
+
+async def _github_mirrors(engine: Engine) -> dict[str, uuid.UUID]:
+    """The GitHub subscriptions by repository (lower case); the oldest one when several mirror the same."""
+    found: dict[str, uuid.UUID] = {}
+    for sub in await engine.subscriptions.list(integration="github", limit=1000):
+        repository = sub.integration_config.get("repository")
+        if isinstance(repository, str):
+            found.setdefault(repository.lower(), sub.id)
+    return found
 
 
 router = Router(path="/api/inbound", tags=["inbound"], route_handlers=[inbound_github])

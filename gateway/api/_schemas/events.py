@@ -9,7 +9,16 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 from msgspec import Meta
 
-from streams import EXTERNAL_SOURCES, TURBO_SOURCE, ActorType, Event, EventContext, EventData
+from streams import (
+    EXTERNAL_SOURCES,
+    PLATFORM_SOURCE,
+    TURBO_SOURCE,
+    ActorType,
+    CausationChain,
+    Event,
+    EventContext,
+    EventData,
+)
 
 __all__ = (
     "ActorBody",
@@ -26,9 +35,9 @@ __all__ = (
 )
 
 
-EventSource = Literal["turbo", "github"]
-"""Who publishes an event type: Turbo, or the outside service it is received from."""
-assert get_args(EventSource) == (TURBO_SOURCE, *EXTERNAL_SOURCES), "EventSource lists the catalog's sources"
+EventSource = Literal["turbo", "github", "turbohooks"]
+"""Who publishes an event type: Turbo, the outside service it is received from, or turbohooks itself."""
+assert get_args(EventSource) == (TURBO_SOURCE, *EXTERNAL_SOURCES, PLATFORM_SOURCE), "EventSource lists the sources"
 
 
 class EventTypeView(msgspec.Struct, kw_only=True):
@@ -80,6 +89,17 @@ class PublishEventBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     timestamp: datetime | None = None
     """With a time zone; default: now."""
     causation_id: uuid.UUID | None = None
+    causation: (
+        Annotated[
+            str,
+            Meta(
+                max_length=200,
+                description="The `Turbohooks-Causation` header of the delivery this event answers: sets "
+                "`causation_id` and the causation chain (loop prevention).",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class PublishedEvent(msgspec.Struct, kw_only=True):
@@ -124,6 +144,7 @@ class EventEnvelope(msgspec.Struct, kw_only=True):
     context: EventContext
     causation_id: uuid.UUID | None
     schema_version: int
+    chain: CausationChain | None = None
 
     @classmethod
     def of(cls, event: Event) -> EventEnvelope:

@@ -13,7 +13,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from streams import EventValidationError, decode_event
+from streams import CAUSATION_HEADER, EventValidationError, decode_event
 
 from ...core import SignatureError, verify
 from .._integration import issue_id_of
@@ -106,6 +106,9 @@ class ClaudeServer:
             envelope = msgspec.json.decode(body)
         except (EventValidationError, msgspec.DecodeError) as exc:
             return web.json_response({"error": f"not a Turbo event: {exc}"}, status=400)
+        if event.event_type == "system.subscription_probe":
+            # turbohooks asking whether this server is back (self-healing): yes, and nothing to run.
+            return web.json_response({"probe": "ok"})
         if event.actor.type == "ai":
             # The integration never sends these; a second guard costs nothing.
             return web.json_response({"skipped": "the event's actor is an AI"})
@@ -125,7 +128,9 @@ class ClaudeServer:
         self.history.saw(webhook_id, run.run_id)
         ahead = self.runner.ahead(issue)
         await self.history.record(run)
-        self.runner.enqueue(Job(run, event, context if isinstance(context, dict) else {}))
+        self.runner.enqueue(
+            Job(run, event, context if isinstance(context, dict) else {}, request.headers.get(CAUSATION_HEADER))
+        )
         return web.json_response({"run_id": run.run_id, "issue": issue, "ahead": ahead}, status=202)
 
     async def _list_runs(self, request: web.Request) -> web.Response:

@@ -58,6 +58,8 @@ class Job(msgspec.Struct):
     run: ClaudeRun
     event: Event
     context: dict[str, Any]
+    causation: str | None = None
+    """The delivery's ``Turbohooks-Causation`` header: the reply carries it (loop prevention)."""
 
 
 class Runner:
@@ -144,13 +146,15 @@ class Runner:
         except (aiohttp.ClientError, TimeoutError) as exc:
             return f"(issue context unavailable: {type(exc).__name__}: {exc})"
 
-    def _environment(self, run: ClaudeRun, event: Event) -> dict[str, str]:
+    def _environment(self, run: ClaudeRun, event: Event, causation: str | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "CLAUDE_WEBHOOK_SECRET"}  # the agent needs no secret
         env.update(
             TURBO_EVENT_ID=str(event.event_id),
             TURBO_EVENT_TYPE=event.event_type,
             TURBO_ISSUE_ID=issue_id_of(event) or "",
             TURBO_CAUSATION_ID=str(event.event_id),
+            # What the agent passes back as `causation` if it publishes to Turbo itself.
+            TURBO_CAUSATION=causation or "",
             TURBO_ACTOR_TYPE="ai",
             TURBO_RUN_ID=run.run_id,
         )
@@ -163,9 +167,9 @@ class Runner:
         await self._history.record(run)
         try:
             prompt = build_prompt(event, job.context, await self._issue_context(issue_id_of(event)))
-            outcome = await self._execute(run, prompt, self._environment(run, event))
+            outcome = await self._execute(run, prompt, self._environment(run, event, job.causation))
             if outcome == "succeeded" and self.config.publish_replies:
-                await self._reply(run, event)
+                await self._reply(run, event, job.causation)
             # Set last: a run shown finished has its reply published (or its error recorded).
             run.status = outcome
         except asyncio.CancelledError:
@@ -249,12 +253,12 @@ class Runner:
             # A grandchild that left the process group still holds the pipes.
             return (b"", False), (b"", False)
 
-    async def _reply(self, run: ClaudeRun, event: Event) -> None:
+    async def _reply(self, run: ClaudeRun, event: Event, causation: str | None = None) -> None:
         content = run.output.strip()
         if not content or self._publish is None:
             return
         try:
-            reply = reply_event(event, content)
+            reply = reply_event(event, content, causation=causation)
             await self._publish(reply)
         except TurbohooksError as exc:  # a refused reply or PublishError: recorded on the run, not fatal
             run.error = f"reply not published: {exc}"
