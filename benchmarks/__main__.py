@@ -22,7 +22,7 @@ from ._report import Context, readme_section, update_readme, write_json, write_m
 from ._results import Results, Scale
 from ._traffic import Receiver
 
-GROUPS = ("ceilings", "peers", "product")
+GROUPS = ("ceilings", "peers", "product", "load")
 # A quick run is a smoke run: its report goes here (gitignored), never over the tracked
 # BENCHMARKS.md and docs/bench/, which only a full run refreshes.
 QUICK_DIR = ROOT / "build" / "bench" / "quick"
@@ -90,6 +90,8 @@ async def _run(args: argparse.Namespace, command: str) -> int:
                         await _ceilings.run(results, scale, workdir / group, children, receiver)
                     elif group == "peers":
                         await _peers.run(results, scale, workdir / group, children, receiver)
+                    elif group == "load":
+                        await _product.run_load(results, scale, workdir / group, children)
                     else:
                         profile_dir = args.plots if args.profile else None
                         await _product.run(results, scale, workdir / group, children, receiver, profile_dir=profile_dir)
