@@ -53,7 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         help=f"where the PNG plots and results.json go (default: docs/bench; with --quick {_rel(QUICK_DIR)})",
     )
     parser.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated groups among {', '.join(GROUPS)}")
-    parser.add_argument("--profile", action="store_true", help="py-spy the worker at saturation (adds ~20 s)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the worker at saturation and under the real-world load (adds ~20 s)",
+    )
     parser.add_argument("--readme", action="store_true", help="also rewrite README.md's Performance section")
     parser.add_argument("--timeout", type=float, default=None, help="stop everything after this many seconds")
     return parser
@@ -91,7 +95,8 @@ async def _run(args: argparse.Namespace, command: str) -> int:
                     elif group == "peers":
                         await _peers.run(results, scale, workdir / group, children, receiver)
                     elif group == "load":
-                        await _product.run_load(results, scale, workdir / group, children)
+                        profile_dir = args.plots if args.profile else None
+                        await _product.run_load(results, scale, workdir / group, children, profile_dir=profile_dir)
                     else:
                         profile_dir = args.plots if args.profile else None
                         await _product.run(results, scale, workdir / group, children, receiver, profile_dir=profile_dir)

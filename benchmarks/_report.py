@@ -232,6 +232,17 @@ def write_markdown(results: Results, context: Context, plots: dict[str, Path], o
             *results.profile,
             "",
         ]
+    load_profile = results.series.get("load_profile")
+    if load_profile:
+        lines += [
+            "## Profile of the worker under the real-world load",
+            "",
+            "py-spy (`--nonblocking`, 200 Hz) on the `turbohooks worker` process during the run with receivers "
+            "answering in 100 ± 50 ms; collapsed stacks in `worker-load-profile.folded` beside the plots.",
+            "",
+            *load_profile,
+            "",
+        ]
     lines += ["## Not measured, and caveats", ""]
     lines += [f"- {note}" for note in results.notes] or ["- nothing"]
     lines += [

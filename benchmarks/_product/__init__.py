@@ -84,7 +84,9 @@ async def run(
         )
 
 
-async def run_load(results: Results, scale: Scale, workdir: Path, children: Children) -> None:
+async def run_load(
+    results: Results, scale: Scale, workdir: Path, children: Children, *, profile_dir: Path | None = None
+) -> None:
     """Real-world load, fan-out and the moonshot, with a receiver of their own (per-path answers, 10 ports)."""
     print("load", flush=True)
     async with Receiver.running(children, max_seconds=3600, ports=_RECEIVER_PORTS) as receiver:
@@ -103,7 +105,9 @@ async def run_load(results: Results, scale: Scale, workdir: Path, children: Chil
                         pids["nats-server"] = server.pid
                     # The failing receivers last: their retries and held requests outlast the run.
                     await fan_out(results, scale, engine, receiver, fleet)
-                    await real_world(results, scale, engine, receiver, fleet, pids, failing=False)
+                    await real_world(
+                        results, scale, engine, receiver, fleet, pids, failing=False, profile_dir=profile_dir
+                    )
                     await fan_out_wide(results, scale, engine, receiver, fleet)
                     await real_world(results, scale, engine, receiver, fleet, pids, failing=True)
                 finally:

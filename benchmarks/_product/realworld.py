@@ -21,8 +21,9 @@ import math
 import random
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import psutil
@@ -30,6 +31,7 @@ import psutil
 from consumers import Engine, Subscription, consumer_name
 from streams import EVENT_CATALOG, Event
 
+from .. import _profile
 from .._processes import peak_rss, wait_until
 from .._receiver import OK, path_behaviour
 from .._results import Results, Scale, percentile
@@ -120,6 +122,8 @@ class _Run:
     """(seconds since the start, healthy deliveries demanded − received) once a second."""
     rss: list[tuple[float, float]] = field(default_factory=list)
     samples: list[tuple[float, float, int, int]] = field(default_factory=list)
+    stored_ms: list[float] = field(default_factory=list)
+    """Per published batch: from building its events to JetStream's last ack (stored; fsynced as shipped)."""
 
 
 def _cpu(pids: dict[str, int]) -> dict[str, float]:
@@ -157,6 +161,11 @@ async def quiet(engine: Engine, fleet: Fleet, timeout: float = 60.0) -> bool:
     return await wait_until(acknowledged, timeout=timeout, interval=1.0)
 
 
+async def _timed_emit(engine: Engine, batch: list[Event], built: float, stored_ms: list[float]) -> None:
+    await engine.publisher.emit_many(batch)
+    stored_ms.append((time.monotonic() - built) * 1000.0)
+
+
 async def _paced(
     engine: Engine,
     receiver: Receiver,
@@ -165,8 +174,12 @@ async def _paced(
     rate: float,
     seconds: float,
     pids: dict[str, int],
+    profile: Callable[[], Awaitable[object]] | None = None,
 ) -> _Run:
-    """``rate`` deliveries/s over the fleet for ``seconds``: events of random load types, published in ticks."""
+    """``rate`` deliveries/s over the fleet for ``seconds``: events of random load types, published in ticks.
+
+    ``profile`` is started once the warm-up is over (py-spy on the worker), and awaited at the end.
+    """
     per_type = len(fleet.subs) // len(LOAD_TYPES)
     events_per_second = rate / per_type
     healthy = [fleet.subs[n] for n, kind in enumerate(kinds) if kind == OK]
@@ -175,6 +188,7 @@ async def _paced(
     await receiver.reset()
     publishes: set[asyncio.Task[object]] = set()
     pending_task: asyncio.Task[int] | None = None
+    profiling: asyncio.Task[object] | None = None
     sent = 0
     window_start: tuple[float, int, int, dict[str, float]] | None = None
     warmup = seconds * 0.2
@@ -192,7 +206,7 @@ async def _paced(
                     sent += 1
                     for n in fleet.of_type(event_type):
                         run.expected[kinds[n]] += 1
-                task: asyncio.Task[object] = asyncio.create_task(engine.publisher.emit_many(batch))
+                task: asyncio.Task[object] = asyncio.create_task(_timed_emit(engine, batch, now, run.stored_ms))
                 publishes.add(task)
                 task.add_done_callback(publishes.discard)
             if now >= next_sample:
@@ -202,6 +216,8 @@ async def _paced(
                 if window_start is None and now - started >= warmup:
                     window_start = (now, stats.count, stats.kinds[OK], _cpu(pids))
                     pending_task = asyncio.create_task(_unacked(engine, healthy))
+                    if profile is not None:
+                        profiling = asyncio.create_task(profile())
             await asyncio.sleep(0.02)
         stats = await receiver.stats()
         end = time.monotonic()
@@ -216,6 +232,8 @@ async def _paced(
     run.pending = (await pending_task if pending_task is not None else 0, pending_end)
     if publishes:
         await asyncio.wait(set(publishes), timeout=10)
+    if profiling is not None:
+        await profiling
 
     async def healthy_in() -> bool:
         return (await receiver.stats()).kinds[OK] >= run.expected[OK]
@@ -279,8 +297,10 @@ def _record_run(
         f"{label}: p99 publish → receipt, healthy paths (the receiver's own answer time excluded)",
         p99 if math.isfinite(p99) else None,
         "ms",
-        note=f"p50 {percentile(arrival, 50):,.1f} / p95 {percentile(arrival, 95):,.1f} ms; publish → answered "
-        f"p99 {percentile(answered, 99):,.0f} ms; {missing:,} of {run.expected[OK]:,} not received within 5 s",
+        note=f"p50 {percentile(arrival, 50):,.1f} / p95 {percentile(arrival, 95):,.1f} ms; publish → stored "
+        f"(JetStream's ack, the floor) p50 {percentile(run.stored_ms, 50):,.1f} / p99 "
+        f"{percentile(run.stored_ms, 99):,.1f} ms; publish → answered p99 {percentile(answered, 99):,.0f} ms; "
+        f"{missing:,} of {run.expected[OK]:,} not received within 5 s",
     )
     peak = max((mb for _, mb in run.rss), default=math.nan)
     results.add(f"{key}.rss", LOAD_GROUP, f"{label}: worker peak RSS", peak, "MB")
@@ -337,8 +357,12 @@ async def real_world(
     pids: dict[str, int],
     *,
     failing: bool,
+    profile_dir: Path | None = None,
 ) -> None:
-    """The fast-receiver reference and the slow receivers (``failing=False``), or the failing receivers."""
+    """The fast-receiver reference and the slow receivers (``failing=False``), or the failing receivers.
+
+    With ``profile_dir``, py-spy samples the worker during the slow receivers' run.
+    """
     rate = scale.pick(500.0, 2000.0)
     seconds = scale.pick(10.0, 60.0)
     count = len(fleet.subs)
@@ -358,7 +382,15 @@ async def real_world(
         await receiver.profile(**_behaviour(profile))
         kinds = [path_behaviour(n, **_behaviour(profile))[0] for n in range(count)]
         await receiver.settle()
-        run = await _paced(engine, receiver, fleet, kinds, rate, duration, pids)
+        spy: Callable[[], Awaitable[object]] | None = None
+        if profile_dir is not None and key == slow_key:
+
+            async def spy_worker(seconds: float = min(15.0, duration * 0.6), out: Path = profile_dir) -> None:
+                lines = await _profile.record(pids["worker"], seconds, out, "worker-load-profile")
+                results.series["load_profile"] = lines
+
+            spy = spy_worker
+        run = await _paced(engine, receiver, fleet, kinds, rate, duration, pids, spy)
         _record_run(results, key, f"{count:,} subscriptions, {label}", run, kinds, profile, cpu_ref=ref)
     key = failing_key if failing else slow_key
     who = "healthy 85 %: " if failing else ""
