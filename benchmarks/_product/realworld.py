@@ -310,7 +310,7 @@ def _record_run(
         f"{key}.p99",
         LOAD_GROUP,
         f"{label}: p99 publish → receipt, healthy paths (the receiver's own answer time excluded)",
-        p99 if math.isfinite(p99) else None,
+        None if math.isnan(p99) else p99,  # ∞ (deliveries missing) is a miss, not "not measured"
         "ms",
         note=f"p50 {percentile(arrival, 50):,.1f} / p95 {percentile(arrival, 95):,.1f} ms; publish → stored "
         f"(JetStream's ack, the floor) p50 {percentile(run.stored_ms, 50):,.1f} / p99 "
