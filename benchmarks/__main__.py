@@ -22,7 +22,7 @@ from ._report import Context, readme_section, update_readme, write_json, write_m
 from ._results import Results, Scale
 from ._traffic import Receiver
 
-GROUPS = ("ceilings", "peers", "product")
+GROUPS = ("ceilings", "peers", "product", "load")
 # A quick run is a smoke run: its report goes here (gitignored), never over the tracked
 # BENCHMARKS.md and docs/bench/, which only a full run refreshes.
 QUICK_DIR = ROOT / "build" / "bench" / "quick"
@@ -53,7 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         help=f"where the PNG plots and results.json go (default: docs/bench; with --quick {_rel(QUICK_DIR)})",
     )
     parser.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated groups among {', '.join(GROUPS)}")
-    parser.add_argument("--profile", action="store_true", help="py-spy the worker at saturation (adds ~20 s)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the worker at saturation and under the real-world load (adds ~20 s)",
+    )
     parser.add_argument("--readme", action="store_true", help="also rewrite README.md's Performance section")
     parser.add_argument("--timeout", type=float, default=None, help="stop everything after this many seconds")
     return parser
@@ -90,6 +94,9 @@ async def _run(args: argparse.Namespace, command: str) -> int:
                         await _ceilings.run(results, scale, workdir / group, children, receiver)
                     elif group == "peers":
                         await _peers.run(results, scale, workdir / group, children, receiver)
+                    elif group == "load":
+                        profile_dir = args.plots if args.profile else None
+                        await _product.run_load(results, scale, workdir / group, children, profile_dir=profile_dir)
                     else:
                         profile_dir = args.plots if args.profile else None
                         await _product.run(results, scale, workdir / group, children, receiver, profile_dir=profile_dir)
@@ -130,6 +137,8 @@ def _standing_notes() -> list[str]:
         "QUICK mode measures fewer events, fewer idle subscriptions (200, not 1,000) and a 4,000-event "
         "backlog: the targets that speak of 1,000 subscriptions or 100,000 events are then marked with the "
         "scale they were measured at.",
+        "QUICK mode runs the load group with 200 subscriptions, 500 deliveries/s for 10 s (full: 1,000, "
+        "2,000/s for 60 s), a 3 s wide fan-out and a 10,000-event moonshot backlog (full: 60,000).",
     ]
 
 

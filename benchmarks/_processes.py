@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Final
+from typing import Final, TextIO
 
 import psutil
 from nats.aio.client import Client as NATS
@@ -90,6 +90,16 @@ for pid in pids:
 """Kills the processes it was told about once its stdin closes: when the benchmark dies, even by SIGKILL."""
 
 
+def _log_file(args: tuple[str, ...], index: int) -> int | TextIO:
+    """``BENCH_LOGS=<dir>``: a child's stderr (the product's error logs) kept there, to diagnose a run."""
+    logs = os.environ.get("BENCH_LOGS")
+    if not logs:
+        return asyncio.subprocess.DEVNULL
+    Path(logs).mkdir(parents=True, exist_ok=True)
+    name = "-".join(Path(arg).name for arg in args[:3] if not arg.startswith("-"))
+    return open(Path(logs) / f"{name}-{index}.log", "a", encoding="utf-8")  # the child keeps its own copy
+
+
 class Children:
     """Every process a benchmark starts; all are stopped on exit (SIGTERM, then SIGKILL), even on error.
 
@@ -104,14 +114,17 @@ class Children:
     async def start(
         self, *args: str, env: dict[str, str] | None = None, stdout: int = asyncio.subprocess.DEVNULL
     ) -> asyncio.subprocess.Process:
+        stderr = _log_file(args, len(self._processes))
         process = await asyncio.create_subprocess_exec(
             *args,
             env=env,
             stdin=asyncio.subprocess.PIPE,
             stdout=stdout,
-            stderr=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
             preexec_fn=_die_with_parent(),
         )
+        if not isinstance(stderr, int):
+            stderr.close()  # the child has its own copy
         self._processes.append(process)
         return process
 

@@ -94,13 +94,13 @@ def summarize(folded: str) -> list[str]:
     return lines
 
 
-async def record(pid: int, seconds: float, out_dir: Path) -> list[str]:
-    """Sample ``pid`` for ``seconds``; write the collapsed stacks; return the summary (or why there is none)."""
+async def record(pid: int, seconds: float, out_dir: Path, name: str = "worker-profile") -> list[str]:
+    """Sample ``pid`` for ``seconds``; write the collapsed stacks (``<name>.folded``); return the summary."""
     tool = _py_spy()
     if tool is None:
         return ["py-spy is not installed (`pip install py-spy`, part of the `bench` extra); no profile."]
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
-    folded = out_dir / "worker-profile.folded"
+    folded = out_dir / f"{name}.folded"
     process = await asyncio.create_subprocess_exec(
         tool,
         "record",

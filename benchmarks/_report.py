@@ -184,6 +184,24 @@ def write_markdown(results: Results, context: Context, plots: dict[str, Path], o
     ]
     if "backlog" in rel:
         lines += [f"![Backlog drain]({rel['backlog']})", ""]
+    if any(figure.group == "load" for figure in results.figures.values()):
+        lines += [
+            "### Real-world load, fan-out and the moonshot",
+            "",
+            "Their own nats-server (`nats/dev.conf`), worker (`WEBHOOK_TIMEOUT=10`) and recorder, and their own "
+            "receiver process listening on 10 ports (10 receiving hosts: the worker's HTTP pool limits "
+            "connections per host), each subscription on its own path, answering as that path's profile says "
+            "(fixed per path by a seed): at once, in 100 ms ± 50 ms, or with 10 % of the paths holding their "
+            "answer past the timeout and 5 % answering 500. The catalog's types are the subjects, so 1,000 "
+            "subscriptions share 50 types: 2,000 deliveries/s is 100 events/s, each to the 20 subscriptions of "
+            "its type. p99 is from the event's timestamp to the request's arrival at the receiver, so the "
+            "receiver's own answer time is not in it (the target is that time + 25 ms); an expected delivery "
+            "that did not arrive counts as infinitely late. The setup (creating the subscriptions) is timed "
+            "apart and is in no other figure. The moonshot runs on a fresh nats-server under its default sync.",
+            "",
+            *figures_table(results, "load"),
+            "",
+        ]
     lines += [
         *diagnosis_section(results),
         "### Cost of the hot path",
@@ -212,6 +230,17 @@ def write_markdown(results: Results, context: Context, plots: dict[str, Path], o
             "collapsed stacks in `docs/bench/worker-profile.folded`.",
             "",
             *results.profile,
+            "",
+        ]
+    load_profile = results.series.get("load_profile")
+    if load_profile:
+        lines += [
+            "## Profile of the worker under the real-world load",
+            "",
+            "py-spy (`--nonblocking`, 200 Hz) on the `turbohooks worker` process during the run with receivers "
+            "answering in 100 ± 50 ms; collapsed stacks in `worker-load-profile.folded` beside the plots.",
+            "",
+            *load_profile,
             "",
         ]
     lines += ["## Not measured, and caveats", ""]

@@ -82,33 +82,61 @@ class Stats:
     signed: int
     first: float
     last: float
+    kinds: list[int] = field(default_factory=lambda: [0, 0, 0])
+    """Distinct deliveries to ``/p/<n>`` paths per kind: answered, 500, timing out."""
 
 
 class Receiver:
     """The minimal receiver process, and the driver's view of it."""
 
-    def __init__(self, process: asyncio.subprocess.Process, port: int, session: aiohttp.ClientSession) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, ports: list[int], session: aiohttp.ClientSession) -> None:
         self.process = process
-        self.port = port
-        self.base = f"http://127.0.0.1:{port}"
+        self.port = ports[0]
+        self.ports = ports
+        self.base = f"http://127.0.0.1:{self.port}"
         self.url = f"{self.base}/hook"
         self._session = session
 
+    def path_url(self, n: int) -> str:
+        """The URL of per-path receiver ``n`` (see ``_receiver``'s profile), its port one of ``ports`` in turn."""
+        return f"http://127.0.0.1:{self.ports[n % len(self.ports)]}/p/{n}"
+
     @classmethod
     @contextlib.asynccontextmanager
-    async def running(cls, children: Children, max_seconds: float) -> AsyncIterator[Receiver]:
+    async def running(cls, children: Children, max_seconds: float, *, ports: int = 1) -> AsyncIterator[Receiver]:
         process = await children.start(
-            PYTHON, "-m", "benchmarks._receiver", "--max-seconds", str(max_seconds), stdout=asyncio.subprocess.PIPE
+            PYTHON,
+            "-m",
+            "benchmarks._receiver",
+            "--max-seconds",
+            str(max_seconds),
+            "--ports",
+            str(ports),
+            stdout=asyncio.subprocess.PIPE,
         )
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), 20)
         if not line.startswith(b"READY "):
             raise RuntimeError(f"benchmarks: the receiver did not start ({line!r})")
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        # Generous: a load run's samples are ~100,000 arrivals long.
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
             try:
-                yield cls(process, int(line.split()[1]), session)
+                yield cls(process, [int(word) for word in line.split()[1:]], session)
             finally:
                 await children.stop(process)
+
+    async def profile(self, **params: float) -> None:
+        """Set the per-path behaviour (``mean``, ``jitter`` ms; ``timeout``, ``error`` shares; ``hang`` s; ``seed``)."""
+        query = "&".join(f"{key}={value}" for key, value in params.items())
+        async with self._session.post(f"{self.base}/_bench/profile?{query}") as response:
+            response.raise_for_status()
+
+    async def path_samples(self, start: int = 0) -> list[tuple[float, float, int, int]]:
+        """(arrival, latency ms or NaN, path, kind) of every request from index ``start``."""
+        async with self._session.get(f"{self.base}/_bench/samples?from={start}") as response:
+            data = await response.json()
+        latencies = [math.nan if v is None else v for v in data["latency_ms"]]
+        return list(zip(data["arrivals"], latencies, data["path"], data["kind"], strict=True))
 
     async def stats(self) -> Stats:
         async with self._session.get(f"{self.base}/_bench/stats") as response:

@@ -1,5 +1,8 @@
 """The product: publishing, end-to-end delivery, fan-out, idle subscriptions, a backlog, hot-path costs, disk sync.
 
+The ``load`` group (:func:`run_load`): real-world load on 1,000 subscriptions,
+fan-out to 1,000 and to 100, and the moonshot.
+
 End to end runs the real processes: ``turbohooks worker --integration webhook``
 (one, then two copies) and ``turbohooks recorder``, against the minimal receiver;
 subscriptions are created with ``open_engine(settings).service.create``.
@@ -19,9 +22,14 @@ from ._common import start_worker
 from .delivery import end_to_end, latency_diagnosis
 from .hot_path import hot_path
 from .load import backlog, fanout, idle
+from .moonshot import moonshot
 from .publishing import publishing, sync_policy
+from .realworld import TIMEOUT, create_fleet, fan_out, fan_out_wide, real_world
 
-__all__ = ("run",)
+__all__ = ("run", "run_load")
+
+_RECEIVER_PORTS = 10
+"""The load's receiver listens on 10 ports: 10 receiving hosts for the worker's per-host connection limit."""
 
 
 async def run(
@@ -74,3 +82,35 @@ async def run(
             "QUICK mode skips the latency diagnosis (p99 without the recorder, and under the default sync): "
             "run `make bench`."
         )
+
+
+async def run_load(
+    results: Results, scale: Scale, workdir: Path, children: Children, *, profile_dir: Path | None = None
+) -> None:
+    """Real-world load, fan-out and the moonshot, with a receiver of their own (per-path answers, 10 ports)."""
+    print("load", flush=True)
+    async with Receiver.running(children, max_seconds=3600, ports=_RECEIVER_PORTS) as receiver:
+        async with nats_server(workdir / "nats", children) as server:
+            settings = bench_settings(server.url, workdir / "data")
+            async with open_engine(settings, name="load") as engine:
+                env = {**child_env(settings), "WEBHOOK_TIMEOUT": str(TIMEOUT)}
+                recorder = await children.start(str(TURBOHOOKS), "recorder", env=env)
+                worker = await start_worker(children, env)
+                assert worker.pid is not None and recorder.pid is not None
+                print(f"  worker pid {worker.pid}, recorder pid {recorder.pid}", flush=True)
+                try:
+                    fleet = await create_fleet(results, scale, engine, receiver)
+                    pids = {"worker": worker.pid, "recorder": recorder.pid, "receiver": receiver.process.pid}
+                    if server.pid is not None:
+                        pids["nats-server"] = server.pid
+                    # The failing receivers last: their retries and held requests outlast the run.
+                    await fan_out(results, scale, engine, receiver, fleet)
+                    await real_world(
+                        results, scale, engine, receiver, fleet, pids, failing=False, profile_dir=profile_dir
+                    )
+                    await fan_out_wide(results, scale, engine, receiver, fleet)
+                    await real_world(results, scale, engine, receiver, fleet, pids, failing=True)
+                finally:
+                    await children.stop(worker)
+                    await children.stop(recorder)
+        await moonshot(results, scale, workdir / "moonshot", children, receiver)
