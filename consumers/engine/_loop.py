@@ -32,6 +32,9 @@ __all__ = ("SubscriptionLoop", "position")
 _log = logging.getLogger("turbohooks.worker")
 
 _GONE_HOLD: Final = 30.0
+_UNWRITTEN_DELAY: Final = 1.0
+"""Seconds before an event whose attempt could not be written ahead comes back (nothing was sent)."""
+_WARN_EVERY: Final = 5.0
 
 
 def position(msg: Msg) -> tuple[int, int]:
@@ -63,6 +66,8 @@ class SubscriptionLoop:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._gone_until = 0.0
+        self._warned_at = -_WARN_EVERY
+        self._unwritten = 0
         self._settling = asyncio.Semaphore(4 * self._limit)
         self._settle_tasks: set[asyncio.Task[None]] = set()
         self.throttle = worker.throttles.open(sub.id, sub.rate_limit)
@@ -140,6 +145,26 @@ class SubscriptionLoop:
         except ThrottleHalted:
             with contextlib.suppress(*NATS_ERRORS):
                 await msg.nak()  # stopping before its slot came: not sent, first in line for the next worker
+            return
+        except NATS_ERRORS as exc:
+            # The attempt's record could not be written ahead (JetStream slow or away), so
+            # nothing was sent: the event comes back after a short pause. An overloaded server
+            # is an expected state, not a crash: one line, at most every few seconds (a full
+            # traceback per event was 76 % of a falling-behind worker's CPU, py-spy).
+            self._unwritten += 1
+            now = time.monotonic()
+            if now - self._warned_at >= _WARN_EVERY:
+                _log.warning(
+                    "subscription %s: %d attempt(s) not started, their record could not be written ahead (%s); "
+                    "they come back in %.0f s",
+                    sub.id,
+                    self._unwritten,
+                    exc.__class__.__name__,
+                    _UNWRITTEN_DELAY,
+                )
+                self._warned_at, self._unwritten = now, 0
+            with contextlib.suppress(*NATS_ERRORS):
+                await msg.nak(delay=_UNWRITTEN_DELAY)
             return
         if isinstance(attempted, Skip):
             if counted(attempted.reason):
