@@ -32,7 +32,7 @@ from typing import Final, Literal
 
 import msgspec
 from nats.errors import Error as NatsError
-from nats.js.errors import KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import BadRequestError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -243,8 +243,13 @@ class AlertEvaluator:
             if key in current:
                 continue
             await self._publish(state, cleared_at=now)
-            with contextlib.suppress(KeyWrongLastSequenceError):
+            try:
                 await kv.delete(key, last=revision)
+            except BadRequestError as exc:
+                # nats-py raises a delete's lost compare-and-set as a plain 400 (10071), not as
+                # KeyWrongLastSequenceError: another evaluator changed or cleared it first.
+                if not _lost_race(exc):
+                    raise
             cleared.append(state.alert)
         for alert in raised:
             _log.warning("alert raised: %s", alert.summary)
@@ -261,3 +266,12 @@ class AlertEvaluator:
                 _log.warning("alerts: evaluation failed, trying again: %r", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.alert_interval)
+
+
+_WRONG_LAST_SEQUENCE: Final = 10071
+"""JetStream's error code for a write whose expected last sequence no longer holds."""
+
+
+def _lost_race(exc: BadRequestError) -> bool:
+    """Whether a KV write failed only because another writer changed the key first."""
+    return isinstance(exc, KeyWrongLastSequenceError) or exc.err_code == _WRONG_LAST_SEQUENCE

@@ -221,6 +221,8 @@ def test_the_rows_no_value_is_refused_of_are_free_text() -> None:
         "NATS_TLS_CA",
         "NATS_TLS_CERT",
         "NATS_TLS_KEY",
+        # Field names or dotted paths to redact (issue 12): a list of any names.
+        "TURBOHOOKS_REDACT_FIELDS",
     } >= TEXT_ROWS, TEXT_ROWS
 
 

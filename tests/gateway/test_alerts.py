@@ -12,6 +12,7 @@ import msgspec
 from consumers import Engine
 from consumers.log import SubscriptionWindow
 from gateway.operations import AlertEvaluator, SubscriptionHealth, alert_conditions, subscription_health
+from gateway.operations._alerts import Alert
 from streams import heartbeat, silent_processes
 from streams._heartbeat import process_key
 from streams.settings import HealthSettings
@@ -169,3 +170,22 @@ async def test_each_alert_is_raised_once_and_cleared_once_and_reaches_a_subscrip
     first = next(r for r in receiver.at("/pager") if r.event["event_type"] == "system.health_check_failed")
     current = first.event["data"]["current"]  # type: ignore[index]
     assert current["check"] == "alert" and current["summary"] and "threshold" in current
+
+
+async def test_evaluators_clearing_the_same_alert_at_once_both_finish(engine: Engine, unique: str) -> None:
+    """Two evaluators (two gateways) clear one alert together: the one that loses the race carries on.
+
+    Found by the suite on a loaded machine: nats-py raises a KV delete's lost
+    compare-and-set as a plain 400 (err_code 10071), which stopped an evaluation.
+    """
+    health = HealthSettings()
+    evaluators = [AlertEvaluator(engine, health) for _ in range(3)]
+    kv = await evaluators[0]._bucket()
+    for round_ in range(5):
+        key = f"lag.{uuid.uuid4().hex}"  # a subscription that does not exist: its condition has ended
+        alert = Alert(key=key, kind="lag", summary=f"test {unique} {round_}", value=1.0, threshold=0.0)
+        await kv.put(key, msgspec.json.encode({"alert": alert, "raised_at": "2026-12-01T00:00:00Z", "announced": True}))
+        results = await asyncio.gather(*(e.evaluate() for e in evaluators), return_exceptions=True)
+        assert not [r for r in results if isinstance(r, BaseException)], results
+        assert key not in {k for k, _ in (await evaluators[0].held()).items()}
+        assert any(key in {a.key for a in cleared} for _, cleared in results if not isinstance(cleared, BaseException))
