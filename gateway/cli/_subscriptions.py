@@ -59,14 +59,18 @@ def _headers(items: list[str]) -> dict[str, str]:
     return headers
 
 
-def _config(text: str) -> dict[str, Any]:
+def _json_object(text: str, option: str, example: str = "") -> dict[str, Any]:
     try:
         value = msgspec.json.decode(text)
     except msgspec.DecodeError as exc:
-        fail(f"--config: not valid JSON ({exc})", 2)
+        fail(f"{option}: not valid JSON ({exc})", 2)
     if not isinstance(value, dict):
-        fail("--config: must be a JSON object", 2)
+        fail(f"{option}: must be a JSON object{example}", 2)
     return value
+
+
+def _config(text: str) -> dict[str, Any]:
+    return _json_object(text, "--config")
 
 
 def _schedule(text: str) -> list[float]:
@@ -81,13 +85,7 @@ def _patterns(text: str) -> list[str]:
 
 
 def _filter(text: str) -> dict[str, Any]:
-    try:
-        value = msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
-        fail(f"--filter: not valid JSON ({exc})", 2)
-    if not isinstance(value, dict):
-        fail('--filter: must be a JSON object such as \'{"data.current.priority": "high"}\'', 2)
-    return value
+    return _json_object(text, "--filter", """ such as '{"data.current.priority": "high"}'""")
 
 
 def _template(text: str | None, path: Path | None) -> str | None:
