@@ -57,7 +57,7 @@ RULES_TEMPLATE: Final = (
     '{"text": {{ ("[" ~ context.project_id ~ "] " ~ data.current.title)|tojson }},'
     ' "status": "{{ data.current.status }}", "was": {{ data.previous.status|tojson }},'
     ' "priority": "{{ data.current.priority }}", "assignee": {{ data.current.assignee|tojson }},'
-    ' "by": {{ actor.name|tojson }}, "labels": {{ data.current.labels }},'
+    ' "by": {{ actor.name|tojson }}, "labels": {{ data.current.labels|tojson }},'
     ' "changes": [{% for c in data.changes %}"{{ c }}"{% if not loop.last %},{% endif %}{% endfor %}],'
     ' "description": {{ data.current.description|tojson }}, "event": "{{ event_type }}:{{ entity_id }}",'
     ' "link": "https://turbo.example.com/projects/{{ context.project_id }}/issues/{{ entity_id }}",'
