@@ -6,7 +6,7 @@ import asyncio
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from nats.js import JetStreamContext
 
@@ -24,6 +24,9 @@ __all__ = (
     "FANOUT_TYPE",
     "GROUP",
     "IDLE_TYPES",
+    "RULES_FILTER",
+    "RULES_TEMPLATE",
+    "RULES_TYPE",
     "default_sync_config",
     "drain_burst",
     "loops_running",
@@ -38,6 +41,33 @@ E2E_TYPES: Final = ["issue.*"]
 FANOUT_TYPE: Final = "comment.created"
 BACKLOG_TYPE: Final = "milestone.progress_updated"
 IDLE_TYPES: Final = ["project.*"]
+RULES_TYPE: Final = "document.updated"
+"""The saturation run with a filter and a template: a type no other subscription of the group takes."""
+
+RULES_FILTER: Final[dict[str, Any]] = {
+    "data.current.priority": {"$in": ["high", "urgent"]},
+    "data.changes": {"$contains": "status"},
+    "actor.type": {"$ne": "ai"},
+    "context.project_id": {"$startsWith": "p-"},
+    "data.previous.status": {"$exists": True},
+}
+"""The design's use cases in one filter: five clauses, each a different operator; every sample event matches."""
+
+RULES_TEMPLATE: Final = (
+    '{"text": {{ ("[" ~ context.project_id ~ "] " ~ data.current.title)|tojson }},'
+    ' "status": "{{ data.current.status }}", "was": {{ data.previous.status|tojson }},'
+    ' "priority": "{{ data.current.priority }}", "assignee": {{ data.current.assignee|tojson }},'
+    ' "by": {{ actor.name|tojson }}, "labels": {{ data.current.labels|tojson }},'
+    ' "changes": [{% for c in data.changes %}"{{ c }}"{% if not loop.last %},{% endif %}{% endfor %}],'
+    ' "description": {{ data.current.description|tojson }}, "event": "{{ event_type }}:{{ entity_id }}",'
+    ' "link": "https://turbo.example.com/projects/{{ context.project_id }}/issues/{{ entity_id }}",'
+    ' "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": {{ ("*" ~ data.current.title'
+    ' ~ "* moved from " ~ data.previous.status ~ " to " ~ data.current.status)|tojson }}}},'
+    ' {"type": "context", "elements": [{"type": "mrkdwn", "text": {{ ("by " ~ actor.name ~ " · priority "'
+    ' ~ data.current.priority ~ " · " ~ data.current.labels|join(", "))|tojson }}}]}],'
+    ' "id": "{{ event_id }}", "at": "{{ timestamp }}"}'
+)
+"""A payload template of the usual shape whose JSON output is about 1 KiB (the sample's description)."""
 
 
 async def subscribe(engine: Engine, name: str, url: str, types: list[str], *, active: bool = True) -> Subscription:
@@ -75,7 +105,14 @@ async def start_worker(children: Children, env: dict[str, str]) -> asyncio.subpr
 
 
 async def drain_burst(
-    engine: Engine, receiver: Receiver, sub: Subscription, count: int, limit: float, watched: Watched
+    engine: Engine,
+    receiver: Receiver,
+    sub: Subscription,
+    count: int,
+    limit: float,
+    watched: Watched,
+    *,
+    event_type: str = "issue.updated",
 ) -> Burst:
     """Pause ``sub``, publish a backlog of ``count``, resume it: the deliveries, timed at the receiver.
 
@@ -85,7 +122,7 @@ async def drain_burst(
     await engine.service.pause(sub.id)
     await asyncio.sleep(1.0)  # the workers stop their loops within about a second (registry watch)
     await receiver.settle()
-    await preload(engine.publisher, "issue.updated", count)
+    await preload(engine.publisher, event_type, count)
     early = (await receiver.stats()).count
 
     async def resume() -> None:

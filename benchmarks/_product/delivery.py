@@ -1,5 +1,8 @@
 """End to end: one worker then two, at saturation and at 500 events/s.
 
+Also the same saturation run through a subscription with a five-clause filter and a
+~1 KiB payload template, against the one without.
+
 Also the recorder's lag behind the deliveries, the worker's profile (``--profile``) and
 what the latency is made of (full mode).
 """
@@ -7,12 +10,14 @@ what the latency is made of (full mode).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from pathlib import Path
 
 from nats.js import JetStreamContext
 
-from consumers import RECORDER_CONSUMER, Engine, Subscription, open_engine
+from consumers import RECORDER_CONSUMER, Engine, Subscription, SubscriptionCreate, open_engine
+from consumers.rules import compile_template
 from streams import ATTEMPTS_STREAM, DEFAULT_CONFIG
 
 from .. import _profile
@@ -20,7 +25,19 @@ from .._peers import RATE, Firing, Watched, record_burst, record_latency, record
 from .._processes import TURBOHOOKS, Children, bench_settings, child_env, nats_server, wait_until
 from .._results import Results, Scale
 from .._traffic import Receiver, measure_paced, sample_event
-from ._common import E2E_TYPES, GROUP, default_sync_config, drain_burst, loops_running, preload, start_worker, subscribe
+from ._common import (
+    E2E_TYPES,
+    GROUP,
+    RULES_FILTER,
+    RULES_TEMPLATE,
+    RULES_TYPE,
+    default_sync_config,
+    drain_burst,
+    loops_running,
+    preload,
+    start_worker,
+    subscribe,
+)
 
 __all__ = (
     "end_to_end",
@@ -81,6 +98,7 @@ async def end_to_end(
         ref="ceil.drain.64",
     )
     await _recorder_lag(results, js)
+    await _rules_burst(results, engine, receiver, count, limit, watched)
 
     # Latency at a fixed 500 events/s, measured at the receiver from the event's timestamp.
     await receiver.settle()
@@ -118,6 +136,62 @@ async def end_to_end(
         await children.stop(second)
     await receiver.settle()
     return sub
+
+
+async def _rules_burst(
+    results: Results, engine: Engine, receiver: Receiver, count: int, limit: float, watched: Watched
+) -> None:
+    """The saturation run again, through a subscription with a five-clause filter and a ~1 KiB template.
+
+    Its events are of a type the ``e2e`` subscription does not take (nor any other of the
+    group), so that subscription builds no backlog meanwhile; the events are the same sample,
+    and every one of them matches the filter. The subscription is deleted afterwards, so the
+    runs that follow see the same subscriptions as before.
+    """
+    rendered = compile_template(RULES_TEMPLATE, None, "webhook").render(sample_event(RULES_TYPE))
+    size = len(rendered) if isinstance(rendered, bytes) else 0
+    label = f"turbohooks, 1 worker, five-clause filter + {size / 1024:.1f} KiB template"
+    sub = await engine.service.create(
+        SubscriptionCreate(
+            name="e2e-rules",
+            url=receiver.url,
+            event_types=[RULES_TYPE],
+            filters=dict(RULES_FILTER),
+            template=RULES_TEMPLATE,
+        )
+    )
+    try:
+        if not await loops_running(engine.js, engine.settings.stream_name, [sub], timeout=30):
+            results.notes.append("filter + template: the worker never bound the consumer within 30 s; not measured")
+            return
+        burst = await drain_burst(engine, receiver, sub, count, limit, watched, event_type=RULES_TYPE)
+        _, latencies = await receiver.samples()
+        # The receiver reads the event's timestamp from the body: the template's body carries none.
+        templated = sum(1 for latency in latencies if math.isnan(latency))
+        record_burst(
+            results,
+            "product.e2e_rules",
+            GROUP,
+            label,
+            burst,
+            ref="product.e2e.rate",
+            consumer="worker",
+            cpu_ref="product.e2e.cpu_us",
+        )
+        if templated < len(latencies):
+            results.notes.append(
+                f"filter + template: {len(latencies) - templated} of {len(latencies)} bodies were not the template's"
+            )
+        results.target(
+            "saturation with a five-clause filter and a 1 KiB template ≥ 80 % of without",
+            "product.e2e_rules.rate",
+            ">=",
+            0.80,
+            ref="product.e2e.rate",
+        )
+    finally:
+        await engine.service.delete(sub.id)
+        await receiver.settle()
 
 
 async def _recorder_lag(results: Results, js: JetStreamContext) -> None:

@@ -18,7 +18,7 @@ from streams.telemetry import configure_tracing, delivery_span, tracing_on
 
 from .._results import Results, Scale
 from .._traffic import sample_event, sample_fields
-from ._common import GROUP
+from ._common import GROUP, RULES_FILTER, RULES_TEMPLATE
 
 __all__ = ("hot_path", "tracing_costs")
 
@@ -33,18 +33,8 @@ def _per_call_us(call: Callable[[], object], seconds: float) -> float:
     return min(timer.repeat(repeat=5, number=number)) / number * 1e6
 
 
-_TEMPLATE = (
-    '{"text": {{ ("[" ~ context.project_id ~ "] " ~ data.current.title)|tojson }},'
-    ' "status": "{{ data.current.status }}", "was": {{ data.previous.status|tojson }},'
-    ' "by": {{ actor.name|tojson }}, "labels": {{ data.current.labels }},'
-    ' "changes": [{% for c in data.changes %}"{{ c }}"{% if not loop.last %},{% endif %}{% endfor %}],'
-    ' "description": {{ data.current.description|tojson }}, "event": "{{ event_type }}:{{ entity_id }}"}'
-)
-"""A payload template of the usual shape whose JSON output is about 1 KiB (the sample's description)."""
-
-
 def _template_call(event: Event) -> tuple[str, str, Callable[[], object] | None]:
-    template = compile_template(_TEMPLATE, None, "webhook")
+    template = compile_template(RULES_TEMPLATE, None, "webhook")
     body = template.render(event)
     size = len(body) if isinstance(body, bytes) else 0
     return (
@@ -120,16 +110,7 @@ def hot_path(results: Results, scale: Scale) -> None:
         calls.append(("hot.record", "recording: encode the AttemptRecord (msgspec)", lambda: encoder.encode(record)))
     except (TypeError, msgspec.ValidationError) as exc:
         results.notes.append(f"recording cost not measured: AttemptRecord changed ({exc})")
-    # The design's use cases in one filter: five clauses, each a different operator.
-    predicate = compile_filter(
-        {
-            "data.current.priority": {"$in": ["high", "urgent"]},
-            "data.changes": {"$contains": "status"},
-            "actor.type": {"$ne": "ai"},
-            "context.project_id": {"$startsWith": "p-"},
-            "data.previous.status": {"$exists": True},
-        }
-    )
+    predicate = compile_filter(RULES_FILTER)
     assert predicate(event), "the sample event matches the benchmark's filter"
     calls.append(("hot.filters", "filters: a five-clause filter (compiled), per event", lambda: predicate(event)))
     results.target("filter evaluation ≤ 5 µs per event (five clauses)", "hot.filters", "<=", 5.0)
