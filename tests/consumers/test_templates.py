@@ -228,3 +228,20 @@ def test_an_escaping_template_bounds_join_too_and_escapes_its_items() -> None:
     assert html == b"auth&lt;br&gt;p1"
     huge = compile_template("{{ range(10000)|join('x' * 100000) }}", "text/html", "webhook").render(_EVENT)
     assert isinstance(huge, RenderFailed) and "join would build" in huge.error
+
+
+def test_a_key_of_the_data_wins_over_a_dict_method_and_escapes_stay_refused() -> None:
+    """`data.current.items` is the event's `items` field (the envelope is data), not dict.items;
+    a missing key still goes through the sandbox's checked attribute access."""
+    event = build_event(
+        event_type="issue.updated",
+        entity_id="e1",
+        data={"current": {"items": ["a", "b"], "__class__": "data, not a type"}},
+    )
+    template = compile_template(
+        '{"items": {{ data.current.items|tojson }}, "c": "{{ data.current.__class__ }}"}', None, "webhook"
+    )
+    assert msgspec.json.decode(template.render(event)) == {"items": ["a", "b"], "c": "data, not a type"}
+    escape = compile_template('{"x": "{{ data.previous.__class__ }}"}', None, "webhook")
+    failed = escape.render(build_event(event_type="issue.updated", entity_id="e1", data={"previous": {}}))
+    assert isinstance(failed, RenderFailed) and "unsafe" in failed.error
