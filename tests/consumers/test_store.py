@@ -429,6 +429,25 @@ async def test_odd_bodies_are_stored_safely(db: Database) -> None:
     assert (await deliveries.get(delivery_id_for(sub.id, form))).last_attempt_at == T0 + timedelta(minutes=1)
 
 
+async def test_json_bodies_are_stored_as_sent_unless_they_are_not_utf8(db: Database) -> None:
+    sub = await SubscriptionStore(db).create(make_subscription())
+    deliveries = DeliveryStore(db)
+    spaced, latin, broken = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await deliveries.record(
+        [
+            make_attempt(sub, spaced, 1, "success", T0, payload=b' {"a" : [1, 2.5, "\\u00e9"], "b": {}} '),
+            # JSON syntax, but not UTF-8: kept as text, the bad byte replaced.
+            make_attempt(sub, latin, 1, "success", T0, payload=b'{"name":"caf\xe9"}'),
+            make_attempt(sub, broken, 1, "success", T0, payload=b'{"a": [1, 2'),
+        ],
+        **NO_DISABLE,
+    )
+    stored = await deliveries.get(delivery_id_for(sub.id, spaced))
+    assert msgspec.json.decode(stored.payload) == {"a": [1, 2.5, "\u00e9"], "b": {}}
+    assert (await deliveries.get(delivery_id_for(sub.id, latin))).payload == '{"name":"caf\ufffd"}'.encode()
+    assert (await deliveries.get(delivery_id_for(sub.id, broken))).payload == b'{"a": [1, 2'
+
+
 async def test_one_batch_updates_stored_deliveries_column_by_column(db: Database) -> None:
     sub = await SubscriptionStore(db).create(make_subscription())
     deliveries = DeliveryStore(db)
