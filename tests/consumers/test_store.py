@@ -628,7 +628,18 @@ async def test_sqlite_driver_writes_store_what_sqlalchemy_stores(tmp_path: Path)
     batches = [
         [first, _pending(make_attempt(sub, pending, 1, "retrying", T0))],
         [written_ahead, make_attempt(sub, form, 1, "failed", T0.replace(tzinfo=None), payload=b"a=1")],
-        [answer, stray, make_attempt(sub, form, 2, "success", T0 + timedelta(seconds=1, microseconds=-T0.microsecond))],
+        # A whole second (no microseconds to write), in another zone than UTC.
+        [
+            answer,
+            stray,
+            make_attempt(
+                sub,
+                form,
+                2,
+                "success",
+                (T0 + timedelta(seconds=1, microseconds=-T0.microsecond)).astimezone(timezone(timedelta(hours=2))),
+            ),
+        ],
     ]
     stored = []
     for driver in (True, False):
