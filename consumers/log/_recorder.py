@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from streams import (
     ATTEMPTS_STREAM,
@@ -72,6 +73,17 @@ _RETRY_MAX: Final = 5.0
 """Pauses between writes of a batch the database refused: doubling from the first to the last."""
 _HEADROOM: Final = 4096
 """Bytes left under the server's max_payload for a parked message's headers."""
+_LINGER: Final = 0.05
+"""Seconds a fetch that came back short waits for more batches, written with it in one transaction.
+
+Following live traffic, a fetch returns the one or two batches just published, and the
+``pending`` record of an attempt and its answer landed in separate transactions: an INSERT,
+then an UPDATE rewriting the row, and a commit each (SQLite rewrites every page a commit
+touches). Waiting this long collects most answers with their pending records (one INSERT)
+and shares the commit: half the recorder's CPU per delivery at ~1,800 deliveries/s. The log
+lags by as much; the deliveries do not (workers wait for the attempts stream, never for SQL)."""
+_GATHER: Final = RECORDER_FETCH * 2
+"""Most attempt batches written in one transaction (the consumer lets 4 × ``RECORDER_FETCH`` be unacknowledged)."""
 
 
 class _Undecodable(Exception):
@@ -151,11 +163,27 @@ class Recorder:
                     self.idle.set()
                     continue
                 self.idle.clear()
+                await self._gather(psub, msgs)
                 await self._store(msgs, stop)
         finally:
             stopper.cancel()
             with contextlib.suppress(*NATS_ERRORS):
                 await psub.unsubscribe()
+
+    async def _gather(self, psub: JetStreamContext.PullSubscription, msgs: list[Msg]) -> None:
+        """Add to ``msgs`` what arrives within :data:`_LINGER`, up to :data:`_GATHER` batches."""
+        deadline = time.monotonic() + _LINGER
+        while len(msgs) < _GATHER:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.001:
+                return
+            try:
+                msgs.extend(await psub.fetch(min(RECORDER_FETCH, _GATHER - len(msgs)), timeout=remaining))
+            except NATS_ERRORS:
+                return  # nothing more in time (or NATS away): what is in hand is written
+            except Exception as exc:  # noqa: BLE001  the loop never dies of one fetch
+                _log.error("recorder: fetch failed (%r); writing what is in hand", exc)
+                return
 
     async def _store(self, msgs: Sequence[Msg], stop: asyncio.Event) -> bool:
         """Write ``msgs`` and acknowledge them, retrying in place; False if ``stop`` came first (not acknowledged)."""

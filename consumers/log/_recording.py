@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import (
+    Dialect,
     Insert,
     Table,
     bindparam,
@@ -25,6 +26,7 @@ from .._messages import (
 )
 from ._counts import add_skip_counts, skip_upsert
 from ._database import Database
+from ._driver import DriverStatement, driver_insert, driver_update
 from ._rows import (
     Counters,
     add_update,
@@ -55,6 +57,7 @@ class DeliveryRecording:
             ATTEMPTS.c.attempt_id
         )
         self._upsert_skips = skip_upsert(db.dialect_name)
+        self._driver = _SqliteWrites(db.engine.dialect) if db.dialect_name == "sqlite" else None
 
     async def record(
         self,
@@ -117,7 +120,10 @@ class DeliveryRecording:
             for delivery_id in sorted(by_delivery.keys() - stored.keys()):
                 row = fresh[delivery_id] = new_delivery_values(delivery_id, by_delivery[delivery_id])
                 transitions[delivery_id] = apply_attempts(row, by_delivery[delivery_id], set())
-            if fresh:
+            if fresh and self._driver is not None:
+                # The write lock is held since the read above: none of them is stored.
+                await self._driver.deliveries.run(connection, fresh.values())
+            elif fresh:
                 created = set(await connection.scalars(self._insert_deliveries, list(fresh.values())))
                 if raced := fresh.keys() - created:
                     # Created meanwhile by another writer: locked and updated like stored ones.
@@ -134,12 +140,22 @@ class DeliveryRecording:
             completing = [r for r in kept if known.get(r.attempt_id) == "pending" and r.outcome != "pending"]
             completed = {r.attempt_id for r in completing}
             if completing:
-                await connection.execute(
-                    _COMPLETE_ATTEMPT,
-                    [{**attempt_values(r), "b_id": r.attempt_id} for r in sorted(completing, key=_by_id)],
-                )
+                completions = [{**attempt_values(r), "b_id": r.attempt_id} for r in sorted(completing, key=_by_id)]
+                if self._driver is not None:
+                    await self._driver.complete.run(connection, completions)
+                else:
+                    await connection.execute(_COMPLETE_ATTEMPT, completions)
             fresh_attempts = [attempt_values(r) for r in kept if r.attempt_id not in known]
-            inserted = set(await connection.scalars(self._insert_attempts, fresh_attempts)) if fresh_attempts else set()
+            if fresh_attempts and self._driver is not None:
+                # No RETURNING: an id stored already (under another delivery) is read instead, and skipped.
+                ids = {values["attempt_id"] for values in fresh_attempts}
+                taken = {row.attempt_id for row in await select_in(connection, _STORED_ATTEMPTS, ids)}
+                await self._driver.attempts.run(connection, (v for v in fresh_attempts if v["attempt_id"] not in taken))
+                inserted = ids - taken
+            elif fresh_attempts:
+                inserted = set(await connection.scalars(self._insert_attempts, fresh_attempts))
+            else:
+                inserted = set()
             result.recorded = len(inserted) + len(completed)
             result.duplicates += len(kept) - result.recorded
 
@@ -158,8 +174,12 @@ class DeliveryRecording:
                 if new:
                     transitions[delivery_id] = apply_attempts(row, new, completed)
                     add_update(updates, delivery_id, row)
-            for params in updates.values():
-                await connection.execute(_UPDATE_DELIVERY, sorted(params, key=lambda p: p["b_id"]))
+            for keys, params in updates.items():
+                params.sort(key=lambda p: p["b_id"])
+                if self._driver is not None:
+                    await self._driver.update_deliveries(keys).run(connection, params)
+                else:
+                    await connection.execute(_UPDATE_DELIVERY, params)
 
             failed_more = count_failures(
                 subscriptions, [t for d in by_delivery if (t := transitions.get(d)) is not None]
@@ -242,6 +262,24 @@ def _by_id(record: AttemptRecord) -> uuid.UUID:
 
 # The SET clause comes from the keys of the parameters ("b_id" names the row).
 _UPDATE_DELIVERY: Final = update(DELIVERIES).where(DELIVERIES.c.id == bindparam("b_id"))
+
+
+class _SqliteWrites:
+    """The batch's bulk writes as the SQLite driver's executemany (see :mod:`._driver`)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self.deliveries = driver_insert(DELIVERIES, "id", dialect)
+        self.attempts = driver_insert(ATTEMPTS, "attempt_id", dialect)
+        self.complete = driver_update(_COMPLETE_ATTEMPT, ATTEMPTS, [c.key for c in ATTEMPTS.c], dialect)
+        self._updates: dict[frozenset[str], DriverStatement] = {}
+
+    def update_deliveries(self, keys: frozenset[str]) -> DriverStatement:
+        """The UPDATE of deliveries setting ``keys`` (compiled on first use: a handful of sets occur)."""
+        statement = self._updates.get(keys)
+        if statement is None:
+            statement = self._updates[keys] = driver_update(_UPDATE_DELIVERY, DELIVERIES, sorted(keys), self._dialect)
+        return statement
 
 
 _UPDATE_COUNTERS: Final = update(SUBSCRIPTIONS).where(SUBSCRIPTIONS.c.id == bindparam("b_id"))

@@ -6,6 +6,7 @@ import asyncio
 import random
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -13,13 +14,15 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, column, func, inspect, select, table
+from sqlalchemy import Connection, column, func, inspect, select, table, text
 
 from consumers._messages import AttemptOutcome, AttemptRecord, Subscription, delivery_id_for
 from consumers.log._database import Database, alembic_config
 from consumers.log._models import ALEMBIC_VERSION_TABLE, AttemptRow, Base, DeliveryRow
 from consumers.log._store import DeliveryStore, RecordResult, SubscriptionStore
 from streams._errors import ConflictError, NotFoundError, TurbohooksError
+
+from .conftest import sqlite_url
 
 # Two days ago, to the microsecond: old enough for "failing for at least a day".
 T0 = (datetime.now(UTC) - timedelta(days=2)).replace(microsecond=123456)
@@ -450,6 +453,25 @@ async def test_odd_bodies_are_stored_safely(db: Database) -> None:
     assert (await deliveries.get(delivery_id_for(sub.id, form))).last_attempt_at == T0 + timedelta(minutes=1)
 
 
+async def test_json_bodies_are_stored_as_sent_unless_they_are_not_utf8(db: Database) -> None:
+    sub = await SubscriptionStore(db).create(make_subscription())
+    deliveries = DeliveryStore(db)
+    spaced, latin, broken = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await deliveries.record(
+        [
+            make_attempt(sub, spaced, 1, "success", T0, payload=b' {"a" : [1, 2.5, "\\u00e9"], "b": {}} '),
+            # JSON syntax, but not UTF-8: kept as text, the bad byte replaced.
+            make_attempt(sub, latin, 1, "success", T0, payload=b'{"name":"caf\xe9"}'),
+            make_attempt(sub, broken, 1, "success", T0, payload=b'{"a": [1, 2'),
+        ],
+        **NO_DISABLE,
+    )
+    stored = await deliveries.get(delivery_id_for(sub.id, spaced))
+    assert msgspec.json.decode(stored.payload) == {"a": [1, 2.5, "\u00e9"], "b": {}}
+    assert (await deliveries.get(delivery_id_for(sub.id, latin))).payload == '{"name":"caf\ufffd"}'.encode()
+    assert (await deliveries.get(delivery_id_for(sub.id, broken))).payload == b'{"a": [1, 2'
+
+
 async def test_one_batch_updates_stored_deliveries_column_by_column(db: Database) -> None:
     sub = await SubscriptionStore(db).create(make_subscription())
     deliveries = DeliveryStore(db)
@@ -631,3 +653,66 @@ async def test_concurrent_recorders_agree(db: Database) -> None:
     assert sum(r.recorded for r in results) == len(batch)
     assert {(d.status, d.attempts) for d in await deliveries.list(limit=100)} == {("failed", 4)}
     assert [(await subs.get(s.id)).consecutive_failures for s in (first, second)] == [10, 10]
+
+
+async def _raw_rows(db: Database) -> list[list[tuple[Any, ...]]]:
+    """Every delivery and attempt row as the driver stores it (text, numbers), in a fixed order."""
+    async with db.session() as session:
+        queries = ("SELECT * FROM webhook_deliveries ORDER BY id", "SELECT * FROM webhook_delivery_attempts ORDER BY 1")
+        return [[tuple(row) for row in await session.execute(text(query))] for query in queries]
+
+
+def _pending(record: AttemptRecord) -> AttemptRecord:
+    """The record written ahead of ``record``'s request."""
+    return msgspec.structs.replace(
+        record,
+        outcome="pending",
+        payload=b"",
+        response_code=None,
+        response_headers={},
+        response_body=None,
+        error="outcome unknown",
+        latency_ms=None,
+        finished_at=record.started_at,
+        next_attempt_at=None,
+    )
+
+
+async def test_sqlite_driver_writes_store_what_sqlalchemy_stores(tmp_path: Path) -> None:
+    sub = make_subscription()
+    retried, pending, form, moved = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    first = make_attempt(sub, retried, 1, "retrying", T0)
+    answer = make_attempt(sub, retried, 2, "success", T0 + timedelta(minutes=2))
+    written_ahead = _pending(answer)
+    # An attempt id stored already under another delivery: ignored, and its record's delivery written alone.
+    stray = make_attempt(sub, moved, 1, "failed", T0, attempt_id=first.attempt_id)
+    batches = [
+        [first, _pending(make_attempt(sub, pending, 1, "retrying", T0))],
+        [written_ahead, make_attempt(sub, form, 1, "failed", T0.replace(tzinfo=None), payload=b"a=1")],
+        # A whole second (no microseconds to write), in another zone than UTC.
+        [
+            answer,
+            stray,
+            make_attempt(
+                sub,
+                form,
+                2,
+                "success",
+                (T0 + timedelta(seconds=1, microseconds=-T0.microsecond)).astimezone(timezone(timedelta(hours=2))),
+            ),
+        ],
+    ]
+    stored = []
+    for driver in (True, False):
+        async with Database(sqlite_url(tmp_path / str(driver))) as db:
+            await SubscriptionStore(db).create(sub)
+            deliveries = DeliveryStore(db)
+            assert (deliveries._driver is not None) is True  # SQLite: the driver's executemany
+            if not driver:
+                deliveries._driver = None  # the SQLAlchemy statements (PostgreSQL's path)
+            results = [await deliveries.record(batch, **NO_DISABLE) for batch in batches]
+            assert [(r.recorded, r.duplicates) for r in results] == [(2, 0), (2, 0), (2, 1)]
+            stored.append(await _raw_rows(db))
+    assert stored[0] == stored[1]
+    deliveries_rows, attempts_rows = stored[0]
+    assert len(deliveries_rows) == 4 and len(attempts_rows) == 5

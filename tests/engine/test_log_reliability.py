@@ -8,6 +8,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from streams import (
     DatabaseUnavailableError,
     EmbeddedNats,
     Event,
+    NotFoundError,
     Settings,
     build_event,
     decode_event,
@@ -344,3 +346,52 @@ async def test_an_event_near_max_payload_that_fails_for_good_is_dead_lettered(
         assert decode_event(bytes(letter.event)).event_id == large.event_id
         await asyncio.sleep(ack_wait(engine.settings) + 1)
         assert len(receiver.at(route)) == 1
+
+
+async def test_an_answer_arriving_soon_after_its_pending_record_shares_its_write(
+    engine: Engine, receiver: Receiver, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorder waits a moment for more batches: a pending record and its answer soon after are one write."""
+    # A wider wait than the shipped 50 ms, and a gap of 100 ms: publishes under load take tens of ms.
+    monkeypatch.setattr("consumers.log._recorder._LINGER", 0.6)
+    store = engine.deliveries
+    real = store.record
+    writes: list[list[AttemptRecord]] = []
+
+    async def recording(attempts: Sequence[AttemptRecord], **kwargs: Any) -> RecordResult:
+        writes.append(list(attempts))
+        return await real(attempts, **kwargs)
+
+    monkeypatch.setattr(store, "record", recording)
+    async with running_engine(engine) as run:
+        sub = await run.subscribe(
+            name=f"pair-{unique}", url=receiver.endpoint(f"/pair-{unique}"), event_types=["issue.*"]
+        )
+        event_id = uuid.uuid4()
+        started = datetime.now(UTC)
+        pending = AttemptRecord(
+            attempt_id=uuid.uuid4(),
+            delivery_id=delivery_id_for(sub.id, event_id),
+            subscription_id=sub.id,
+            event_id=event_id,
+            event_type="issue.created",
+            attempt=1,
+            outcome="pending",
+            started_at=started,
+            finished_at=started,
+        )
+        answer = msgspec.structs.replace(pending, outcome="success", response_code=200, finished_at=datetime.now(UTC))
+        for record in (pending, answer):
+            batch = AttemptBatch(batch_id=uuid.uuid4(), records=[record])
+            await engine.js.publish(f"{ATTEMPTS_SUBJECT_ROOT}.{sub.id.hex}", msgspec.json.encode(batch))
+            await asyncio.sleep(0.1)
+
+        async def logged() -> bool:
+            try:
+                return (await store.get(pending.delivery_id)).status == "success"
+            except NotFoundError:
+                return False
+
+        await wait_for(logged, what="the delivery in the log")
+        mine = [[r.outcome for r in w if r.attempt_id == pending.attempt_id] for w in writes]
+        assert [outcomes for outcomes in mine if outcomes] == [["pending", "success"]]
